@@ -1,0 +1,56 @@
+//! `neuron.toml`: the neuron's settings. Every key can also be given as a
+//! command-line flag, which wins over the file.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{ConfigError, load_toml};
+
+pub const DEFAULT_NEURON_LISTEN: &str = "0.0.0.0:13131";
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeuronConfig {
+    /// Address to listen on, default `0.0.0.0:13131`.
+    pub listen: Option<String>,
+    /// Node name reported to the gateway, default the host name.
+    pub name: Option<String>,
+    /// Memory the neuron may fill with models, in MiB (default: the device's).
+    pub memory_limit_mb: Option<u64>,
+    /// Requests waiting per model beyond the one running (default 16).
+    pub max_queue: Option<u32>,
+    /// Largest request body accepted, in bytes (default 4 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// Largest `max_tokens` accepted (default: the model's context length).
+    pub max_tokens_limit: Option<u32>,
+    /// Device to run on: `cpu` (default), `cuda:N`, `metal:N`.
+    pub device: Option<String>,
+    /// Interval of `device_stats` events, milliseconds (default 1000).
+    pub stats_interval_ms: Option<u64>,
+}
+
+impl NeuronConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let (cfg, source): (NeuronConfig, String) = load_toml(path)?;
+        if let Some(0) = cfg.memory_limit_mb {
+            return Err(ConfigError::invalid_value(
+                path,
+                &source,
+                None,
+                "memory_limit_mb",
+                "must be greater than 0",
+            ));
+        }
+        if let Some(0) = cfg.stats_interval_ms {
+            return Err(ConfigError::invalid_value(
+                path,
+                &source,
+                None,
+                "stats_interval_ms",
+                "must be greater than 0",
+            ));
+        }
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,210 @@
+//! The event schema: one envelope for everything the neurons and the gateway
+//! report, versioned. Neurons serve these on `GET /events`; the gateway
+//! re-labels them with the node, adds its own, and serves the fleet stream on
+//! `GET /admin/events`. Both are Server-Sent Events whose `id:` is `seq` and
+//! whose `data:` is one [`Event`] as JSON.
+
+use serde::{Deserialize, Serialize};
+
+use crate::histogram::HistogramSnapshot;
+use crate::neuron_api::{DeviceInfo, ModelInfo};
+use crate::status::FleetStatus;
+
+/// Bumped on any incompatible change of [`Event`] or [`EventKind`].
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Schema version, [`EVENT_SCHEMA_VERSION`].
+    pub v: u32,
+    /// Monotonic per stream, starting at 1. The SSE `id`.
+    pub seq: u64,
+    /// Wall clock, milliseconds since the Unix epoch.
+    pub ts_ms: u64,
+    /// The neuron the event is about (set by the gateway on re-labelled
+    /// neuron events and on node events; a neuron leaves it empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// How a request's stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestEnd {
+    /// Generation finished (stop, length).
+    Done,
+    /// The client went away; generation was stopped and its slot freed.
+    ClientGone,
+    /// Generation failed.
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    // ---- neuron: model lifecycle ----
+    ModelLoadStarted {
+        model: String,
+        source: String,
+    },
+    ModelLoadProgress {
+        model: String,
+        done: u64,
+        total: u64,
+        /// `bytes`.
+        unit: String,
+    },
+    ModelLoaded {
+        model: String,
+        duration_ms: u64,
+        memory_bytes: u64,
+    },
+    ModelLoadFailed {
+        model: String,
+        reason: String,
+    },
+    ModelUnloaded {
+        model: String,
+        /// `requested`, `evicted`, `ttl`.
+        reason: String,
+    },
+    // ---- neuron: requests ----
+    RequestStarted {
+        request_id: String,
+        model: String,
+        prompt_tokens: u32,
+    },
+    RequestFirstToken {
+        request_id: String,
+        model: String,
+        ttft_ms: f64,
+    },
+    RequestFinished {
+        request_id: String,
+        model: String,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+        ttft_ms: Option<f64>,
+        prefill_tok_s: Option<f64>,
+        decode_tok_s: Option<f64>,
+        duration_ms: f64,
+        /// `stop` | `length` | `tool_calls`, when generation finished.
+        finish_reason: Option<String>,
+        ended: RequestEnd,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Periodic: devices and resident models, so a watcher's view is never
+    /// stale for longer than the interval.
+    DeviceStats {
+        devices: Vec<DeviceInfo>,
+        models: Vec<ModelInfo>,
+    },
+    // ---- gateway ----
+    /// The full fleet state; first on every `/admin/events` connection and
+    /// when a reconnecting client is too far behind for replay.
+    Snapshot {
+        status: Box<FleetStatus>,
+    },
+    NodeUp {
+        endpoint: String,
+    },
+    NodeDown {
+        endpoint: String,
+        reason: String,
+    },
+    PlacementDecided {
+        model: String,
+        reason: String,
+    },
+    ColdLoad {
+        model: String,
+    },
+    Evicted {
+        model: String,
+        /// Which model needed the room.
+        for_model: String,
+        strategy: String,
+        reason: String,
+    },
+    Pinned {
+        model: String,
+    },
+    Unpinned {
+        model: String,
+    },
+    RequestRouted {
+        request_id: String,
+        model: String,
+    },
+    RequestFailed {
+        request_id: String,
+        model: String,
+        status: u16,
+        reason: String,
+    },
+    /// Periodic per model (and node) latency and speed distributions.
+    Histograms {
+        model: String,
+        ttft_ms: HistogramSnapshot,
+        tok_s: HistogramSnapshot,
+    },
+}
+
+impl EventKind {
+    /// The `type` tag, for logs and filters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::ModelLoadStarted { .. } => "model_load_started",
+            EventKind::ModelLoadProgress { .. } => "model_load_progress",
+            EventKind::ModelLoaded { .. } => "model_loaded",
+            EventKind::ModelLoadFailed { .. } => "model_load_failed",
+            EventKind::ModelUnloaded { .. } => "model_unloaded",
+            EventKind::RequestStarted { .. } => "request_started",
+            EventKind::RequestFirstToken { .. } => "request_first_token",
+            EventKind::RequestFinished { .. } => "request_finished",
+            EventKind::DeviceStats { .. } => "device_stats",
+            EventKind::Snapshot { .. } => "snapshot",
+            EventKind::NodeUp { .. } => "node_up",
+            EventKind::NodeDown { .. } => "node_down",
+            EventKind::PlacementDecided { .. } => "placement_decided",
+            EventKind::ColdLoad { .. } => "cold_load",
+            EventKind::Evicted { .. } => "evicted",
+            EventKind::Pinned { .. } => "pinned",
+            EventKind::Unpinned { .. } => "unpinned",
+            EventKind::RequestRouted { .. } => "request_routed",
+            EventKind::RequestFailed { .. } => "request_failed",
+            EventKind::Histograms { .. } => "histograms",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_is_flat_json_with_type_tag() {
+        let ev = Event {
+            v: EVENT_SCHEMA_VERSION,
+            seq: 7,
+            ts_ms: 1,
+            node: Some("a".into()),
+            kind: EventKind::RequestFirstToken {
+                request_id: "r".into(),
+                model: "m".into(),
+                ttft_ms: 12.5,
+            },
+        };
+        let json = serde_json::to_value(&ev).unwrap();
+        assert_eq!(json["type"], "request_first_token");
+        assert_eq!(json["seq"], 7);
+        assert_eq!(json["node"], "a");
+        assert_eq!(json["ttft_ms"], 12.5);
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, ev);
+        assert_eq!(back.kind.name(), "request_first_token");
+    }
+}

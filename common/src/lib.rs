@@ -1,0 +1,21 @@
+//! Types every cortex program shares: config schemas, the event schema, the
+//! fleet status snapshot, API envelopes, the error envelope, histograms, and
+//! the embedded default model.
+
+pub mod config;
+pub mod embedded;
+pub mod error;
+pub mod event;
+pub mod histogram;
+pub mod launch;
+pub mod neuron_api;
+pub mod openai;
+pub mod status;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,128 @@
+//! The neuron's control API documents: `/health`, `/discovery`, `/models`,
+//! `/models/load`, `/models/unload`. The gateway reads the same types.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// `"ok"` whenever the neuron answers.
+    pub status: String,
+    pub name: String,
+    pub version: String,
+    pub uptime_secs: u64,
+}
+
+/// One compute device of a host: the CPU, a CUDA GPU, a Metal GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// `cpu`, `cuda:0`, `metal:0`.
+    pub id: String,
+    /// `cpu` | `cuda` | `metal`.
+    pub kind: String,
+    /// Human name: CPU model, GPU name.
+    pub name: String,
+    /// Memory the neuron may use on this device (the configured limit when
+    /// one is set, else what the device has).
+    pub memory_total_bytes: u64,
+    /// Memory taken by resident models.
+    pub memory_used_bytes: u64,
+}
+
+impl DeviceInfo {
+    pub fn memory_free_bytes(&self) -> u64 {
+        self.memory_total_bytes.saturating_sub(self.memory_used_bytes)
+    }
+}
+
+/// `GET /discovery`: what this host is and has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Discovery {
+    pub name: String,
+    pub host: String,
+    pub os: String,
+    pub cpu_model: String,
+    pub cpu_cores: usize,
+    pub memory_total_bytes: u64,
+    pub memory_free_bytes: u64,
+    pub devices: Vec<DeviceInfo>,
+    /// candle features compiled in: `cpu` always, plus `cuda`, `metal`,
+    /// `avx`, `neon`, `f16c`… as candle reports them.
+    pub candle_features: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelState {
+    Loading,
+    Loaded,
+    Unloading,
+    Failed,
+}
+
+/// One entry of `GET /models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub source: String,
+    pub state: ModelState,
+    /// Architecture read from the weights (`llama`, `qwen2`, `qwen3`).
+    #[serde(default)]
+    pub architecture: Option<String>,
+    pub device: String,
+    pub memory_bytes: u64,
+    /// Requests admitted: running plus waiting.
+    pub in_flight: u32,
+    /// Requests waiting for the device.
+    pub queue_depth: u32,
+    /// Decode speed of the most recent request, tokens per second.
+    pub decode_tok_s: Option<f64>,
+    /// Load progress while `loading`: done / total (bytes).
+    #[serde(default)]
+    pub progress: Option<Progress>,
+    /// Why the load failed, when `failed`.
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub context_length: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelsResponse {
+    pub models: Vec<ModelInfo>,
+}
+
+/// `POST /models/load`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadRequest {
+    /// The id the model is served under.
+    pub model: String,
+    /// Where the weights are: `embedded`, a GGUF file, a Hugging Face model
+    /// directory, or a Hugging Face cache id (`org/name`). Defaults to
+    /// `model` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// `POST /models/unload`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnloadRequest {
+    pub model: String,
+}
+
+/// Answer of load and unload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleResponse {
+    pub model: String,
+    pub state: ModelState,
+    /// `true` when this call did the work, `false` when it was already done
+    /// (or another caller's identical load was joined).
+    pub changed: bool,
+    pub memory_bytes: u64,
+    pub duration_ms: u64,
+}
