@@ -2,6 +2,8 @@
 //! fleet status snapshot, API envelopes, the error envelope, histograms, and
 //! the embedded default model.
 
+pub mod anthropic;
+pub mod completions;
 pub mod config;
 pub mod embedded;
 pub mod error;
@@ -10,7 +12,9 @@ pub mod histogram;
 pub mod launch;
 pub mod neuron_api;
 pub mod openai;
+pub mod responses;
 pub mod status;
+pub mod translate;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

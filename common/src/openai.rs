@@ -142,6 +142,9 @@ pub struct ContentPart {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// `{"url": "...", "detail"?: "..."}` on `image_url` parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,6 +234,30 @@ pub struct ChunkDelta {
     pub content: Option<String>,
 }
 
+/// One fragment of a streamed tool call (`choices[].delta.tool_calls[]`):
+/// the first fragment of a call carries `id` and `function.name`, later
+/// ones append to `function.arguments`. (Not yet a field of [`ChunkDelta`];
+/// see `translate::parse_upstream_chunk`.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    /// Which call of this choice the fragment belongs to.
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionCallDelta>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCallDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
+}
+
 /// `GET /v1/models` list shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelList {
@@ -276,7 +303,12 @@ mod tests {
         .unwrap();
         assert!(req.messages[0].content.is_none());
         assert_eq!(
-            req.messages[1].content.as_ref().unwrap().as_text().as_deref(),
+            req.messages[1]
+                .content
+                .as_ref()
+                .unwrap()
+                .as_text()
+                .as_deref(),
             Some("ab")
         );
         assert_eq!(req.stop_sequences(), vec!["x".to_string()]);

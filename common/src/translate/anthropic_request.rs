@@ -1,0 +1,465 @@
+//! Anthropic `MessagesRequest` → OpenAI `ChatCompletionRequest` (what the
+//! neuron serves).
+//!
+//! Kept: model, system (one leading system message, verbatim), every turn in
+//! order, text and image blocks, `tool_use` (→ assistant `tool_calls`, input
+//! serialised as the arguments string), `tool_result` (→ `tool` messages,
+//! placed where they were in the turn), tools, tool_choice, stop_sequences,
+//! temperature, top_p, top_k, max_tokens, metadata.user_id (→ `user`),
+//! stream (with `include_usage`, so the final usage can be reported).
+//!
+//! Dropped, because the OpenAI shape has no place for them: `thinking`
+//! blocks, `cache_control`, `tool_result.is_error`,
+//! `disable_parallel_tool_use`. Rejected (400): server tools (no
+//! `input_schema`), blocks in a role that cannot carry them, unknown roles.
+
+use serde_json::{Value, json};
+
+use super::{SYSTEM_BLOCK_SEPARATOR, TranslateError};
+use crate::anthropic::{
+    Content, ContentBlock, MessagesRequest, SystemPrompt, Tool, ToolChoice, ToolResultContent,
+};
+use crate::openai::{
+    ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, MessageContent, StopSequences,
+    StreamOptions, ToolCall,
+};
+
+pub fn to_chat_request(req: &MessagesRequest) -> Result<ChatCompletionRequest, TranslateError> {
+    let mut messages = Vec::with_capacity(req.messages.len() + 1);
+    if let Some(system) = system_text(req.system.as_ref()) {
+        messages.push(ChatMessage::text("system", &system));
+    }
+    for (i, msg) in req.messages.iter().enumerate() {
+        match msg.role.as_str() {
+            "user" => user_turn(i, &msg.content, &mut messages)?,
+            "assistant" => messages.push(assistant_turn(i, &msg.content)?),
+            "system" => messages.push(ChatMessage::text("system", &plain_text(i, &msg.content)?)),
+            other => {
+                return Err(TranslateError::new(
+                    "invalid_role",
+                    format!(
+                        "messages.{i}.role: unexpected role '{other}', expected 'user' or 'assistant'"
+                    ),
+                ));
+            }
+        }
+    }
+    let tools = match &req.tools {
+        None => None,
+        Some(tools) => Some(
+            tools
+                .iter()
+                .enumerate()
+                .map(|(i, t)| tool(i, t))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let stream = req.is_stream();
+    Ok(ChatCompletionRequest {
+        model: req.model.clone(),
+        messages,
+        stream: req.stream,
+        stream_options: stream.then_some(StreamOptions {
+            include_usage: Some(true),
+        }),
+        max_tokens: Some(req.max_tokens),
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        stop: req.stop_sequences.clone().map(StopSequences::Many),
+        tools,
+        tool_choice: req.tool_choice.as_ref().map(tool_choice),
+        user: req.metadata.as_ref().and_then(|m| m.user_id.clone()),
+        ..Default::default()
+    })
+}
+
+/// The leading system message's text, or `None` when the client sent no
+/// system prompt (an empty block list counts as none).
+pub fn system_text(system: Option<&SystemPrompt>) -> Option<String> {
+    match system? {
+        SystemPrompt::Text(s) => Some(s.clone()),
+        SystemPrompt::Blocks(blocks) if blocks.is_empty() => None,
+        SystemPrompt::Blocks(blocks) => {
+            let texts: Vec<&str> = blocks.iter().map(|b| b.text()).collect();
+            Some(texts.join(SYSTEM_BLOCK_SEPARATOR))
+        }
+    }
+}
+
+fn user_turn(
+    i: usize,
+    content: &Content,
+    out: &mut Vec<ChatMessage>,
+) -> Result<(), TranslateError> {
+    let blocks = match content {
+        Content::Text(s) => {
+            out.push(ChatMessage::text("user", s));
+            return Ok(());
+        }
+        Content::Blocks(blocks) => blocks,
+    };
+    let mut parts = Vec::new();
+    for (j, block) in blocks.iter().enumerate() {
+        match block {
+            ContentBlock::Text { .. } | ContentBlock::Image { .. } => parts.push(part(block)),
+            ContentBlock::ToolResult {
+                tool_use_id,
+                content,
+                ..
+            } => {
+                if !parts.is_empty() {
+                    out.push(user_message(std::mem::take(&mut parts)));
+                }
+                out.push(ChatMessage {
+                    role: "tool".to_string(),
+                    content: Some(tool_result_content(content.as_ref())),
+                    tool_call_id: Some(tool_use_id.clone()),
+                    ..Default::default()
+                });
+            }
+            ContentBlock::Thinking { .. } | ContentBlock::RedactedThinking { .. } => {}
+            ContentBlock::ToolUse { .. } => {
+                return Err(TranslateError::new(
+                    "invalid_content",
+                    format!("messages.{i}.content.{j}: tool_use blocks belong in assistant turns"),
+                ));
+            }
+        }
+    }
+    // A user turn that held only tool results adds no user message.
+    if !parts.is_empty()
+        || !blocks
+            .iter()
+            .any(|b| matches!(b, ContentBlock::ToolResult { .. }))
+    {
+        out.push(user_message(parts));
+    }
+    Ok(())
+}
+
+fn part(block: &ContentBlock) -> ContentPart {
+    match block {
+        ContentBlock::Image { source } => ContentPart {
+            kind: "image_url".to_string(),
+            text: None,
+            image_url: Some(json!({ "url": source.to_url() })),
+        },
+        ContentBlock::Text { text } => ContentPart {
+            kind: "text".to_string(),
+            text: Some(text.clone()),
+            image_url: None,
+        },
+        // Callers only pass text and image blocks.
+        _ => ContentPart {
+            kind: "text".to_string(),
+            text: Some(String::new()),
+            image_url: None,
+        },
+    }
+}
+
+/// One text part is sent as a plain string; anything else as parts.
+fn content_of(parts: Vec<ContentPart>) -> MessageContent {
+    if let [only] = parts.as_slice()
+        && only.kind == "text"
+    {
+        return MessageContent::Text(only.text.clone().unwrap_or_default());
+    }
+    if parts.is_empty() {
+        return MessageContent::Text(String::new());
+    }
+    MessageContent::Parts(parts)
+}
+
+fn user_message(parts: Vec<ContentPart>) -> ChatMessage {
+    ChatMessage {
+        role: "user".to_string(),
+        content: Some(content_of(parts)),
+        ..Default::default()
+    }
+}
+
+fn tool_result_content(content: Option<&ToolResultContent>) -> MessageContent {
+    match content {
+        None => MessageContent::Text(String::new()),
+        Some(ToolResultContent::Text(s)) => MessageContent::Text(s.clone()),
+        Some(ToolResultContent::Blocks(blocks)) => content_of(
+            blocks
+                .iter()
+                .filter(|b| matches!(b, ContentBlock::Text { .. } | ContentBlock::Image { .. }))
+                .map(part)
+                .collect(),
+        ),
+    }
+}
+
+fn assistant_turn(i: usize, content: &Content) -> Result<ChatMessage, TranslateError> {
+    let blocks = match content {
+        Content::Text(s) => return Ok(ChatMessage::text("assistant", s)),
+        Content::Blocks(blocks) => blocks,
+    };
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for (j, block) in blocks.iter().enumerate() {
+        match block {
+            ContentBlock::Text { text: t } => text.push_str(t),
+            ContentBlock::ToolUse { id, name, input } => calls.push(ToolCall {
+                id: id.clone(),
+                kind: "function".to_string(),
+                function: FunctionCall {
+                    name: name.clone(),
+                    arguments: input.to_string(),
+                },
+            }),
+            ContentBlock::Thinking { .. } | ContentBlock::RedactedThinking { .. } => {}
+            ContentBlock::Image { .. } | ContentBlock::ToolResult { .. } => {
+                return Err(TranslateError::new(
+                    "invalid_content",
+                    format!(
+                        "messages.{i}.content.{j}: assistant turns carry text and tool_use blocks only"
+                    ),
+                ));
+            }
+        }
+    }
+    let has_calls = !calls.is_empty();
+    Ok(ChatMessage {
+        role: "assistant".to_string(),
+        // OpenAI's convention: `null` content on a tool-call-only turn.
+        content: (!text.is_empty() || !has_calls).then_some(MessageContent::Text(text)),
+        tool_calls: has_calls.then_some(calls),
+        ..Default::default()
+    })
+}
+
+fn plain_text(i: usize, content: &Content) -> Result<String, TranslateError> {
+    match content {
+        Content::Text(s) => Ok(s.clone()),
+        Content::Blocks(blocks) => {
+            let mut texts = Vec::with_capacity(blocks.len());
+            for (j, b) in blocks.iter().enumerate() {
+                match b {
+                    ContentBlock::Text { text } => texts.push(text.as_str()),
+                    _ => {
+                        return Err(TranslateError::new(
+                            "invalid_content",
+                            format!(
+                                "messages.{i}.content.{j}: system turns carry text blocks only"
+                            ),
+                        ));
+                    }
+                }
+            }
+            Ok(texts.join(SYSTEM_BLOCK_SEPARATOR))
+        }
+    }
+}
+
+fn tool(i: usize, t: &Tool) -> Result<Value, TranslateError> {
+    let custom = matches!(t.kind.as_deref(), None | Some("custom"));
+    let Some(schema) = t.input_schema.as_ref().filter(|_| custom) else {
+        return Err(TranslateError::new(
+            "unsupported_tool",
+            format!(
+                "tools.{i}: tool '{}' of type '{}' is not supported; only client tools with an input_schema are",
+                t.name,
+                t.kind.as_deref().unwrap_or("custom")
+            ),
+        ));
+    };
+    let mut function = json!({ "name": t.name, "parameters": schema });
+    if let Some(d) = &t.description {
+        function["description"] = Value::String(d.clone());
+    }
+    Ok(json!({ "type": "function", "function": function }))
+}
+
+fn tool_choice(c: &ToolChoice) -> Value {
+    match c {
+        ToolChoice::Auto { .. } => json!("auto"),
+        ToolChoice::Any { .. } => json!("required"),
+        ToolChoice::None => json!("none"),
+        ToolChoice::Tool { name, .. } => json!({"type": "function", "function": {"name": name}}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anthropic::SystemBlock;
+
+    fn req(json: &str) -> MessagesRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// A Claude Code turn: block system, a tool round trip, parallel results.
+    const TRANSCRIPT: &str = r#"{
+        "model": "qwen2.5-0.5b", "max_tokens": 512, "stream": true,
+        "system": [{"type":"text","text":"You are Claude Code.","cache_control":{"type":"ephemeral"}},
+                   {"type":"text","text":"cwd: /repo"}],
+        "messages": [
+            {"role":"user","content":[{"type":"text","text":"<system-reminder>x</system-reminder>"},{"type":"text","text":"list files"}]},
+            {"role":"assistant","content":[
+                {"type":"thinking","thinking":"hmm","signature":"sig"},
+                {"type":"text","text":"Running ls."},
+                {"type":"tool_use","id":"toolu_1","name":"Bash","input":{"command":"ls"}},
+                {"type":"tool_use","id":"toolu_2","name":"Bash","input":{"command":"pwd"}}
+            ]},
+            {"role":"user","content":[
+                {"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"text","text":"a.rs\nb.rs"}]},
+                {"type":"tool_result","tool_use_id":"toolu_2","content":"/repo","is_error":false},
+                {"type":"text","text":"thanks"}
+            ]},
+            {"role":"assistant","content":[{"type":"tool_use","id":"toolu_3","name":"Read","input":{}}]},
+            {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_3"}]}
+        ],
+        "tools": [{"name":"Bash","description":"Run a command","input_schema":{"type":"object","properties":{"command":{"type":"string"}}}},
+                  {"name":"Read","input_schema":{"type":"object"}}],
+        "tool_choice": {"type":"any"},
+        "stop_sequences": ["END"], "temperature": 0.0, "top_p": 1.0, "top_k": 5,
+        "metadata": {"user_id": "user-9"}
+    }"#;
+
+    #[test]
+    fn claude_code_turn_translates() {
+        let chat = to_chat_request(&req(TRANSCRIPT)).unwrap();
+        let v = serde_json::to_value(&chat).unwrap();
+        let m = &v["messages"];
+        assert_eq!(
+            m[0],
+            json!({"role":"system","content":"You are Claude Code.\n\ncwd: /repo"})
+        );
+        assert_eq!(m[1]["role"], "user");
+        assert_eq!(
+            m[1]["content"][1],
+            json!({"type":"text","text":"list files"})
+        );
+        assert_eq!(m[2]["content"], "Running ls.");
+        assert_eq!(m[2]["tool_calls"][0]["id"], "toolu_1");
+        assert_eq!(
+            m[2]["tool_calls"][1]["function"]["arguments"],
+            r#"{"command":"pwd"}"#
+        );
+        assert_eq!(
+            m[3],
+            json!({"role":"tool","content":"a.rs\nb.rs","tool_call_id":"toolu_1"})
+        );
+        assert_eq!(
+            m[4],
+            json!({"role":"tool","content":"/repo","tool_call_id":"toolu_2"})
+        );
+        assert_eq!(m[5], json!({"role":"user","content":"thanks"}));
+        assert_eq!(m[6]["content"], Value::Null);
+        assert_eq!(
+            m[7],
+            json!({"role":"tool","content":"","tool_call_id":"toolu_3"})
+        );
+        assert_eq!(m.as_array().unwrap().len(), 8);
+        assert_eq!(
+            v["tools"][0]["function"]["parameters"]["properties"]["command"]["type"],
+            "string"
+        );
+        assert_eq!(v["tools"][0]["function"]["description"], "Run a command");
+        assert_eq!(v["tool_choice"], "required");
+        assert_eq!(v["stop"], json!(["END"]));
+        assert_eq!(v["max_tokens"], 512);
+        assert_eq!(v["top_k"], 5);
+        assert_eq!(v["temperature"], 0.0);
+        assert_eq!(v["user"], "user-9");
+        assert_eq!(v["stream"], true);
+        assert_eq!(v["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn system_is_one_verbatim_leading_message_or_nothing() {
+        let r = req(
+            r#"{"model":"m","max_tokens":1,"system":"  keep  me\n","messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        let chat = to_chat_request(&r).unwrap();
+        assert_eq!(
+            chat.messages[0],
+            ChatMessage::text("system", "  keep  me\n")
+        );
+        assert_eq!(chat.messages.len(), 2);
+        let r = req(r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}"#);
+        let chat = to_chat_request(&r).unwrap();
+        assert_eq!(chat.messages, vec![ChatMessage::text("user", "hi")]);
+        assert!(chat.stream_options.is_none());
+        assert_eq!(
+            system_text(Some(&SystemPrompt::Blocks(vec![SystemBlock::Text {
+                text: "a".into()
+            }]))),
+            Some("a".into())
+        );
+        assert_eq!(system_text(Some(&SystemPrompt::Blocks(vec![]))), None);
+    }
+
+    #[test]
+    fn images_become_data_urls() {
+        let r = req(
+            r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[
+            {"type":"image","source":{"type":"base64","media_type":"image/jpeg","data":"/9j/4A=="}},
+            {"type":"image","source":{"type":"url","url":"https://x/y.png"}},
+            {"type":"text","text":"what is this?"}]}]}"#,
+        );
+        let v = serde_json::to_value(to_chat_request(&r).unwrap()).unwrap();
+        assert_eq!(
+            v["messages"][0]["content"][0]["image_url"]["url"],
+            "data:image/jpeg;base64,/9j/4A=="
+        );
+        assert_eq!(
+            v["messages"][0]["content"][1]["image_url"]["url"],
+            "https://x/y.png"
+        );
+    }
+
+    #[test]
+    fn tool_choices_map() {
+        for (choice, want) in [
+            (r#"{"type":"auto"}"#, json!("auto")),
+            (r#"{"type":"none"}"#, json!("none")),
+            (
+                r#"{"type":"any","disable_parallel_tool_use":true}"#,
+                json!("required"),
+            ),
+            (
+                r#"{"type":"tool","name":"f"}"#,
+                json!({"type":"function","function":{"name":"f"}}),
+            ),
+        ] {
+            let c: ToolChoice = serde_json::from_str(choice).unwrap();
+            assert_eq!(tool_choice(&c), want);
+        }
+    }
+
+    #[test]
+    fn server_tools_and_bad_roles_are_rejected() {
+        let r = req(
+            r#"{"model":"m","max_tokens":1,"messages":[],"tools":[{"type":"web_search_20250305","name":"web_search","max_uses":5}]}"#,
+        );
+        let e = to_chat_request(&r).unwrap_err();
+        assert_eq!(e.code, "unsupported_tool");
+        assert!(e.message.contains("web_search_20250305"), "{}", e.message);
+        let r = req(r#"{"model":"m","max_tokens":1,"messages":[{"role":"tool","content":"x"}]}"#);
+        assert!(
+            to_chat_request(&r)
+                .unwrap_err()
+                .message
+                .contains("messages.0.role")
+        );
+        let r = req(
+            r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"tool_use","id":"a","name":"b","input":{}}]}]}"#,
+        );
+        assert_eq!(to_chat_request(&r).unwrap_err().code, "invalid_content");
+    }
+
+    #[test]
+    fn system_turns_inside_messages_stay_in_place() {
+        let r = req(
+            r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"a"},{"role":"system","content":"b"}]}"#,
+        );
+        let chat = to_chat_request(&r).unwrap();
+        assert_eq!(chat.messages[1], ChatMessage::text("system", "b"));
+    }
+}

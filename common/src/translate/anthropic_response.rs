@@ -1,0 +1,225 @@
+//! OpenAI `ChatCompletionResponse` → Anthropic `MessagesResponse`.
+//!
+//! Kept: the first choice's text (one `text` block, omitted when empty), every
+//! tool call (one `tool_use` block each, id verbatim, arguments parsed back
+//! into the `input` object), the stop reason, usage, model. The id becomes
+//! `msg_` + the upstream id's suffix so logs on both sides line up.
+
+use serde_json::Value;
+
+use super::id_suffix;
+use super::tool_calls::{arguments_for_template, parse_tool_calls};
+use crate::anthropic::{ContentBlock, MessagesRequest, MessagesResponse, StopReason, Usage};
+use crate::openai::{ChatCompletionResponse, FinishReason, MessageContent};
+
+/// What the translation needs to know beyond the upstream answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResponseContext {
+    /// Parse `<tool_call>` text out of content that carries no structured
+    /// `tool_calls` (the neuron did not parse them). Set when the request
+    /// offered tools.
+    pub parse_text_tool_calls: bool,
+    /// The stop sequence that ended generation, when the upstream reported
+    /// one: turns `finish_reason: "stop"` into `stop_sequence`.
+    pub stop_sequence: Option<String>,
+}
+
+impl ResponseContext {
+    pub fn for_request(req: &MessagesRequest) -> Self {
+        ResponseContext {
+            parse_text_tool_calls: req.has_tools(),
+            stop_sequence: None,
+        }
+    }
+}
+
+pub fn to_anthropic_response(
+    resp: &ChatCompletionResponse,
+    ctx: &ResponseContext,
+) -> MessagesResponse {
+    let mut content = Vec::new();
+    let mut finish = None;
+    if let Some(choice) = resp.choices.first() {
+        finish = choice.finish_reason;
+        let msg = &choice.message;
+        let mut text = msg.content.as_ref().map(text_of).unwrap_or_default();
+        let mut calls: Vec<ContentBlock> = msg
+            .tool_calls
+            .iter()
+            .flatten()
+            .map(|c| ContentBlock::ToolUse {
+                id: c.id.clone(),
+                name: c.function.name.clone(),
+                input: arguments_for_template(&c.function.arguments),
+            })
+            .collect();
+        if calls.is_empty()
+            && ctx.parse_text_tool_calls
+            && text.contains(super::tool_calls::TOOL_CALL_OPEN)
+        {
+            let parsed = parse_tool_calls(&text);
+            text = parsed.content;
+            calls = parsed
+                .tool_calls
+                .into_iter()
+                .map(|c| ContentBlock::ToolUse {
+                    id: super::new_id("toolu_"),
+                    name: c.name,
+                    input: Value::Object(c.arguments),
+                })
+                .collect();
+        }
+        if !text.is_empty() {
+            content.push(ContentBlock::Text { text });
+        }
+        content.extend(calls);
+    }
+    let has_tool_use = content
+        .iter()
+        .any(|b| matches!(b, ContentBlock::ToolUse { .. }));
+    let (stop_reason, stop_sequence) =
+        stop_reason(finish, has_tool_use, ctx.stop_sequence.as_deref());
+    MessagesResponse {
+        id: format!("msg_{}", id_suffix(&resp.id)),
+        kind: "message".to_string(),
+        role: "assistant".to_string(),
+        content,
+        model: resp.model.clone(),
+        stop_reason,
+        stop_sequence,
+        usage: Usage {
+            input_tokens: resp.usage.prompt_tokens,
+            output_tokens: resp.usage.completion_tokens,
+            ..Default::default()
+        },
+    }
+}
+
+/// OpenAI finish reason → Anthropic stop reason (and matched sequence).
+/// A finished turn that produced tool calls is `tool_use` whatever the
+/// upstream said; a missing finish reason is read as a normal end.
+pub fn stop_reason(
+    finish: Option<FinishReason>,
+    has_tool_use: bool,
+    stop_sequence: Option<&str>,
+) -> (Option<StopReason>, Option<String>) {
+    match finish {
+        Some(FinishReason::Length) => (Some(StopReason::MaxTokens), None),
+        _ if has_tool_use => (Some(StopReason::ToolUse), None),
+        Some(FinishReason::ToolCalls) => (Some(StopReason::ToolUse), None),
+        Some(FinishReason::Stop) | None => match stop_sequence {
+            Some(s) => (Some(StopReason::StopSequence), Some(s.to_string())),
+            None => (Some(StopReason::EndTurn), None),
+        },
+    }
+}
+
+/// The text of message content; non-text parts contribute nothing.
+pub(crate) fn text_of(content: &MessageContent) -> String {
+    match content {
+        MessageContent::Text(s) => s.clone(),
+        MessageContent::Parts(parts) => parts.iter().filter_map(|p| p.text.as_deref()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn resp(json: &str) -> ChatCompletionResponse {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// What a neuron (or vLLM) answers after parsing a tool call.
+    const TOOL_ANSWER: &str = r#"{
+        "id": "chatcmpl-8f3a", "object": "chat.completion", "created": 1718000000, "model": "qwen2.5-0.5b",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "Checking.",
+            "tool_calls": [{"id": "call_abc", "type": "function",
+                            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}}],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 17, "total_tokens": 137}
+    }"#;
+
+    #[test]
+    fn tool_calls_survive_non_streaming() {
+        let m = to_anthropic_response(&resp(TOOL_ANSWER), &ResponseContext::default());
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "id": "msg_8f3a", "type": "message", "role": "assistant", "model": "qwen2.5-0.5b",
+                "content": [
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "call_abc", "name": "get_weather", "input": {"city": "Paris"}}
+                ],
+                "stop_reason": "tool_use", "stop_sequence": null,
+                "usage": {"input_tokens": 120, "output_tokens": 17}
+            })
+        );
+    }
+
+    #[test]
+    fn text_tool_calls_are_parsed_when_tools_were_offered() {
+        let r = resp(
+            r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m",
+            "choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant",
+            "content":"<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call>"}}],
+            "usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+        );
+        let ctx = ResponseContext {
+            parse_text_tool_calls: true,
+            ..Default::default()
+        };
+        let m = to_anthropic_response(&r, &ctx);
+        assert_eq!(m.content.len(), 1);
+        assert!(
+            matches!(&m.content[0], ContentBlock::ToolUse { name, input, id } if name == "f" && input == &json!({"x":1}) && id.starts_with("toolu_"))
+        );
+        assert_eq!(m.stop_reason, Some(StopReason::ToolUse));
+        // Without tools on offer the text is the answer.
+        let m = to_anthropic_response(&r, &ResponseContext::default());
+        assert!(
+            matches!(&m.content[0], ContentBlock::Text { text } if text.starts_with("<tool_call>"))
+        );
+        assert_eq!(m.stop_reason, Some(StopReason::EndTurn));
+    }
+
+    #[test]
+    fn stop_reasons_map() {
+        assert_eq!(
+            stop_reason(Some(FinishReason::Length), false, None).0,
+            Some(StopReason::MaxTokens)
+        );
+        assert_eq!(
+            stop_reason(Some(FinishReason::Stop), false, None).0,
+            Some(StopReason::EndTurn)
+        );
+        assert_eq!(
+            stop_reason(Some(FinishReason::Stop), false, Some("END")),
+            (Some(StopReason::StopSequence), Some("END".into()))
+        );
+        assert_eq!(
+            stop_reason(Some(FinishReason::ToolCalls), false, None).0,
+            Some(StopReason::ToolUse)
+        );
+        assert_eq!(
+            stop_reason(Some(FinishReason::Stop), true, None).0,
+            Some(StopReason::ToolUse)
+        );
+        assert_eq!(stop_reason(None, false, None).0, Some(StopReason::EndTurn));
+    }
+
+    #[test]
+    fn empty_output_and_max_tokens() {
+        let r = resp(
+            r#"{"id":"x","object":"chat.completion","created":1,"model":"m",
+            "choices":[{"index":0,"finish_reason":"length","message":{"role":"assistant","content":null}}],
+            "usage":{"prompt_tokens":3,"completion_tokens":0,"total_tokens":3}}"#,
+        );
+        let m = to_anthropic_response(&r, &ResponseContext::default());
+        assert!(m.content.is_empty());
+        assert_eq!(m.stop_reason, Some(StopReason::MaxTokens));
+        assert_eq!(m.id, "msg_x");
+    }
+}

@@ -1,0 +1,502 @@
+//! OpenAI `ChatCompletionChunk` stream → Anthropic streaming events.
+//!
+//! Drive one [`AnthropicStream`] per request:
+//!
+//! ```text
+//! let mut tr = AnthropicStream::new(StreamContext::for_request(&req));
+//! let mut out = Vec::new();
+//! tr.start(&mut out);                 // message_start — send it at once
+//! // while the model loads / prefills: send AnthropicStream::ping() every ~1 s
+//! for each upstream chunk: tr.push(&chunk, &mut out);  // send `out`, clear it
+//! on upstream [DONE] / end:  tr.finish(&mut out);      // message_delta, message_stop
+//! on an upstream failure:    tr.error(kind, msg, &mut out); // one `error` event
+//! ```
+//!
+//! The events follow Anthropic's order exactly: `message_start`, then per
+//! content block `content_block_start`, `content_block_delta`*,
+//! `content_block_stop` (indices 0, 1, … in order, one block open at a
+//! time), then `message_delta` (stop reason, cumulative usage) and
+//! `message_stop`. Text becomes `text_delta`s; each tool call becomes a
+//! `tool_use` block whose arguments arrive as `input_json_delta`s.
+//! Upstream tool-call fragments must arrive call after call (as OpenAI and
+//! vLLM send them). With `parse_text_tool_calls`, `<tool_call>` text in the
+//! content is turned into `tool_use` blocks too.
+
+use serde_json::{Map, Value};
+
+use super::anthropic_response::stop_reason;
+use super::tool_calls::{ParsedToolCall, Piece, ToolCallParser};
+use crate::anthropic::{
+    BlockDelta, ContentBlock, DeltaUsage, ErrorDetail, ErrorType, MessageDelta, MessagesRequest,
+    MessagesResponse, StreamEvent, Usage,
+};
+use crate::openai::{ChatCompletionChunk, FinishReason, ToolCallDelta};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamContext {
+    /// The message id (`msg_…`), fixed before the first upstream chunk.
+    pub id: String,
+    /// The model name reported to the client.
+    pub model: String,
+    /// Prompt size for `message_start` if known up front (0 otherwise; the
+    /// real figure follows in `message_delta` once the upstream reports it).
+    pub input_tokens: u32,
+    /// Turn `<tool_call>` text into `tool_use` blocks.
+    pub parse_text_tool_calls: bool,
+}
+
+impl StreamContext {
+    pub fn for_request(req: &MessagesRequest) -> Self {
+        StreamContext {
+            id: super::new_id("msg_"),
+            model: req.model.clone(),
+            input_tokens: 0,
+            parse_text_tool_calls: req.has_tools(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    None,
+    Text,
+    /// A tool_use block fed by upstream tool call number `upstream`.
+    Tool {
+        upstream: Option<u32>,
+    },
+}
+
+/// The stateful translator; see the module documentation.
+#[derive(Debug)]
+pub struct AnthropicStream {
+    ctx: StreamContext,
+    started: bool,
+    done: bool,
+    /// Index of the open block, or of the next one when none is open.
+    index: u32,
+    open: Open,
+    parser: Option<ToolCallParser>,
+    pieces: Vec<Piece>,
+    finish: Option<FinishReason>,
+    usage: Option<crate::openai::Usage>,
+    /// Content-bearing upstream chunks: the output-token estimate when the
+    /// upstream sends no usage.
+    chunks: u32,
+    saw_tool_use: bool,
+    stop_sequence: Option<String>,
+}
+
+impl AnthropicStream {
+    pub fn new(ctx: StreamContext) -> Self {
+        let parser = ctx.parse_text_tool_calls.then(ToolCallParser::new);
+        AnthropicStream {
+            ctx,
+            started: false,
+            done: false,
+            index: 0,
+            open: Open::None,
+            parser,
+            pieces: Vec::new(),
+            finish: None,
+            usage: None,
+            chunks: 0,
+            saw_tool_use: false,
+            stop_sequence: None,
+        }
+    }
+
+    /// A keepalive event, valid anywhere after `message_start`.
+    pub fn ping() -> StreamEvent {
+        StreamEvent::Ping
+    }
+
+    /// True once `finish` or `error` ended the stream.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The stop sequence that ended generation, when the upstream says so;
+    /// call before `finish`.
+    pub fn set_stop_sequence(&mut self, stop_sequence: Option<String>) {
+        self.stop_sequence = stop_sequence;
+    }
+
+    /// Emit `message_start` (once; `push` calls it if you did not).
+    pub fn start(&mut self, out: &mut Vec<StreamEvent>) {
+        if self.started || self.done {
+            return;
+        }
+        self.started = true;
+        out.push(StreamEvent::MessageStart {
+            message: MessagesResponse {
+                id: self.ctx.id.clone(),
+                kind: "message".to_string(),
+                role: "assistant".to_string(),
+                content: Vec::new(),
+                model: self.ctx.model.clone(),
+                stop_reason: None,
+                stop_sequence: None,
+                usage: Usage {
+                    input_tokens: self.ctx.input_tokens,
+                    output_tokens: 0,
+                    ..Default::default()
+                },
+            },
+        });
+    }
+
+    pub fn push(&mut self, chunk: &ChatCompletionChunk, out: &mut Vec<StreamEvent>) {
+        if self.done {
+            return;
+        }
+        self.start(out);
+        if let Some(usage) = &chunk.usage {
+            self.usage = Some(usage.clone());
+        }
+        let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
+            return;
+        };
+        if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
+            self.chunks += 1;
+            match self.parser.as_mut() {
+                None => self.text(text, out),
+                Some(parser) => {
+                    let mut pieces = std::mem::take(&mut self.pieces);
+                    parser.push(text, &mut pieces);
+                    self.emit_pieces(&mut pieces, out);
+                    self.pieces = pieces;
+                }
+            }
+        }
+        if choice.finish_reason.is_some() {
+            self.finish = choice.finish_reason;
+        }
+    }
+
+    /// Structured tool-call fragments of the same upstream chunk (from
+    /// [`super::parse_upstream_chunk`]); call after `push` of that chunk.
+    pub fn push_tool_calls(&mut self, calls: &[ToolCallDelta], out: &mut Vec<StreamEvent>) {
+        if self.done || calls.is_empty() {
+            return;
+        }
+        self.start(out);
+        self.chunks += 1;
+        for call in calls {
+            self.tool_fragment(call, out);
+        }
+    }
+
+    /// The upstream ended normally: close the open block, then
+    /// `message_delta` and `message_stop`.
+    pub fn finish(&mut self, out: &mut Vec<StreamEvent>) {
+        if self.done {
+            return;
+        }
+        self.start(out);
+        if let Some(mut parser) = self.parser.take() {
+            let mut pieces = std::mem::take(&mut self.pieces);
+            parser.finish(&mut pieces);
+            self.emit_pieces(&mut pieces, out);
+        }
+        self.close(out);
+        let (stop_reason, stop_sequence) = stop_reason(
+            self.finish,
+            self.saw_tool_use,
+            self.stop_sequence.as_deref(),
+        );
+        let (input, output) = match &self.usage {
+            Some(u) => (u.prompt_tokens, u.completion_tokens),
+            None => (self.ctx.input_tokens, self.chunks),
+        };
+        out.push(StreamEvent::MessageDelta {
+            delta: MessageDelta {
+                stop_reason,
+                stop_sequence,
+            },
+            usage: DeltaUsage {
+                output_tokens: output,
+                input_tokens: Some(input),
+            },
+        });
+        out.push(StreamEvent::MessageStop);
+        self.done = true;
+    }
+
+    /// The upstream failed mid-stream: one `error` event ends the stream
+    /// (what Anthropic sends; the SDKs raise it as an exception).
+    pub fn error(
+        &mut self,
+        kind: ErrorType,
+        message: impl Into<String>,
+        out: &mut Vec<StreamEvent>,
+    ) {
+        if self.done {
+            return;
+        }
+        out.push(StreamEvent::Error {
+            error: ErrorDetail {
+                kind,
+                message: message.into(),
+            },
+        });
+        self.done = true;
+    }
+
+    fn emit_pieces(&mut self, pieces: &mut Vec<Piece>, out: &mut Vec<StreamEvent>) {
+        for piece in pieces.drain(..) {
+            match piece {
+                Piece::Text(t) => self.text(&t, out),
+                Piece::Call(c) => self.whole_call(c, out),
+            }
+        }
+    }
+
+    fn text(&mut self, text: &str, out: &mut Vec<StreamEvent>) {
+        if self.open != Open::Text {
+            self.close(out);
+            self.open = Open::Text;
+            out.push(StreamEvent::ContentBlockStart {
+                index: self.index,
+                content_block: ContentBlock::Text {
+                    text: String::new(),
+                },
+            });
+        }
+        out.push(StreamEvent::ContentBlockDelta {
+            index: self.index,
+            delta: BlockDelta::TextDelta {
+                text: text.to_string(),
+            },
+        });
+    }
+
+    fn open_tool(
+        &mut self,
+        id: String,
+        name: String,
+        upstream: Option<u32>,
+        out: &mut Vec<StreamEvent>,
+    ) {
+        self.close(out);
+        self.open = Open::Tool { upstream };
+        self.saw_tool_use = true;
+        out.push(StreamEvent::ContentBlockStart {
+            index: self.index,
+            content_block: ContentBlock::ToolUse {
+                id,
+                name,
+                input: Value::Object(Map::new()),
+            },
+        });
+    }
+
+    fn json_delta(&mut self, partial_json: String, out: &mut Vec<StreamEvent>) {
+        out.push(StreamEvent::ContentBlockDelta {
+            index: self.index,
+            delta: BlockDelta::InputJsonDelta { partial_json },
+        });
+    }
+
+    fn whole_call(&mut self, call: ParsedToolCall, out: &mut Vec<StreamEvent>) {
+        let args = call.arguments_json();
+        self.open_tool(super::new_id("toolu_"), call.name, None, out);
+        self.json_delta(args, out);
+        self.close(out);
+    }
+
+    fn tool_fragment(&mut self, call: &ToolCallDelta, out: &mut Vec<StreamEvent>) {
+        let function = call.function.as_ref();
+        let same = self.open
+            == Open::Tool {
+                upstream: Some(call.index),
+            };
+        if !same || call.id.is_some() {
+            let id = call.id.clone().unwrap_or_else(|| super::new_id("toolu_"));
+            let name = function.and_then(|f| f.name.clone()).unwrap_or_default();
+            self.open_tool(id, name, Some(call.index), out);
+        }
+        if let Some(args) = function
+            .and_then(|f| f.arguments.as_deref())
+            .filter(|a| !a.is_empty())
+        {
+            self.json_delta(args.to_string(), out);
+        }
+    }
+
+    fn close(&mut self, out: &mut Vec<StreamEvent>) {
+        if self.open != Open::None {
+            out.push(StreamEvent::ContentBlockStop { index: self.index });
+            self.index += 1;
+            self.open = Open::None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anthropic::StopReason;
+    use serde_json::json;
+
+    fn ctx(parse: bool) -> StreamContext {
+        StreamContext {
+            id: "msg_test".into(),
+            model: "qwen".into(),
+            input_tokens: 0,
+            parse_text_tool_calls: parse,
+        }
+    }
+
+    fn chunks(lines: &[&str]) -> Vec<(ChatCompletionChunk, Vec<ToolCallDelta>)> {
+        lines
+            .iter()
+            .map(|l| super::super::parse_upstream_chunk(l).unwrap())
+            .collect()
+    }
+
+    fn run(
+        tr: &mut AnthropicStream,
+        chunks: &[(ChatCompletionChunk, Vec<ToolCallDelta>)],
+    ) -> Vec<Value> {
+        let mut out = Vec::new();
+        tr.start(&mut out);
+        for (c, calls) in chunks {
+            tr.push(c, &mut out);
+            tr.push_tool_calls(calls, &mut out);
+        }
+        tr.finish(&mut out);
+        out.iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect()
+    }
+
+    /// An OpenAI-style stream with text, then two parallel tool calls split
+    /// into fragments, then the usage chunk (`include_usage`).
+    const TOOL_STREAM: &[&str] = &[
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[{"index":0,"delta":{"content":"Let me"},"finish_reason":null}]}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[{"index":0,"delta":{"content":" check."},"finish_reason":null}]}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}]}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]},"finish_reason":null}]}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]},"finish_reason":null}]}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"get_time","arguments":"{}"}}]},"finish_reason":null}]}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[],"usage":{"prompt_tokens":50,"completion_tokens":21,"total_tokens":71}}"#,
+    ];
+
+    #[test]
+    fn structured_tool_call_stream_becomes_the_exact_event_sequence() {
+        let mut tr = AnthropicStream::new(ctx(false));
+        let events = run(&mut tr, &chunks(TOOL_STREAM));
+        let want = vec![
+            json!({"type":"message_start","message":{"id":"msg_test","type":"message","role":"assistant","content":[],"model":"qwen","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}),
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me"}}),
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" check."}}),
+            json!({"type":"content_block_stop","index":0}),
+            json!({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"call_a","name":"get_weather","input":{}}}),
+            json!({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"city\":"}}),
+            json!({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"\"Paris\"}"}}),
+            json!({"type":"content_block_stop","index":1}),
+            json!({"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"call_b","name":"get_time","input":{}}}),
+            json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{}"}}),
+            json!({"type":"content_block_stop","index":2}),
+            json!({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":21,"input_tokens":50}}),
+            json!({"type":"message_stop"}),
+        ];
+        assert_eq!(events, want);
+        assert!(tr.is_done());
+    }
+
+    #[test]
+    fn text_tool_calls_stream_as_tool_use_blocks() {
+        let pieces = [
+            "Sure",
+            ".\n<tool",
+            "_call>\n{\"name\": \"f\", ",
+            "\"arguments\": {\"q\": \"é\"}}\n</tool_call>",
+        ];
+        let lines: Vec<String> = pieces
+            .iter()
+            .map(|p| {
+                json!({"id":"c","object":"chat.completion.chunk","created":1,"model":"qwen",
+                       "choices":[{"index":0,"delta":{"content":p},"finish_reason":null}]})
+                .to_string()
+            })
+            .collect();
+        let mut cs = chunks(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+        cs.extend(chunks(&[r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#]));
+        let mut tr = AnthropicStream::new(ctx(true));
+        let events = run(&mut tr, &cs);
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        let text: String = events
+            .iter()
+            .filter_map(|e| e["delta"]["text"].as_str())
+            .collect();
+        assert_eq!(text, "Sure.");
+        assert_eq!(events[5]["content_block"]["name"], "f");
+        assert_eq!(events[6]["delta"]["partial_json"], r#"{"q":"é"}"#);
+        assert_eq!(events[8]["delta"]["stop_reason"], "tool_use");
+        // Estimated usage when the upstream sent none.
+        assert_eq!(events[8]["usage"]["output_tokens"], 4);
+    }
+
+    #[test]
+    fn max_tokens_and_stop_sequence() {
+        let line = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"length"}]}"#;
+        let mut tr = AnthropicStream::new(ctx(false));
+        let events = run(&mut tr, &chunks(&[line]));
+        assert_eq!(
+            events[events.len() - 2]["delta"]["stop_reason"],
+            json!(StopReason::MaxTokens)
+        );
+        let line = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}"#;
+        let mut tr = AnthropicStream::new(ctx(false));
+        tr.set_stop_sequence(Some("END".into()));
+        let events = run(&mut tr, &chunks(&[line]));
+        assert_eq!(
+            events[events.len() - 2]["delta"],
+            json!({"stop_reason":"stop_sequence","stop_sequence":"END"})
+        );
+    }
+
+    #[test]
+    fn error_mid_stream_ends_it() {
+        let mut tr = AnthropicStream::new(ctx(false));
+        let mut out = Vec::new();
+        tr.push(&chunks(&[TOOL_STREAM[1]])[0].0, &mut out);
+        tr.error(ErrorType::OverloadedError, "Overloaded", &mut out);
+        tr.finish(&mut out);
+        tr.push(&chunks(&[TOOL_STREAM[2]])[0].0, &mut out);
+        let last = out.last().unwrap();
+        assert_eq!(
+            last.to_sse(),
+            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"
+        );
+        assert_eq!(out.len(), 4, "message_start, block start, delta, error");
+    }
+
+    #[test]
+    fn empty_stream_still_closes_the_message() {
+        let mut tr = AnthropicStream::new(ctx(true));
+        let mut out = Vec::new();
+        tr.finish(&mut out);
+        let names: Vec<_> = out.iter().map(|e| e.name()).collect();
+        assert_eq!(names, ["message_start", "message_delta", "message_stop"]);
+    }
+}

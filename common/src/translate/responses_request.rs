@@ -1,0 +1,318 @@
+//! OpenAI Responses `ResponsesRequest` → `ChatCompletionRequest`.
+//!
+//! Kept: `instructions` (one leading system message, verbatim), the input
+//! string (one user message) or items in order — messages (roles `user`,
+//! `assistant`, `system`; `developer` becomes `system`, the only role chat
+//! templates know for it), `function_call` items (→ assistant `tool_calls`,
+//! consecutive calls merged into one assistant turn as Chat Completions
+//! expects) and `function_call_output` (→ `tool` messages) —, function tools,
+//! tool_choice, parallel_tool_calls is implied, max_output_tokens (→
+//! max_tokens), temperature, top_p, user, stream (with `include_usage`).
+//!
+//! Rejected (400): `previous_response_id` and `item_reference` (cortex is
+//! stateless), hosted tools. Dropped: `reasoning` items.
+
+use serde_json::{Value, json};
+
+use super::TranslateError;
+use crate::openai::{
+    ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, MessageContent, StreamOptions,
+    ToolCall,
+};
+use crate::responses::{
+    FunctionOutput, Input, InputContent, InputItem, InputPart, ResponsesRequest, Tool,
+};
+
+pub fn to_chat_request(req: &ResponsesRequest) -> Result<ChatCompletionRequest, TranslateError> {
+    if req.previous_response_id.is_some() {
+        return Err(TranslateError::new(
+            "unsupported_parameter",
+            "previous_response_id: cortex is stateless and stores no responses; send the whole conversation in `input`",
+        ));
+    }
+    let mut messages = Vec::new();
+    if let Some(instructions) = &req.instructions {
+        messages.push(ChatMessage::text("system", instructions));
+    }
+    match &req.input {
+        Input::Text(s) => messages.push(ChatMessage::text("user", s)),
+        Input::Items(items) => {
+            for (i, item) in items.iter().enumerate() {
+                item_to_messages(i, item, &mut messages)?;
+            }
+        }
+    }
+    let tools = match &req.tools {
+        None => None,
+        Some(tools) => Some(
+            tools
+                .iter()
+                .enumerate()
+                .map(|(i, t)| tool(i, t))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let stream = req.is_stream();
+    Ok(ChatCompletionRequest {
+        model: req.model.clone(),
+        messages,
+        stream: req.stream,
+        stream_options: stream.then_some(StreamOptions {
+            include_usage: Some(true),
+        }),
+        max_tokens: req.max_output_tokens,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        tools,
+        tool_choice: req.tool_choice.as_ref().map(tool_choice),
+        user: req.user.clone(),
+        ..Default::default()
+    })
+}
+
+fn item_to_messages(
+    i: usize,
+    item: &InputItem,
+    out: &mut Vec<ChatMessage>,
+) -> Result<(), TranslateError> {
+    match item {
+        InputItem::Message { role, content } => {
+            let role = match role.as_str() {
+                "user" | "assistant" | "system" => role.as_str(),
+                "developer" => "system",
+                other => {
+                    return Err(TranslateError::new(
+                        "invalid_role",
+                        format!("input[{i}].role: unexpected role '{other}'"),
+                    ));
+                }
+            };
+            out.push(ChatMessage {
+                role: role.to_string(),
+                content: Some(content_of(content)),
+                ..Default::default()
+            });
+        }
+        InputItem::FunctionCall {
+            call_id,
+            name,
+            arguments,
+            ..
+        } => {
+            let call = ToolCall {
+                id: call_id.clone(),
+                kind: "function".to_string(),
+                function: FunctionCall {
+                    name: name.clone(),
+                    arguments: arguments.clone(),
+                },
+            };
+            match out.last_mut() {
+                Some(last) if last.role == "assistant" => {
+                    last.tool_calls.get_or_insert_with(Vec::new).push(call);
+                }
+                _ => out.push(ChatMessage {
+                    role: "assistant".to_string(),
+                    content: None,
+                    tool_calls: Some(vec![call]),
+                    ..Default::default()
+                }),
+            }
+        }
+        InputItem::FunctionCallOutput { call_id, output } => out.push(ChatMessage {
+            role: "tool".to_string(),
+            content: Some(match output {
+                FunctionOutput::Text(s) => MessageContent::Text(s.clone()),
+                FunctionOutput::Parts(parts) => parts_content(parts),
+            }),
+            tool_call_id: Some(call_id.clone()),
+            ..Default::default()
+        }),
+        InputItem::Reasoning(_) => {}
+        InputItem::ItemReference { id } => {
+            return Err(TranslateError::new(
+                "unsupported_parameter",
+                format!(
+                    "input[{i}]: item_reference '{id}': cortex is stateless and stores no items"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn content_of(content: &InputContent) -> MessageContent {
+    match content {
+        InputContent::Text(s) => MessageContent::Text(s.clone()),
+        InputContent::Parts(parts) => parts_content(parts),
+    }
+}
+
+/// Text-only parts become one string (concatenated as OpenAI does);
+/// anything with an image stays parts.
+fn parts_content(parts: &[InputPart]) -> MessageContent {
+    let text_only = parts
+        .iter()
+        .all(|p| !matches!(p, InputPart::InputImage { .. }));
+    if text_only {
+        return MessageContent::Text(parts.iter().map(part_text).collect());
+    }
+    MessageContent::Parts(
+        parts
+            .iter()
+            .map(|p| match p {
+                InputPart::InputImage { image_url, detail } => {
+                    let mut url = json!({ "url": image_url.clone().unwrap_or_default() });
+                    if let Some(d) = detail {
+                        url["detail"] = Value::String(d.clone());
+                    }
+                    ContentPart {
+                        kind: "image_url".to_string(),
+                        text: None,
+                        image_url: Some(url),
+                    }
+                }
+                other => ContentPart {
+                    kind: "text".to_string(),
+                    text: Some(part_text(other).to_string()),
+                    image_url: None,
+                },
+            })
+            .collect(),
+    )
+}
+
+fn part_text(p: &InputPart) -> &str {
+    match p {
+        InputPart::InputText { text } | InputPart::OutputText { text } => text,
+        InputPart::Refusal { refusal } => refusal,
+        InputPart::InputImage { .. } => "",
+    }
+}
+
+fn tool(i: usize, t: &Tool) -> Result<Value, TranslateError> {
+    let (true, Some(name)) = (t.kind == "function", t.name.as_ref()) else {
+        return Err(TranslateError::new(
+            "unsupported_tool",
+            format!(
+                "tools[{i}]: tool type '{}' is not supported; only function tools are",
+                t.kind
+            ),
+        ));
+    };
+    let mut function = json!({ "name": name });
+    if let Some(d) = &t.description {
+        function["description"] = Value::String(d.clone());
+    }
+    if let Some(p) = &t.parameters {
+        function["parameters"] = p.clone();
+    }
+    if let Some(s) = t.strict {
+        function["strict"] = Value::Bool(s);
+    }
+    Ok(json!({ "type": "function", "function": function }))
+}
+
+/// Responses' flat `{"type":"function","name"}` → Chat's nested form;
+/// string choices are the same in both.
+fn tool_choice(c: &Value) -> Value {
+    match c {
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            json!({"type": "function", "function": {"name": o.get("name").cloned().unwrap_or(Value::Null)}})
+        }
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_function_loop_translates() {
+        let req: ResponsesRequest = serde_json::from_str(
+            r#"{"model":"m","instructions":"Be terse.","stream":true,"max_output_tokens":64,
+            "input":[
+              {"role":"developer","content":"dev note"},
+              {"role":"user","content":[{"type":"input_text","text":"Weather "},{"type":"input_text","text":"in Paris and Rome?"}]},
+              {"type":"reasoning","id":"rs_1","summary":[]},
+              {"type":"function_call","call_id":"call_1","name":"w","arguments":"{\"c\":\"Paris\"}"},
+              {"type":"function_call","call_id":"call_2","name":"w","arguments":"{\"c\":\"Rome\"}"},
+              {"type":"function_call_output","call_id":"call_1","output":"15C"},
+              {"type":"function_call_output","call_id":"call_2","output":[{"type":"input_text","text":"20C"}]},
+              {"role":"assistant","content":[{"type":"output_text","text":"Paris 15C","annotations":[]}]},
+              {"role":"user","content":[{"type":"input_image","image_url":"https://x/i.png","detail":"low"}]}
+            ],
+            "tools":[{"type":"function","name":"w","parameters":{"type":"object"},"strict":true}],
+            "tool_choice":{"type":"function","name":"w"}}"#,
+        )
+        .unwrap();
+        let v = serde_json::to_value(to_chat_request(&req).unwrap()).unwrap();
+        let m = v["messages"].as_array().unwrap();
+        assert_eq!(m[0], json!({"role":"system","content":"Be terse."}));
+        assert_eq!(m[1], json!({"role":"system","content":"dev note"}));
+        assert_eq!(
+            m[2],
+            json!({"role":"user","content":"Weather in Paris and Rome?"})
+        );
+        assert_eq!(m[3]["role"], "assistant");
+        assert_eq!(m[3]["content"], Value::Null);
+        assert_eq!(m[3]["tool_calls"][1]["id"], "call_2");
+        assert_eq!(
+            m[4],
+            json!({"role":"tool","content":"15C","tool_call_id":"call_1"})
+        );
+        assert_eq!(
+            m[5],
+            json!({"role":"tool","content":"20C","tool_call_id":"call_2"})
+        );
+        assert_eq!(m[6], json!({"role":"assistant","content":"Paris 15C"}));
+        assert_eq!(
+            m[7]["content"][0]["image_url"],
+            json!({"url":"https://x/i.png","detail":"low"})
+        );
+        assert_eq!(m.len(), 8);
+        assert_eq!(
+            v["tools"][0],
+            json!({"type":"function","function":{"name":"w","parameters":{"type":"object"},"strict":true}})
+        );
+        assert_eq!(
+            v["tool_choice"],
+            json!({"type":"function","function":{"name":"w"}})
+        );
+        assert_eq!(v["max_tokens"], 64);
+        assert_eq!(v["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn plain_string_input_and_no_instructions() {
+        let req: ResponsesRequest = serde_json::from_str(r#"{"model":"m","input":"hi"}"#).unwrap();
+        let chat = to_chat_request(&req).unwrap();
+        assert_eq!(chat.messages, vec![ChatMessage::text("user", "hi")]);
+        assert_eq!(chat.max_tokens, None);
+    }
+
+    #[test]
+    fn stateful_features_and_hosted_tools_are_rejected() {
+        let req: ResponsesRequest =
+            serde_json::from_str(r#"{"model":"m","input":"hi","previous_response_id":"resp_1"}"#)
+                .unwrap();
+        assert_eq!(
+            to_chat_request(&req).unwrap_err().code,
+            "unsupported_parameter"
+        );
+        let req: ResponsesRequest = serde_json::from_str(
+            r#"{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            to_chat_request(&req).unwrap_err().code,
+            "unsupported_parameter"
+        );
+        let req: ResponsesRequest = serde_json::from_str(
+            r#"{"model":"m","input":"x","tools":[{"type":"web_search_preview"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(to_chat_request(&req).unwrap_err().code, "unsupported_tool");
+    }
+}
