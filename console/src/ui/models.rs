@@ -1,0 +1,206 @@
+//! The models pane: each model with its placements and state (a gauge while
+//! loading), pinned marker, in-flight requests, a tok/s sparkline and TTFT
+//! p50/p99.
+
+use cortex_common::status::{Placement, PlacementState};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, HighlightSpacing, Row, Table, TableState};
+
+use crate::app::{App, Pane};
+use crate::fleet::ModelView;
+use crate::theme::Theme;
+
+const STATE_W: u16 = 13;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let t = &app.theme;
+    let models = app.visible_models();
+    let wide = area.width >= 120;
+    let mut widths = vec![
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(STATE_W),
+        Constraint::Length(if wide { 24 } else { 12 }),
+        Constraint::Length(4),
+        Constraint::Length(if wide { 30 } else { 10 }),
+        Constraint::Length(11),
+    ];
+    let mut header = vec![
+        "",
+        "MODEL",
+        "STATE",
+        "NODES",
+        "INFL",
+        "TOK/S",
+        "TTFT p50/99",
+    ];
+    if wide {
+        widths.extend([
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(5),
+            Constraint::Length(8),
+            Constraint::Length(4),
+        ]);
+        header.extend(["TOK/S", "REQS", "ERR", "MEMORY", "PRIO"]);
+    }
+    let inner = Rect {
+        width: area.width.saturating_sub(2 + 1),
+        ..area
+    };
+    let cols = Layout::horizontal(widths.clone()).spacing(1).split(inner);
+    let spark_w = cols[5].width as usize;
+
+    // Only the rows on screen are built: a fleet of hundreds stays cheap.
+    let sel = app.model_index(&models);
+    let visible_rows = area.height.saturating_sub(3) as usize;
+    let offset = match sel {
+        Some(s) if s >= visible_rows => s + 1 - visible_rows,
+        _ => 0,
+    };
+    let rows: Vec<Row> = models
+        .iter()
+        .skip(offset)
+        .take(visible_rows.max(1))
+        .map(|m| model_row(m, t, spark_w, wide))
+        .collect();
+
+    let focused = matches!(app.focus, Pane::Models);
+    let right = if app.filter.is_empty() {
+        format!(" {} ", app.fleet.models.len())
+    } else {
+        format!(
+            " /{} {}/{} ",
+            app.filter,
+            models.len(),
+            app.fleet.models.len()
+        )
+    };
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(t.muted().add_modifier(Modifier::BOLD)))
+        .block(super::pane_block(
+            app,
+            Pane::Models,
+            "models".into(),
+            Some(right),
+        ))
+        .column_spacing(1)
+        .highlight_symbol("▶")
+        .highlight_spacing(HighlightSpacing::Always)
+        .row_highlight_style(if focused {
+            t.selected()
+        } else {
+            t.text().add_modifier(Modifier::BOLD)
+        });
+    let mut state = TableState::default().with_selected(sel.map(|s| s - offset));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+fn model_row<'a>(m: &'a ModelView, t: &Theme, spark_w: usize, wide: bool) -> Row<'a> {
+    let s = &m.status;
+    let pin = if s.pinned {
+        Span::styled("⚑", t.pinned())
+    } else {
+        Span::raw(" ")
+    };
+    let mut cells = vec![
+        Cell::from(pin),
+        Cell::from(s.id.as_str()).style(t.text()),
+        Cell::from(state_line(&s.placements, t)),
+        Cell::from(nodes_line(&s.placements, t)),
+        Cell::from(Line::from(s.in_flight.to_string()).right_aligned()).style(if s.in_flight > 0 {
+            t.accent()
+        } else {
+            t.muted()
+        }),
+        Cell::from(super::spark_text(m.spark.iter().copied(), spark_w)).style(t.sparkline()),
+        Cell::from(
+            Line::from(format!(
+                "{}/{}ms",
+                super::num(s.ttft_ms.p50),
+                super::num(s.ttft_ms.p99)
+            ))
+            .right_aligned(),
+        )
+        .style(t.text()),
+    ];
+    if wide {
+        cells.push(Cell::from(Line::from(super::num(s.tok_s.p50)).right_aligned()).style(t.text()));
+        cells.push(
+            Cell::from(Line::from(s.requests_total.to_string()).right_aligned()).style(t.text()),
+        );
+        cells.push(
+            Cell::from(Line::from(s.errors_total.to_string()).right_aligned()).style(
+                if s.errors_total > 0 {
+                    t.error()
+                } else {
+                    t.muted()
+                },
+            ),
+        );
+        cells.push(
+            Cell::from(Line::from(format!("{} MiB", s.memory_mb)).right_aligned()).style(t.muted()),
+        );
+        cells.push(
+            Cell::from(Line::from(s.residency_priority.to_string()).right_aligned())
+                .style(t.muted()),
+        );
+    }
+    Row::new(cells)
+}
+
+/// `loaded`, `loaded ×2`, a progress gauge while loading, `unloading`,
+/// `cold` when resident nowhere.
+fn state_line<'a>(placements: &[Placement], t: &Theme) -> Line<'a> {
+    if let Some(p) = placements
+        .iter()
+        .find(|p| p.state == PlacementState::Loading)
+    {
+        return match p.progress {
+            Some(pr) if pr.total > 0 => {
+                let frac = pr.done as f64 / pr.total as f64;
+                let mut spans =
+                    super::bar_spans(frac, STATE_W as usize - 5, t.gauge(), t.bar_free());
+                spans.push(Span::styled(format!("{:>4.0}%", frac * 100.0), t.gauge()));
+                Line::from(spans)
+            }
+            _ => Line::from(Span::styled("loading…", t.gauge())),
+        };
+    }
+    let loaded = placements
+        .iter()
+        .filter(|p| p.state == PlacementState::Loaded)
+        .count();
+    if loaded > 1 {
+        Line::from(Span::styled(format!("loaded ×{loaded}"), t.ok()))
+    } else if loaded == 1 {
+        Line::from(Span::styled("loaded", t.ok()))
+    } else if placements.is_empty() {
+        Line::from(Span::styled("cold", t.muted()))
+    } else {
+        Line::from(Span::styled("unloading", t.warn()))
+    }
+}
+
+/// The nodes a model is on, each coloured by its state there.
+fn nodes_line<'a>(placements: &'a [Placement], t: &Theme) -> Line<'a> {
+    if placements.is_empty() {
+        return Line::from(Span::styled("-", t.muted()));
+    }
+    let mut spans = Vec::new();
+    for (i, p) in placements.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw(" "));
+        }
+        let (text, style) = match p.state {
+            PlacementState::Loaded => (p.node.clone(), t.text()),
+            PlacementState::Loading => (format!("{}…", p.node), t.gauge()),
+            PlacementState::Unloading => (format!("{}↓", p.node), t.warn()),
+        };
+        spans.push(Span::styled(text, style));
+    }
+    Line::from(spans)
+}
