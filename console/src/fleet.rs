@@ -335,7 +335,12 @@ impl Fleet {
                 entry.state = NodeState::Up;
                 entry.endpoint = endpoint.clone();
                 entry.reason = None;
-                self.push_log(ts, Level::Info, Some(name), format!("node up ({endpoint})"));
+                self.push_log(
+                    ts,
+                    Level::Info,
+                    Some(name.clone()),
+                    format!("{name} up ({endpoint})"),
+                );
             }
             EventKind::NodeDown { endpoint, reason } => {
                 let name = node.clone().unwrap_or_else(|| endpoint.clone());
@@ -351,7 +356,12 @@ impl Fleet {
                 for m in self.models.values_mut() {
                     m.remove_placement(&name);
                 }
-                self.push_log(ts, Level::Error, Some(name), format!("node down: {reason}"));
+                self.push_log(
+                    ts,
+                    Level::Error,
+                    Some(name.clone()),
+                    format!("{name} down: {reason}"),
+                );
             }
             EventKind::ModelLoadStarted { model, source } => {
                 if let Some(n) = &node {
@@ -472,7 +482,7 @@ impl Fleet {
                         ts,
                         Level::Error,
                         node.clone(),
-                        format!("request on {model} failed: {why}"),
+                        format!("request on {model}{} failed: {why}", on(&node)),
                     );
                 }
             }
@@ -544,7 +554,10 @@ impl Fleet {
                     ts,
                     Level::Error,
                     node.clone(),
-                    format!("request for {model} failed ({status}): {reason}"),
+                    format!(
+                        "request for {model}{} failed ({status}): {reason}",
+                        on(&node)
+                    ),
                 );
             }
             EventKind::Histograms {

@@ -22,6 +22,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             ])
         })
         .collect();
+    let popup_w = 100.min(area.width.saturating_sub(2));
+    // Descriptions of commands only where the right column has room.
+    let describe = popup_w >= 90;
     let mut cmds: Vec<Line> = Vec::new();
     for (syntax, what) in USAGE {
         let action = !matches!(*syntax, "quit" | "theme NAME");
@@ -29,10 +32,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             continue;
         }
         cmds.push(Line::from(Span::styled(format!(":{syntax}"), t.accent())));
-        cmds.push(Line::from(Span::styled(format!("  {what}"), t.muted())));
+        if describe {
+            cmds.push(Line::from(Span::styled(format!("  {what}"), t.muted())));
+        }
     }
-    let height = (keys.len().max(cmds.len()) as u16 + 4).min(area.height);
-    let popup = super::centered(area, 100.min(area.width.saturating_sub(2)), height);
+    let height = (keys.len().max(cmds.len()) as u16 + 3).min(area.height);
+    let popup = super::centered(area, popup_w, height);
     frame.render_widget(Clear, popup);
     let title = if app.readonly {
         " help · read-only: actions hidden "

@@ -59,9 +59,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 Span::styled(super::clock(e.ts_ms), t.muted()),
                 Span::raw(" "),
             ];
-            if let Some(n) = &e.node {
-                spans.push(Span::styled(format!("{n} "), t.accent()));
-            }
             spans.push(Span::styled(e.text.as_str(), style));
             Line::from(spans)
         })

@@ -38,10 +38,14 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     } else {
         (body.height * 7 / 20).max(7)
     };
+    // The models pane takes what its rows need; the detail gets the rest.
+    let model_rows = app.visible_models().len() as u16;
+    let models_room = body.height.saturating_sub(nodes_h + bottom_h).max(4);
+    let models_h = (model_rows + 3).clamp(4, models_room);
     let [nodes_area, models_area, bottom] = Layout::vertical([
         Constraint::Length(nodes_h),
-        Constraint::Min(4),
-        Constraint::Length(bottom_h),
+        Constraint::Length(models_h),
+        Constraint::Fill(1),
     ])
     .areas(body);
     let [detail_area, log_area] =

@@ -56,7 +56,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
     // Only the rows on screen are built: a fleet of hundreds stays cheap.
     let sel = app.model_index(&models);
-    let visible_rows = area.height.saturating_sub(3) as usize;
+    let visible_rows = (area.height.saturating_sub(3) as usize).max(1);
     let offset = match sel {
         Some(s) if s >= visible_rows => s + 1 - visible_rows,
         _ => 0,
