@@ -7,7 +7,11 @@
 //! let mut out = Vec::new();
 //! tr.start(&mut out);                 // message_start — send it at once
 //! // while the model loads / prefills: send AnthropicStream::ping() every ~1 s
-//! for each upstream chunk: tr.push(&chunk, &mut out);  // send `out`, clear it
+//! for each upstream `data:` payload:
+//!     let (chunk, calls) = translate::parse_upstream_chunk(data)?;
+//!     tr.push(&chunk, &mut out);            // text, finish reason, usage
+//!     tr.push_tool_calls(&calls, &mut out); // structured tool-call fragments
+//!     // send every event in `out` as `ev.to_sse()`, then clear it
 //! on upstream [DONE] / end:  tr.finish(&mut out);      // message_delta, message_stop
 //! on an upstream failure:    tr.error(kind, msg, &mut out); // one `error` event
 //! ```
@@ -180,6 +184,12 @@ impl AnthropicStream {
             return;
         }
         self.start(out);
+        if let Some(parser) = self.parser.as_mut() {
+            let mut pieces = std::mem::take(&mut self.pieces);
+            parser.flush(&mut pieces);
+            self.emit_pieces(&mut pieces, out);
+            self.pieces = pieces;
+        }
         self.chunks += 1;
         for call in calls {
             self.tool_fragment(call, out);

@@ -131,6 +131,12 @@ impl ResponsesStream {
             return;
         }
         self.start(out);
+        if let Some(parser) = self.parser.as_mut() {
+            let mut pieces = std::mem::take(&mut self.pieces);
+            parser.flush(&mut pieces);
+            self.emit_pieces(&mut pieces, out);
+            self.pieces = pieces;
+        }
         for call in calls {
             self.tool_fragment(call, out);
         }

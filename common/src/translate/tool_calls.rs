@@ -235,6 +235,24 @@ impl ToolCallParser {
         }
     }
 
+    /// Release text held back for a possible tag (trailing whitespace, a
+    /// partial `<tool_…`) because something else comes next — a structured
+    /// tool call from the upstream. Inside a call it does nothing.
+    pub fn flush(&mut self, out: &mut Vec<Piece>) {
+        if self.mode == Mode::InCall {
+            return;
+        }
+        let mut text = std::mem::take(&mut self.pending_ws);
+        let rest = std::mem::take(&mut self.buf);
+        if !(self.after_call && rest.trim().is_empty()) {
+            text.push_str(&rest);
+        }
+        self.after_call = false;
+        if !text.is_empty() {
+            out.push(Piece::Text(text));
+        }
+    }
+
     /// The output ended: release everything held back.
     pub fn finish(&mut self, out: &mut Vec<Piece>) {
         match self.mode {
