@@ -1,0 +1,139 @@
+//! Translation cost per request and per streamed event (goal: < 5 µs per
+//! streamed event). Stream benches translate a 256-chunk upstream stream
+//! end to end — parse the upstream `data:` JSON, translate, serialise each
+//! outgoing SSE frame — so time per iteration / 256 is the per-event cost.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use cortex_common::anthropic::MessagesRequest;
+use cortex_common::openai::ChatCompletionResponse;
+use cortex_common::responses::ResponsesRequest;
+use cortex_common::translate::anthropic_response::{ResponseContext, to_anthropic_response};
+use cortex_common::translate::anthropic_stream::{AnthropicStream, StreamContext};
+use cortex_common::translate::responses_response::ResponsesContext;
+use cortex_common::translate::responses_stream::ResponsesStream;
+use cortex_common::translate::{anthropic_request, parse_upstream_chunk, responses_request};
+
+const EVENTS: usize = 256;
+
+fn claude_code_request() -> String {
+    serde_json::json!({
+        "model": "qwen2.5-0.5b", "max_tokens": 4096, "stream": true,
+        "system": [{"type":"text","text":"You are Claude Code, an interactive CLI tool. ".repeat(40),"cache_control":{"type":"ephemeral"}},
+                   {"type":"text","text":"Environment: linux, cwd /repo"}],
+        "messages": [
+            {"role":"user","content":[{"type":"text","text":"<system-reminder>context</system-reminder>"},{"type":"text","text":"Fix the failing test in src/lib.rs"}]},
+            {"role":"assistant","content":[{"type":"text","text":"Let me look."},{"type":"tool_use","id":"toolu_1","name":"Read","input":{"file_path":"/repo/src/lib.rs"}}]},
+            {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"fn main() {}\n".repeat(50)}]}
+        ],
+        "tools": (0..12).map(|i| serde_json::json!({"name": format!("Tool{i}"), "description": "Does a thing. ".repeat(10),
+            "input_schema": {"type":"object","properties":{"path":{"type":"string"},"limit":{"type":"integer"}},"required":["path"]}})).collect::<Vec<_>>(),
+        "temperature": 0.7
+    })
+    .to_string()
+}
+
+fn text_chunk(i: usize) -> String {
+    serde_json::json!({"id":"chatcmpl-b","object":"chat.completion.chunk","created":1,"model":"qwen2.5-0.5b",
+        "choices":[{"index":0,"delta":{"content":format!(" tok{i}")},"finish_reason":null}]})
+    .to_string()
+}
+
+fn bench_requests(c: &mut Criterion) {
+    let body = claude_code_request();
+    let req: MessagesRequest = serde_json::from_str(&body).unwrap();
+    let mut g = c.benchmark_group("request");
+    g.bench_function("anthropic_translate_only", |b| {
+        b.iter(|| anthropic_request::to_chat_request(black_box(&req)).unwrap())
+    });
+    g.bench_function("anthropic_parse_translate_serialize", |b| {
+        b.iter(|| {
+            let req: MessagesRequest = serde_json::from_str(black_box(&body)).unwrap();
+            serde_json::to_vec(&anthropic_request::to_chat_request(&req).unwrap()).unwrap()
+        })
+    });
+    let rbody = r#"{"model":"m","instructions":"Be terse.","input":[{"role":"user","content":"hi"},
+        {"type":"function_call","call_id":"c1","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c1","output":"ok"}]}"#;
+    g.bench_function("responses_parse_translate_serialize", |b| {
+        b.iter(|| {
+            let req: ResponsesRequest = serde_json::from_str(black_box(rbody)).unwrap();
+            serde_json::to_vec(&responses_request::to_chat_request(&req).unwrap()).unwrap()
+        })
+    });
+    let resp: ChatCompletionResponse = serde_json::from_str(
+        r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"finish_reason":"tool_calls",
+        "message":{"role":"assistant","content":"Checking the file now.","tool_calls":[{"id":"call_1","type":"function","function":{"name":"Read","arguments":"{\"file_path\":\"/repo/src/lib.rs\"}"}}]}}],
+        "usage":{"prompt_tokens":900,"completion_tokens":40,"total_tokens":940}}"#,
+    )
+    .unwrap();
+    g.bench_function("anthropic_response_translate_serialize", |b| {
+        b.iter(|| {
+            serde_json::to_vec(&to_anthropic_response(
+                black_box(&resp),
+                &ResponseContext::default(),
+            ))
+            .unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn bench_streams(c: &mut Criterion) {
+    let chunks: Vec<String> = (0..EVENTS).map(text_chunk).collect();
+    let mut g = c.benchmark_group("stream");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    for parse_text_tool_calls in [false, true] {
+        let name = if parse_text_tool_calls {
+            "anthropic_256_events_with_tool_parsing"
+        } else {
+            "anthropic_256_events"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut tr = AnthropicStream::new(StreamContext {
+                    id: "msg_b".into(),
+                    model: "qwen2.5-0.5b".into(),
+                    input_tokens: 0,
+                    parse_text_tool_calls,
+                });
+                let mut out = Vec::with_capacity(4);
+                let mut bytes = 0;
+                for data in &chunks {
+                    let (chunk, calls) = parse_upstream_chunk(black_box(data)).unwrap();
+                    tr.push(&chunk, &mut out);
+                    tr.push_tool_calls(&calls, &mut out);
+                    for ev in out.drain(..) {
+                        bytes += ev.to_sse().len();
+                    }
+                }
+                tr.finish(&mut out);
+                bytes
+            })
+        });
+    }
+    let req: ResponsesRequest =
+        serde_json::from_str(r#"{"model":"qwen2.5-0.5b","input":"hi"}"#).unwrap();
+    let ctx = ResponsesContext::for_request(&req);
+    g.bench_function("responses_256_events", |b| {
+        b.iter(|| {
+            let mut tr = ResponsesStream::new(ctx.clone());
+            let mut out = Vec::with_capacity(4);
+            let mut bytes = 0;
+            for data in &chunks {
+                let (chunk, calls) = parse_upstream_chunk(black_box(data)).unwrap();
+                tr.push(&chunk, &mut out);
+                tr.push_tool_calls(&calls, &mut out);
+                for ev in out.drain(..) {
+                    bytes += ev.to_sse().len();
+                }
+            }
+            tr.finish(&mut out);
+            bytes
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_requests, bench_streams);
+criterion_main!(benches);
