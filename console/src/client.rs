@@ -309,7 +309,12 @@ impl Client {
         });
         let mut events = Box::pin(bytes.eventsource());
         let mut had_events = false;
-        while let Some(item) = events.next().await {
+        loop {
+            let item = tokio::select! {
+                item = events.next() => item,
+                _ = tx.closed() => return FollowEnd::ReceiverGone,
+            };
+            let Some(item) = item else { break };
             let sse = match item {
                 Ok(sse) => sse,
                 Err(e) => return FollowEnd::dropped(format!("stream broke: {e}"), had_events),
