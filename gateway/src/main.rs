@@ -1,1 +1,78 @@
-fn main() {}
+//! `cortex`: the fleet gateway. `cortex serve` runs it; `cortex status`
+//! asks a running one how the fleet is.
+
+mod admin;
+mod client_api;
+mod error;
+mod events;
+mod evict;
+mod fleet;
+mod histograms;
+mod load;
+mod metrics;
+mod placement;
+mod proxy;
+mod router;
+mod serve;
+mod status_cmd;
+mod watch;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cortex", version, about = "cortex fleet gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The gateway config (cortex.toml).
+        #[arg(long, short, default_value = "cortex.toml")]
+        config: PathBuf,
+    },
+    /// Print the fleet status of a running gateway.
+    Status {
+        /// The gateway's URL.
+        #[arg(long, env = "CORTEX_GATEWAY", default_value = "http://127.0.0.1:31313")]
+        gateway: String,
+        /// Admin token.
+        #[arg(long, env = "CORTEX_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Print the status document as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve::run(&config).await,
+        Command::Status {
+            gateway,
+            token,
+            json,
+        } => status_cmd::run(&gateway, token.as_deref(), json).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cortex: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

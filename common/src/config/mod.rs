@@ -1,6 +1,8 @@
 //! Config files: TOML, unknown keys rejected, every error naming the file,
 //! the line and the field so the operator knows exactly what to fix.
 
+pub mod gateway;
+pub mod models;
 pub mod neuron;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
 }
 
 impl ConfigError {
@@ -157,6 +161,17 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         return Err(format!("`{t}` must be a positive duration"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// `deserialize_with` for optional duration fields written as `"10m"`; a
+/// bad value is reported on its own line like any other type error.
+pub fn deserialize_opt_duration<'de, D>(de: D) -> Result<Option<std::time::Duration>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text: Option<String> = serde::Deserialize::deserialize(de)?;
+    text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 #[cfg(test)]

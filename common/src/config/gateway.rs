@@ -1,0 +1,427 @@
+//! `cortex.toml`: the gateway's settings — listeners, the neurons of the
+//! fleet, the eviction strategy, auth, and where the model catalogue is.
+//! Environment variables override the file (see [`ENV_OVERRIDES`]).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, deserialize_opt_duration, load_toml};
+
+pub const DEFAULT_GATEWAY_LISTEN: &str = "0.0.0.0:31313";
+pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:31314";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Environment variables that override the file, and the key each replaces.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("CORTEX_LISTEN", "gateway.listen"),
+    ("CORTEX_METRICS_LISTEN", "gateway.metrics_listen"),
+    ("CORTEX_MODELS_CONFIG", "models_config"),
+    ("CORTEX_EVICTION_STRATEGY", "eviction.strategy"),
+    ("CORTEX_ADMIN_TOKEN", "auth.admin_token"),
+    ("CORTEX_API_KEYS", "auth.api_keys (comma-separated)"),
+];
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Path of `models.toml`, relative to this file's folder. Default
+    /// `models.toml` next to this file.
+    #[serde(default)]
+    pub models_config: Option<PathBuf>,
+    #[serde(default)]
+    pub gateway: GatewaySection,
+    #[serde(default)]
+    pub eviction: EvictionSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub neurons: Vec<NeuronEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Client + admin API address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Prometheus metrics address.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
+    /// Largest request body accepted; larger ones get 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Longest silence tolerated from a neuron while it answers (an idle
+    /// read timeout — generations may take as long as they need in total).
+    #[serde(default, deserialize_with = "deserialize_opt_duration")]
+    pub upstream_idle_timeout: Option<Duration>,
+    /// Interval of SSE keepalive comments to a streaming client while its
+    /// model loads or prefills.
+    #[serde(default, deserialize_with = "deserialize_opt_duration")]
+    pub keepalive_interval: Option<Duration>,
+    /// How long a request may wait for a model to become servable (cold
+    /// load, room being made) before it is answered 503.
+    #[serde(default, deserialize_with = "deserialize_opt_duration")]
+    pub queue_timeout: Option<Duration>,
+    /// `Retry-After` seconds sent with 503 answers.
+    #[serde(default = "default_retry_after")]
+    pub retry_after_secs: u32,
+    /// Fleet events kept for `Last-Event-ID` replay.
+    #[serde(default = "default_event_buffer")]
+    pub event_buffer: usize,
+    /// Interval of the per-model `histograms` events.
+    #[serde(default, deserialize_with = "deserialize_opt_duration")]
+    pub histogram_interval: Option<Duration>,
+}
+
+fn default_listen() -> String {
+    DEFAULT_GATEWAY_LISTEN.to_string()
+}
+fn default_metrics_listen() -> String {
+    DEFAULT_METRICS_LISTEN.to_string()
+}
+fn default_max_body() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+fn default_retry_after() -> u32 {
+    2
+}
+fn default_event_buffer() -> usize {
+    4096
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            listen: default_listen(),
+            metrics_listen: default_metrics_listen(),
+            max_body_bytes: default_max_body(),
+            upstream_idle_timeout: None,
+            keepalive_interval: None,
+            queue_timeout: None,
+            retry_after_secs: default_retry_after(),
+            event_buffer: default_event_buffer(),
+            histogram_interval: None,
+        }
+    }
+}
+
+impl GatewaySection {
+    pub fn upstream_idle_timeout(&self) -> Duration {
+        self.upstream_idle_timeout
+            .unwrap_or(Duration::from_secs(120))
+    }
+    pub fn keepalive_interval(&self) -> Duration {
+        self.keepalive_interval.unwrap_or(Duration::from_secs(1))
+    }
+    pub fn queue_timeout(&self) -> Duration {
+        self.queue_timeout.unwrap_or(Duration::from_secs(120))
+    }
+    pub fn histogram_interval(&self) -> Duration {
+        self.histogram_interval.unwrap_or(Duration::from_secs(5))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvictionStrategy {
+    /// Least recently used resident goes first.
+    #[default]
+    Lru,
+    /// Lowest `residency_priority` class goes first (least recently used
+    /// within a class); a model only displaces its own class or lower.
+    Priority,
+}
+
+impl EvictionStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionStrategy::Lru => "lru",
+            EvictionStrategy::Priority => "priority",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "lru" => Some(EvictionStrategy::Lru),
+            "priority" => Some(EvictionStrategy::Priority),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvictionSection {
+    #[serde(default)]
+    pub strategy: EvictionStrategy,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Bearer token of the admin API. Without one the admin API refuses
+    /// every call.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Bearer keys accepted on the client API. Empty: the client API is open.
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeuronEntry {
+    pub name: String,
+    /// `http://host:port` of the neuron.
+    pub endpoint: String,
+}
+
+impl GatewayConfig {
+    /// Reads and validates `path`; `models_config` comes back resolved
+    /// against the file's folder. Environment overrides are separate
+    /// ([`GatewayConfig::apply_env`]).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let (cfg, source): (GatewayConfig, String) = load_toml(path)?;
+        cfg.finish(path, &source)
+    }
+
+    /// Parses and validates text that came from `path`.
+    pub fn parse(path: &Path, source: &str) -> Result<Self, ConfigError> {
+        let cfg: GatewayConfig = super::parse_toml(path, source)?;
+        cfg.finish(path, source)
+    }
+
+    fn finish(mut self, path: &Path, source: &str) -> Result<Self, ConfigError> {
+        let g = Some(("gateway", 0));
+        for (field, addr) in [
+            ("listen", &self.gateway.listen),
+            ("metrics_listen", &self.gateway.metrics_listen),
+        ] {
+            if let Err(msg) = check_addr(addr) {
+                return Err(ConfigError::invalid_value(path, source, g, field, msg));
+            }
+        }
+        if self.gateway.max_body_bytes == 0 {
+            return Err(ConfigError::invalid_value(
+                path,
+                source,
+                g,
+                "max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        if self.gateway.event_buffer == 0 {
+            return Err(ConfigError::invalid_value(
+                path,
+                source,
+                g,
+                "event_buffer",
+                "must be greater than 0",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, n) in self.neurons.iter_mut().enumerate() {
+            let at = Some(("neurons", i));
+            if n.name.trim().is_empty() {
+                return Err(ConfigError::invalid_value(
+                    path,
+                    source,
+                    at,
+                    "name",
+                    "must not be empty",
+                ));
+            }
+            if !names.insert(n.name.clone()) {
+                return Err(ConfigError::invalid_value(
+                    path,
+                    source,
+                    at,
+                    "name",
+                    format!("neuron `{}` is declared twice", n.name),
+                ));
+            }
+            if !(n.endpoint.starts_with("http://") || n.endpoint.starts_with("https://")) {
+                return Err(ConfigError::invalid_value(
+                    path,
+                    source,
+                    at,
+                    "endpoint",
+                    format!("`{}` must start with http:// or https://", n.endpoint),
+                ));
+            }
+            n.endpoint = n.endpoint.trim_end_matches('/').to_string();
+        }
+        if let Some(token) = &self.auth.admin_token
+            && token.trim().is_empty()
+        {
+            return Err(ConfigError::invalid_value(
+                path,
+                source,
+                Some(("auth", 0)),
+                "admin_token",
+                "must not be empty (leave it out, or set CORTEX_ADMIN_TOKEN)",
+            ));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let models = self
+            .models_config
+            .take()
+            .unwrap_or_else(|| PathBuf::from("models.toml"));
+        self.models_config = Some(if models.is_absolute() {
+            models
+        } else {
+            dir.join(models)
+        });
+        Ok(self)
+    }
+
+    /// Applies the [`ENV_OVERRIDES`] found by `lookup` (normally
+    /// `std::env::var`). Relative `CORTEX_MODELS_CONFIG` paths are taken
+    /// from the working directory.
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let env_err = |var: &str, message: String| ConfigError::Env {
+            var: var.to_string(),
+            message,
+        };
+        if let Some(v) = lookup("CORTEX_LISTEN") {
+            check_addr(&v).map_err(|m| env_err("CORTEX_LISTEN", m))?;
+            self.gateway.listen = v;
+        }
+        if let Some(v) = lookup("CORTEX_METRICS_LISTEN") {
+            check_addr(&v).map_err(|m| env_err("CORTEX_METRICS_LISTEN", m))?;
+            self.gateway.metrics_listen = v;
+        }
+        if let Some(v) = lookup("CORTEX_MODELS_CONFIG") {
+            self.models_config = Some(PathBuf::from(v));
+        }
+        if let Some(v) = lookup("CORTEX_EVICTION_STRATEGY") {
+            self.eviction.strategy = EvictionStrategy::parse(&v).ok_or_else(|| {
+                env_err(
+                    "CORTEX_EVICTION_STRATEGY",
+                    format!("`{v}` is not a strategy; use lru or priority"),
+                )
+            })?;
+        }
+        if let Some(v) = lookup("CORTEX_ADMIN_TOKEN") {
+            if v.trim().is_empty() {
+                return Err(env_err("CORTEX_ADMIN_TOKEN", "must not be empty".into()));
+            }
+            self.auth.admin_token = Some(v);
+        }
+        if let Some(v) = lookup("CORTEX_API_KEYS") {
+            self.auth.api_keys = v
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect();
+        }
+        Ok(())
+    }
+
+    /// The models file, resolved (see [`GatewayConfig::load`]).
+    pub fn models_path(&self) -> PathBuf {
+        self.models_config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("models.toml"))
+    }
+
+    pub fn neuron_names(&self) -> Vec<String> {
+        self.neurons.iter().map(|n| n.name.clone()).collect()
+    }
+}
+
+/// `host:port` with a numeric port.
+fn check_addr(addr: &str) -> Result<(), String> {
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("`{addr}` is not `host:port`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::parse(Path::new("/etc/cortex/cortex.toml"), src)
+    }
+
+    #[test]
+    fn defaults_and_relative_models_path() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.gateway.listen, DEFAULT_GATEWAY_LISTEN);
+        assert_eq!(cfg.gateway.metrics_listen, DEFAULT_METRICS_LISTEN);
+        assert_eq!(cfg.eviction.strategy, EvictionStrategy::Lru);
+        assert_eq!(cfg.models_path(), PathBuf::from("/etc/cortex/models.toml"));
+        let cfg = parse("models_config = \"m/x.toml\"\n").unwrap();
+        assert_eq!(cfg.models_path(), PathBuf::from("/etc/cortex/m/x.toml"));
+    }
+
+    #[test]
+    fn full_file() {
+        let cfg = parse(
+            "models_config = \"models.toml\"\n[gateway]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+             queue_timeout = \"30s\"\n[eviction]\nstrategy = \"priority\"\n[auth]\nadmin_token = \"t\"\napi_keys = [\"k\"]\n\
+             [[neurons]]\nname = \"a\"\nendpoint = \"http://127.0.0.1:1/\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.eviction.strategy, EvictionStrategy::Priority);
+        assert_eq!(cfg.gateway.queue_timeout(), Duration::from_secs(30));
+        assert_eq!(cfg.neurons[0].endpoint, "http://127.0.0.1:1");
+        assert_eq!(cfg.auth.api_keys, vec!["k".to_string()]);
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let err = parse("[eviction]\nstrategy = \"fifo\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/etc/cortex/cortex.toml:2: field `strategy`"),
+            "{err}"
+        );
+        let err = parse("[gateway]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":2: field `listen`"), "{err}");
+        let src = "[[neurons]]\nname = \"a\"\nendpoint = \"http://x:1\"\n[[neurons]]\nname = \"b\"\nendpoint = \"x:1\"\n";
+        let err = parse(src).unwrap_err().to_string();
+        assert!(err.contains(":6: field `endpoint`"), "{err}");
+        let err = parse("[gateway]\nlisten = \"127.0.0.1:1\"\nlsiten = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":3: field `lsiten`"), "{err}");
+        let err = parse("[gateway]\nqueue_timeout = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":2: field `queue_timeout`"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut cfg = parse("[auth]\nadmin_token = \"file\"\n").unwrap();
+        let env = |k: &str| match k {
+            "CORTEX_ADMIN_TOKEN" => Some("env".to_string()),
+            "CORTEX_API_KEYS" => Some("a, b,".to_string()),
+            "CORTEX_EVICTION_STRATEGY" => Some("priority".to_string()),
+            "CORTEX_LISTEN" => Some("127.0.0.1:9".to_string()),
+            _ => None,
+        };
+        cfg.apply_env(env).unwrap();
+        assert_eq!(cfg.auth.admin_token.as_deref(), Some("env"));
+        assert_eq!(cfg.auth.api_keys, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(cfg.eviction.strategy, EvictionStrategy::Priority);
+        assert_eq!(cfg.gateway.listen, "127.0.0.1:9");
+        let err = cfg
+            .apply_env(|k| (k == "CORTEX_EVICTION_STRATEGY").then(|| "fifo".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CORTEX_EVICTION_STRATEGY"), "{err}");
+    }
+}

@@ -1,0 +1,261 @@
+//! `models.toml`: the model catalogue the gateway serves — where each model's
+//! weights are, how much memory it needs, where it may run, how it is kept
+//! resident — plus aliases clients may use instead of the ids.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, deserialize_opt_duration, load_toml};
+
+/// Priority class a model has when `residency_priority` is not given.
+pub const DEFAULT_RESIDENCY_PRIORITY: u32 = 100;
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+    /// `alias = "model id"`: names clients may use for a model.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// The id clients ask for and the neuron serves the model under.
+    pub id: String,
+    /// Where the weights are: `embedded`, a GGUF file, a Hugging Face model
+    /// directory, or a Hugging Face cache id (`org/name`). Default: `id`.
+    /// `path` is accepted as another name for it.
+    #[serde(default, alias = "path")]
+    pub source: Option<String>,
+    /// Quantisation label (`Q4_1`, `Q8_0`, `bf16`…), informational: the
+    /// weights' own metadata decides how they load.
+    #[serde(default)]
+    pub quant: Option<String>,
+    /// Memory the model takes when resident, MiB. Placement and eviction plan
+    /// with it; once a replica has loaded, the size the neuron reports wins
+    /// when larger. Omitted: the reported size, or 0 before the first load.
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+    /// Devices a node must have to host the model (default 1).
+    #[serde(default = "one")]
+    pub min_devices: u32,
+    /// Placement affinity: when non-empty, the model is only placed on these
+    /// nodes (by name).
+    #[serde(default)]
+    pub pinned_on: Vec<String>,
+    /// Residency class for the `priority` eviction strategy: a model may
+    /// displace residents whose priority is lower than or equal to its own.
+    #[serde(default = "default_priority")]
+    pub residency_priority: u32,
+    /// Never evicted and never unloaded for idleness (admin pin/unpin
+    /// overrides this at runtime).
+    #[serde(default)]
+    pub pinned: bool,
+    /// Unload a replica idle for this long (`90s`, `10m`, `2h`). None: never.
+    #[serde(default, deserialize_with = "deserialize_opt_duration")]
+    pub ttl: Option<Duration>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_priority() -> u32 {
+    DEFAULT_RESIDENCY_PRIORITY
+}
+
+impl ModelEntry {
+    /// What the neuron is asked to load.
+    pub fn source(&self) -> &str {
+        self.source.as_deref().unwrap_or(&self.id)
+    }
+
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.memory_mb.map(|mb| mb * 1024 * 1024)
+    }
+}
+
+impl ModelsConfig {
+    /// Reads and validates `path`. `known_nodes`, when given, are the node
+    /// names `pinned_on` may mention.
+    pub fn load(path: &Path, known_nodes: Option<&[String]>) -> Result<Self, ConfigError> {
+        let (cfg, source): (ModelsConfig, String) = load_toml(path)?;
+        cfg.validate(path, &source, known_nodes)?;
+        Ok(cfg)
+    }
+
+    /// Parses and validates text that came from `path`.
+    pub fn parse(
+        path: &Path,
+        source: &str,
+        known_nodes: Option<&[String]>,
+    ) -> Result<Self, ConfigError> {
+        let cfg: ModelsConfig = super::parse_toml(path, source)?;
+        cfg.validate(path, source, known_nodes)?;
+        Ok(cfg)
+    }
+
+    fn validate(
+        &self,
+        path: &Path,
+        source: &str,
+        known_nodes: Option<&[String]>,
+    ) -> Result<(), ConfigError> {
+        let mut ids = HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            let at = Some(("models", i));
+            let bad =
+                |field: &str, msg: String| ConfigError::invalid_value(path, source, at, field, msg);
+            if m.id.trim().is_empty() {
+                return Err(bad("id", "must not be empty".into()));
+            }
+            if !ids.insert(m.id.as_str()) {
+                return Err(bad("id", format!("model `{}` is declared twice", m.id)));
+            }
+            if m.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                return Err(bad("source", "must not be empty".into()));
+            }
+            if m.memory_mb == Some(0) {
+                return Err(bad("memory_mb", "must be greater than 0".into()));
+            }
+            if m.min_devices == 0 {
+                return Err(bad("min_devices", "must be at least 1".into()));
+            }
+            if let Some(nodes) = known_nodes {
+                for n in &m.pinned_on {
+                    if !nodes.iter().any(|k| k == n) {
+                        return Err(bad(
+                            "pinned_on",
+                            format!(
+                                "node `{n}` is not one of the configured neurons ({})",
+                                nodes.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        for (alias, target) in &self.aliases {
+            let bad = |msg: String| {
+                ConfigError::invalid_value(path, source, Some(("aliases", 0)), alias, msg)
+            };
+            if ids.contains(alias.as_str()) {
+                return Err(bad(format!("alias `{alias}` is also a model id")));
+            }
+            if !ids.contains(target.as_str()) {
+                return Err(bad(format!(
+                    "alias `{alias}` points at unknown model `{target}`"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Option<&ModelEntry> {
+        self.models.iter().find(|m| m.id == id)
+    }
+
+    /// The model id a client's name means: the id itself, or an alias's target.
+    pub fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases.get(name).map(String::as_str).unwrap_or(name)
+    }
+
+    /// Aliases pointing at `id`.
+    pub fn aliases_of(&self, id: &str) -> Vec<String> {
+        self.aliases
+            .iter()
+            .filter(|(_, t)| t.as_str() == id)
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<ModelsConfig, ConfigError> {
+        ModelsConfig::parse(
+            Path::new("models.toml"),
+            src,
+            Some(&["a".into(), "b".into()]),
+        )
+    }
+
+    #[test]
+    fn full_entry_parses_with_defaults() {
+        let cfg = parse(
+            "[[models]]\nid = \"smol\"\nsource = \"embedded\"\nmemory_mb = 100\nttl = \"10m\"\n\
+             [[models]]\nid = \"big\"\npath = \"/m/big.gguf\"\nresidency_priority = 300\npinned = true\npinned_on = [\"b\"]\n\
+             [aliases]\n\"gpt-4o-mini\" = \"smol\"\n",
+        )
+        .unwrap();
+        let smol = cfg.get("smol").unwrap();
+        assert_eq!(smol.source(), "embedded");
+        assert_eq!(smol.ttl, Some(Duration::from_secs(600)));
+        assert_eq!(smol.residency_priority, DEFAULT_RESIDENCY_PRIORITY);
+        assert_eq!(smol.min_devices, 1);
+        assert!(!smol.pinned);
+        let big = cfg.get("big").unwrap();
+        assert_eq!(big.source(), "/m/big.gguf");
+        assert!(big.pinned);
+        assert_eq!(cfg.resolve("gpt-4o-mini"), "smol");
+        assert_eq!(cfg.resolve("big"), "big");
+        assert_eq!(cfg.aliases_of("smol"), vec!["gpt-4o-mini".to_string()]);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = parse("[[models]]\nid = \"x\"\nmemroy_mb = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("models.toml:3: field `memroy_mb`"), "{err}");
+    }
+
+    #[test]
+    fn bad_ttl_is_named_with_its_line() {
+        let err = parse("[[models]]\nid = \"x\"\n\nttl = \"10 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("models.toml:4: field `ttl`"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_entry_line() {
+        let src = "[[models]]\nid = \"x\"\n[[models]]\nid = \"y\"\npinned_on = [\"zz\"]\n";
+        match parse(src).unwrap_err() {
+            ConfigError::Invalid {
+                line,
+                field,
+                message,
+                ..
+            } => {
+                assert_eq!((line, field.as_str()), (5, "pinned_on"));
+                assert!(message.contains("zz"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let dup = "[[models]]\nid = \"x\"\n[[models]]\nid = \"x\"\n";
+        assert!(
+            parse(dup)
+                .unwrap_err()
+                .to_string()
+                .starts_with("models.toml:4: field `id`")
+        );
+        let zero = "[[models]]\nid = \"x\"\nmemory_mb = 0\n";
+        assert!(parse(zero).unwrap_err().to_string().contains("memory_mb"));
+    }
+
+    #[test]
+    fn aliases_must_point_at_models() {
+        let src = "[[models]]\nid = \"x\"\n[aliases]\nfoo = \"nope\"\n";
+        let err = parse(src).unwrap_err().to_string();
+        assert!(err.starts_with("models.toml:4: field `foo`"), "{err}");
+    }
+}

@@ -1,0 +1,315 @@
+//! The admin API (admin token required): fleet status, the fleet event
+//! stream, and load / unload / evict / pin / unpin.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use cortex_common::error::ApiError;
+use cortex_common::event::{EVENT_SCHEMA_VERSION, Event, EventKind};
+use cortex_common::status::FleetStatus;
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::client_api::{bearer, json_body, typed};
+use crate::error::{AppError, unauthorized};
+use crate::evict::{self, Eviction};
+use crate::load::ensure_loaded;
+use crate::serve::AppState;
+
+/// Interval of keepalive comments on `/admin/events`.
+const EVENTS_KEEPALIVE: Duration = Duration::from_secs(15);
+
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/status", get(status))
+        .route("/admin/events", get(events))
+        .route("/admin/models/load", post(load))
+        .route("/admin/models/unload", post(unload))
+        .route("/admin/models/evict", post(evict_model))
+        .route("/admin/models/pin", post(pin))
+        .route("/admin/models/unpin", post(unpin))
+        .route_layer(middleware::from_fn_with_state(state, require_admin))
+}
+
+/// Equal strings, compared in time independent of where they differ.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(expected) = state.cfg.auth.admin_token.as_deref() else {
+        return AppError(unauthorized(
+            "the admin API is disabled: no admin token is configured ([auth] admin_token or CORTEX_ADMIN_TOKEN)",
+        ))
+        .into_response();
+    };
+    match bearer(req.headers()) {
+        Some(t) if same(expected, &t) => next.run(req).await,
+        Some(_) => AppError(unauthorized("the admin token is not valid")).into_response(),
+        None => AppError(unauthorized(
+            "the admin API needs `Authorization: Bearer <admin token>`",
+        ))
+        .into_response(),
+    }
+}
+
+pub fn fleet_status(state: &AppState) -> FleetStatus {
+    let mut g = state.fleet.lock();
+    g.status(&state.fleet.catalogue, state.fleet.strategy)
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> axum::Json<FleetStatus> {
+    axum::Json(fleet_status(&state))
+}
+
+fn snapshot(state: &AppState, seq: u64) -> Event {
+    Event {
+        v: EVENT_SCHEMA_VERSION,
+        seq,
+        ts_ms: cortex_common::now_ms(),
+        node: None,
+        kind: EventKind::Snapshot {
+            status: Box::new(fleet_status(state)),
+        },
+    }
+}
+
+fn sse(event: &Event) -> Result<SseEvent, Infallible> {
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+    Ok(SseEvent::default().id(event.seq.to_string()).data(data))
+}
+
+/// `GET /admin/events`: a snapshot (or, with `Last-Event-ID`, what was
+/// missed), then every event as it happens. A subscriber too slow for the
+/// live feed is caught up from the replay buffer, or given a new snapshot.
+async fn events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let last_seen = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let sub = state.bus.subscribe(last_seen);
+    let stream = async_stream::stream! {
+        let mut rx = sub.rx;
+        let mut sent = sub.last_seq;
+        match sub.replay {
+            Some(missed) => {
+                for e in missed {
+                    yield sse(&e);
+                }
+            }
+            None => yield sse(&snapshot(&state, sub.last_seq)),
+        }
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    if e.seq > sent {
+                        sent = e.seq;
+                        yield sse(&e);
+                    }
+                }
+                Err(RecvError::Lagged(_)) => match state.bus.since(sent) {
+                    Some(missed) => {
+                        for e in missed {
+                            sent = e.seq;
+                            yield sse(&e);
+                        }
+                    }
+                    None => {
+                        let again = state.bus.subscribe(None);
+                        rx = again.rx;
+                        sent = again.last_seq;
+                        yield sse(&snapshot(&state, sent));
+                    }
+                },
+                Err(RecvError::Closed) => break,
+            }
+        }
+    };
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(EVENTS_KEEPALIVE))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelAction {
+    model: String,
+    #[serde(default)]
+    node: Option<String>,
+}
+
+fn action(body: Result<Bytes, BytesRejection>) -> Result<ModelAction, ApiError> {
+    let v: Value = json_body(body)?;
+    let a: ModelAction = typed(&v)?;
+    if a.model.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "invalid_model",
+            "`model` must not be empty",
+        ));
+    }
+    Ok(a)
+}
+
+fn known(state: &AppState, name: &str) -> Result<String, ApiError> {
+    state
+        .fleet
+        .resolve(name)
+        .ok_or_else(|| crate::error::unknown_model(name))
+}
+
+async fn load(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, AppError> {
+    let a = action(body)?;
+    let model = known(&state, &a.model)?;
+    let node = ensure_loaded(&state, &model, a.node.as_deref()).await?;
+    Ok(axum::Json(
+        json!({"model": model, "node": node, "state": "loaded"}),
+    ))
+}
+
+async fn unload(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, AppError> {
+    let a = action(body)?;
+    remove(&state, a, false).await
+}
+
+async fn evict_model(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, AppError> {
+    let a = action(body)?;
+    remove(&state, a, true).await
+}
+
+/// Unloads the model from the named node, or from every node holding it.
+/// `evict` records it as an operator eviction (event + counter).
+async fn remove(
+    state: &AppState,
+    a: ModelAction,
+    evict: bool,
+) -> Result<axum::Json<Value>, AppError> {
+    let model = known(state, &a.model)?;
+    let targets: Vec<usize> = {
+        let mut g = state.fleet.lock();
+        if let Some(n) = &a.node
+            && !g.nodes.iter().any(|v| &v.name == n)
+        {
+            return Err(
+                ApiError::not_found("node_not_found", format!("no neuron is named `{n}`")).into(),
+            );
+        }
+        let idxs: Vec<usize> = g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.up && n.reported.contains_key(&model))
+            .filter(|(_, n)| a.node.as_ref().is_none_or(|want| *want == n.name))
+            .map(|(i, _)| i)
+            .collect();
+        for i in &idxs {
+            g.nodes[*i].unloading.insert(model.clone());
+        }
+        idxs
+    };
+    if targets.is_empty() {
+        return Err(ApiError::not_found(
+            "not_loaded",
+            format!(
+                "`{model}` is not resident{}",
+                a.node.map(|n| format!(" on {n}")).unwrap_or_default()
+            ),
+        )
+        .into());
+    }
+    let mut nodes = Vec::new();
+    let mut first_error = None;
+    for idx in targets {
+        let why = evict.then(|| Eviction {
+            for_model: "",
+            strategy: "operator",
+            reason: "evicted by an operator".into(),
+        });
+        match evict::unload(state, idx, &model, why).await {
+            Ok(()) => nodes.push(state.fleet.lock().nodes[idx].name.clone()),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if nodes.is_empty() => Err(e.into()),
+        _ => Ok(axum::Json(json!({"model": model, "nodes": nodes}))),
+    }
+}
+
+async fn pin(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, AppError> {
+    set_pin(&state, body, true)
+}
+
+async fn unpin(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>, AppError> {
+    set_pin(&state, body, false)
+}
+
+fn set_pin(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    pinned: bool,
+) -> Result<axum::Json<Value>, AppError> {
+    let a = action(body)?;
+    if a.node.is_some() {
+        return Err(ApiError::invalid(
+            "invalid_request",
+            "pins apply to a model on every node; drop `node`",
+        )
+        .into());
+    }
+    let model = known(state, &a.model)?;
+    let changed = {
+        let mut g = state.fleet.lock();
+        let rt = g.runtime(&model);
+        let changed = rt.pinned != pinned;
+        rt.pinned = pinned;
+        changed
+    };
+    if changed {
+        tracing::info!(%model, pinned, "pin changed by an operator");
+        let kind = if pinned {
+            EventKind::Pinned {
+                model: model.clone(),
+            }
+        } else {
+            EventKind::Unpinned {
+                model: model.clone(),
+            }
+        };
+        state.bus.publish(None, kind);
+    }
+    Ok(axum::Json(json!({"model": model, "pinned": pinned})))
+}

@@ -1,0 +1,185 @@
+//! The client API on `listen`: `GET /v1/models`, `POST /v1/chat/completions`,
+//! `GET /health`. Handlers only parse, validate and hand over; routing and
+//! proxying live in `router.rs` and `proxy.rs`. Further surfaces
+//! (`/v1/messages`, `/v1/responses`, `/v1/completions`) are added in
+//! [`routes`] next to chat completions and reuse [`proxy::forward`].
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use cortex_common::error::{ApiError, ErrorKind};
+use cortex_common::openai::{ChatCompletionRequest, ModelCard, ModelList};
+use cortex_common::status::FleetHealth;
+use serde_json::{Value, json};
+
+use crate::error::{AppError, unauthorized, unknown_model};
+use crate::proxy::{self, Forward};
+use crate::serve::AppState;
+
+pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    let keyed = Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route_layer(middleware::from_fn_with_state(state, require_api_key));
+    Router::new().route("/health", get(health)).merge(keyed)
+}
+
+/// With client keys configured, requests need one (`Authorization: Bearer`
+/// or `x-api-key`); without, the client API is open.
+async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let keys = &state.cfg.auth.api_keys;
+    if keys.is_empty() {
+        return next.run(req).await;
+    }
+    let presented = bearer(req.headers()).or_else(|| {
+        req.headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    match presented {
+        Some(k) if keys.iter().any(|key| crate::admin::same(key, &k)) => next.run(req).await,
+        Some(_) => AppError(unauthorized("the API key is not valid")).into_response(),
+        None => AppError(unauthorized(
+            "an API key is required: send `Authorization: Bearer <key>`",
+        ))
+        .into_response(),
+    }
+}
+
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let s = {
+        let mut g = state.fleet.lock();
+        g.status(&state.fleet.catalogue, state.fleet.strategy)
+    };
+    let code = match s.health {
+        FleetHealth::Down => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
+    };
+    let body = json!({
+        "status": s.health,
+        "nodes_up": s.nodes_up,
+        "nodes_total": s.nodes_total,
+        "version": s.gateway_version,
+    });
+    (code, axum::Json(body)).into_response()
+}
+
+async fn list_models(State(state): State<Arc<AppState>>) -> axum::Json<ModelList> {
+    let g = state.fleet.lock();
+    let catalogue = &state.fleet.catalogue;
+    let mut ids: Vec<String> = catalogue.models.iter().map(|m| m.id.clone()).collect();
+    for n in g.nodes.iter().filter(|n| n.up) {
+        for id in n.reported.keys() {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+    }
+    let data = ids
+        .into_iter()
+        .map(|id| {
+            let entry = catalogue.get(&id);
+            let want = g.want(entry, &id, None);
+            let placements: Vec<Value> = g
+                .placements(&id)
+                .into_iter()
+                .map(|p| json!({"node": p.node, "state": p.state, "in_flight": p.in_flight}))
+                .collect();
+            ModelCard {
+                object: "model".into(),
+                created: 0,
+                owned_by: "cortex".into(),
+                cortex: Some(json!({
+                    "source": entry.map(|e| e.source().to_string()),
+                    "aliases": catalogue.aliases_of(&id),
+                    "pinned": g.is_pinned(&id),
+                    "residency_priority": want.priority,
+                    "memory_mb": want.bytes.div_ceil(1 << 20),
+                    "placements": placements,
+                    "loadable_on": g.loadable_on(&want),
+                })),
+                id,
+            }
+        })
+        .collect();
+    axum::Json(ModelList {
+        object: "list".into(),
+        data,
+    })
+}
+
+/// The body as JSON, with body-limit and syntax errors in the envelope.
+pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorKind::PayloadTooLarge,
+                "body_too_large",
+                "the request body is larger than the gateway accepts",
+            )
+        } else {
+            ApiError::invalid("invalid_body", rej.body_text())
+        }
+    })?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::invalid(
+            "invalid_json",
+            "the body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AppError> {
+    let mut body = json_body(body)?;
+    let req: ChatCompletionRequest = typed(&body)?;
+    if req.model.trim().is_empty() {
+        return Err(ApiError::invalid("invalid_model", "`model` must not be empty").into());
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid("invalid_messages", "`messages` must not be empty").into());
+    }
+    let model = state
+        .fleet
+        .resolve(&req.model)
+        .ok_or_else(|| unknown_model(&req.model))?;
+    body["model"] = Value::String(model.clone());
+    Ok(proxy::forward(
+        state,
+        Forward {
+            path: "/v1/chat/completions",
+            body,
+            model,
+            stream: req.is_stream(),
+        },
+    )
+    .await)
+}
+
+/// Typed view of a request body, the offending field named in the message.
+pub fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
+    serde::Deserialize::deserialize(v)
+        .map_err(|e| ApiError::invalid("invalid_request", format!("invalid request: {e}")))
+}

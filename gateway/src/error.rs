@@ -1,0 +1,116 @@
+//! Errors on their way out: every failure the gateway answers becomes the
+//! JSON envelope `{"error":{"message","type","code"}}` with its status, and
+//! `Retry-After` on 503.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cortex_common::error::{ApiError, ErrorKind};
+
+/// Code of a transient "no room right now" answer from placement: the router
+/// keeps the request queued and tries again until its deadline.
+pub const CAPACITY_BUSY: &str = "capacity_busy";
+
+/// [`ApiError`] as an axum response.
+#[derive(Debug)]
+pub struct AppError(pub ApiError);
+
+impl From<ApiError> for AppError {
+    fn from(e: ApiError) -> Self {
+        AppError(e)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, axum::Json(self.0.envelope())).into_response();
+        if let Some(secs) = self.0.retry_after_secs {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+pub fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(ErrorKind::Authentication, "invalid_api_key", message)
+}
+
+pub fn upstream(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::Upstream, code, message)
+}
+
+pub fn unknown_model(name: &str) -> ApiError {
+    ApiError::not_found(
+        "model_not_found",
+        format!("model `{name}` is not in the catalogue and not loaded on any node"),
+    )
+}
+
+/// 503 with Retry-After and a specific code.
+pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after: u32) -> ApiError {
+    ApiError {
+        code,
+        ..ApiError::overloaded(message, retry_after)
+    }
+}
+
+/// The error a neuron answered with (its envelope when it sent one).
+pub fn from_upstream_body(status: u16, body: &[u8]) -> ApiError {
+    // A neuron's own fault is, seen from the client, an upstream failure.
+    let kind = match status {
+        500..=599 if status != 503 => ErrorKind::Upstream,
+        _ => ErrorKind::from_status(status),
+    };
+    let parsed: Option<cortex_common::error::ErrorEnvelope> = serde_json::from_slice(body).ok();
+    let message = match parsed {
+        Some(env) => env.error.message,
+        None => format!(
+            "neuron answered {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        ),
+    };
+    ApiError::new(kind, upstream_code(status), message)
+}
+
+fn upstream_code(status: u16) -> &'static str {
+    match status {
+        404 => "model_not_found",
+        413 => "payload_too_large",
+        429 | 503 => "upstream_overloaded",
+        400..=499 => "invalid_request",
+        _ => "upstream_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn overloaded_carries_retry_after_and_envelope() {
+        let resp = AppError(unavailable("no_capacity", "full", 3)).into_response();
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "no_capacity");
+        assert_eq!(v["error"]["type"], "overloaded_error");
+    }
+
+    #[test]
+    fn upstream_envelopes_keep_their_message() {
+        let e = from_upstream_body(
+            404,
+            br#"{"error":{"message":"nope","type":"x","code":"y"}}"#,
+        );
+        assert_eq!(e.status(), 404);
+        assert_eq!(e.message, "nope");
+        let e = from_upstream_body(500, b"boom");
+        assert!(e.message.contains("boom"));
+        assert_eq!(e.status(), 502);
+    }
+}

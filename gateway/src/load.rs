@@ -1,0 +1,248 @@
+//! Cold loads: deciding where a model goes (placement), making room
+//! (eviction), and asking the neuron to load it — once per model however
+//! many requests are waiting for it (single-flight). "Already loaded" is
+//! success.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cortex_common::error::{ApiError, ErrorKind};
+use cortex_common::event::EventKind;
+use cortex_common::neuron_api::{LifecycleResponse, LoadRequest};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
+use crate::error::{CAPACITY_BUSY, from_upstream_body, unavailable, upstream};
+use crate::evict::{self, Eviction};
+use crate::metrics::model_node;
+use crate::placement::{self, Decision};
+use crate::serve::AppState;
+
+/// Longest a neuron may take to load a model.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+type LoadFuture = Shared<BoxFuture<'static, Result<String, ApiError>>>;
+
+/// Loads under way, by model (or `model@node` for a load on a named node).
+#[derive(Default)]
+pub struct Loads {
+    inflight: Mutex<HashMap<String, LoadFuture>>,
+}
+
+impl Loads {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, LoadFuture>> {
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Makes `model` servable (on `node` when given) and returns the node's
+/// name. Concurrent callers for the same key share one load. The load runs
+/// in its own task, so a caller that gives up does not cancel it for the
+/// others.
+pub async fn ensure_loaded(
+    state: &Arc<AppState>,
+    model: &str,
+    node: Option<&str>,
+) -> Result<String, ApiError> {
+    let key = match node {
+        Some(n) => format!("{model}@{n}"),
+        None => model.to_string(),
+    };
+    let fut = {
+        let mut map = state.loads.map();
+        match map.get(&key) {
+            Some(f) => f.clone(),
+            None => {
+                let st = state.clone();
+                let (m, n, k) = (model.to_string(), node.map(String::from), key.clone());
+                let task = tokio::spawn(async move {
+                    let result = load_once(&st, &m, n.as_deref()).await;
+                    st.loads.map().remove(&k);
+                    result
+                });
+                let fut = async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(ApiError::internal(format!("load task failed: {e}")))
+                    })
+                }
+                .boxed()
+                .shared();
+                map.insert(key, fut.clone());
+                fut
+            }
+        }
+    };
+    fut.await
+}
+
+async fn load_once(
+    state: &Arc<AppState>,
+    model: &str,
+    node: Option<&str>,
+) -> Result<String, ApiError> {
+    let retry = state.cfg.gateway.retry_after_secs;
+    let entry = state.fleet.entry(model).cloned();
+    let strategy = state.fleet.strategy;
+    // Decide and reserve under one lock, so concurrent loads of other
+    // models see this one's memory and victims.
+    let (idx, node_name, evictions, source) = {
+        let mut g = state.fleet.lock();
+        let source = entry
+            .as_ref()
+            .map(|e| e.source().to_string())
+            .or_else(|| {
+                g.nodes
+                    .iter()
+                    .find_map(|n| n.reported.get(model).map(|m| m.source.clone()))
+            })
+            .unwrap_or_else(|| model.to_string());
+        let named = match node {
+            Some(n) => Some(g.nodes.iter().position(|v| v.name == n).ok_or_else(|| {
+                ApiError::not_found("node_not_found", format!("no neuron is named `{n}`"))
+            })?),
+            None => None,
+        };
+        let servable = match named {
+            Some(i) => g.nodes[i].servable(model).then_some(i),
+            None => g.replicas(model).first().copied(),
+        };
+        if let Some(i) = servable {
+            return Ok(g.nodes[i].name.clone());
+        }
+        let joining = match named {
+            Some(i) => g.loading_on(model).filter(|l| *l == i),
+            None => g.loading_on(model),
+        };
+        if let Some(i) = joining {
+            // A load is already under way there (the neuron joins it).
+            (i, g.nodes[i].name.clone(), Vec::new(), source)
+        } else {
+            let want = g.want(entry.as_ref(), model, node.map(|n| vec![n.to_string()]));
+            let candidates = g.candidates(&state.fleet.catalogue);
+            match placement::plan(&candidates, &want, strategy) {
+                Decision::Place(plan) => {
+                    let Some(i) = g.nodes.iter().position(|v| v.name == plan.node) else {
+                        return Err(ApiError::internal("placement chose an unknown node"));
+                    };
+                    g.nodes[i].pending.insert(model.to_string(), want.bytes);
+                    for v in &plan.evict {
+                        g.nodes[i].unloading.insert(v.model.clone());
+                    }
+                    tracing::info!(%model, node = %plan.node, "placement: {}", plan.reason);
+                    state.bus.publish(
+                        Some(plan.node.clone()),
+                        EventKind::PlacementDecided {
+                            model: model.to_string(),
+                            reason: plan.reason.clone(),
+                        },
+                    );
+                    (i, plan.node, plan.evict, source)
+                }
+                Decision::Wait(reason) => {
+                    return Err(unavailable(
+                        CAPACITY_BUSY,
+                        format!("no room for `{model}` yet: {reason}"),
+                        retry,
+                    ));
+                }
+                Decision::Impossible(reason) => {
+                    return Err(unavailable(
+                        "no_capacity",
+                        format!("no node can load `{model}` now: {reason}"),
+                        retry,
+                    ));
+                }
+            }
+        }
+    };
+    let mut victims = evictions.into_iter();
+    while let Some(v) = victims.next() {
+        let why = Eviction {
+            for_model: model,
+            strategy: strategy.as_str(),
+            reason: v.reason.clone(),
+        };
+        if let Err(e) = evict::unload(state, idx, &v.model, Some(why)).await {
+            let mut g = state.fleet.lock();
+            let n = &mut g.nodes[idx];
+            n.pending.remove(model);
+            for rest in victims {
+                n.unloading.remove(&rest.model);
+            }
+            return Err(upstream(
+                "eviction_failed",
+                format!(
+                    "could not evict `{}` from {node_name} to make room: {}",
+                    v.model, e.message
+                ),
+            ));
+        }
+    }
+    state.bus.publish(
+        Some(node_name.clone()),
+        EventKind::ColdLoad {
+            model: model.to_string(),
+        },
+    );
+    state
+        .metrics
+        .cold_starts
+        .get_or_create(&model_node(model, &node_name))
+        .inc();
+    tracing::info!(%model, node = %node_name, %source, "cold load");
+    let result = post_load(state, idx, model, &source).await;
+    let mut g = state.fleet.lock();
+    match result {
+        Ok(resp) => {
+            g.mark_loaded(idx, model, &source, resp.memory_bytes);
+            Ok(node_name)
+        }
+        Err(e) => {
+            g.nodes[idx].pending.remove(model);
+            tracing::warn!(%model, node = %node_name, "load failed: {}", e.message);
+            Err(e)
+        }
+    }
+}
+
+async fn post_load(
+    state: &AppState,
+    idx: usize,
+    model: &str,
+    source: &str,
+) -> Result<LifecycleResponse, ApiError> {
+    let endpoint = state.fleet.lock().nodes[idx].endpoint.clone();
+    let resp = state
+        .control
+        .post(format!("{endpoint}/models/load"))
+        .timeout(LOAD_TIMEOUT)
+        .json(&LoadRequest {
+            model: model.to_string(),
+            source: Some(source.to_string()),
+        })
+        .send()
+        .await
+        .map_err(|e| upstream("load_failed", format!("loading `{model}`: {e}")))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| upstream("load_failed", format!("loading `{model}`: {e}")))?;
+    if !(200..300).contains(&status) {
+        let e = from_upstream_body(status, &body);
+        let kind = match e.kind {
+            ErrorKind::Overloaded => ErrorKind::Overloaded,
+            _ => ErrorKind::Upstream,
+        };
+        return Err(ApiError {
+            kind,
+            code: "load_failed",
+            message: format!("loading `{model}` failed: {}", e.message),
+            retry_after_secs: (kind == ErrorKind::Overloaded)
+                .then_some(state.cfg.gateway.retry_after_secs),
+        });
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| upstream("load_failed", format!("unreadable load answer: {e}")))
+}

@@ -1,0 +1,96 @@
+//! Which replica serves a request: a servable replica with the fewest
+//! requests in flight, else a cold load (shared by every request waiting for
+//! the same model), waiting while room is being made, up to the queue
+//! timeout. The [`Lease`] counts the request in flight until dropped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cortex_common::error::ApiError;
+
+use crate::error::{CAPACITY_BUSY, unavailable};
+use crate::fleet::Replica;
+use crate::load::ensure_loaded;
+use crate::metrics::NodeLabel;
+use crate::serve::AppState;
+
+/// A request's claim on a replica; released (in-flight count, last use) on drop.
+pub struct Lease {
+    state: Arc<AppState>,
+    pub replica: Replica,
+    pub model: String,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let total = {
+            let mut g = self.state.fleet.lock();
+            g.end(self.replica.idx, &self.model);
+            g.nodes[self.replica.idx].in_flight_total()
+        };
+        self.state
+            .metrics
+            .node_in_flight
+            .get_or_create(&NodeLabel {
+                node: self.replica.node.clone(),
+            })
+            .set(i64::from(total));
+    }
+}
+
+/// A servable replica right now, if there is one.
+pub fn try_acquire(state: &Arc<AppState>, model: &str) -> Option<Lease> {
+    let (replica, total) = {
+        let mut g = state.fleet.lock();
+        let idx = *g.replicas(model).first()?;
+        g.begin(idx, model);
+        (g.replica(idx), g.nodes[idx].in_flight_total())
+    };
+    state
+        .metrics
+        .node_in_flight
+        .get_or_create(&NodeLabel {
+            node: replica.node.clone(),
+        })
+        .set(i64::from(total));
+    Some(Lease {
+        state: state.clone(),
+        replica,
+        model: model.to_string(),
+    })
+}
+
+/// A replica for `model`, cold-loading it if needed.
+pub async fn acquire(state: Arc<AppState>, model: String) -> Result<Lease, ApiError> {
+    let timeout = state.cfg.gateway.queue_timeout();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(lease) = try_acquire(&state, &model) {
+            return Ok(lease);
+        }
+        match ensure_loaded(&state, &model, None).await {
+            Ok(_) => {}
+            Err(e) if e.code == CAPACITY_BUSY && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+        if Instant::now() >= deadline {
+            return Err(unavailable(
+                "queue_timeout",
+                format!(
+                    "`{model}` could not be served within {} s",
+                    timeout.as_secs()
+                ),
+                state.cfg.gateway.retry_after_secs,
+            ));
+        }
+    }
+}
+
+/// The fleet view said `model` was on this replica but the neuron says it
+/// is not: stop routing there until its events say otherwise.
+pub fn forget(state: &AppState, replica: &Replica, model: &str) {
+    let mut g = state.fleet.lock();
+    g.nodes[replica.idx].reported.remove(model);
+}

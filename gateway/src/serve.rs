@@ -1,0 +1,204 @@
+//! `cortex serve`: loads the config, starts one watcher per neuron and the
+//! background tasks, and serves the client + admin API on `listen` and the
+//! metrics on `metrics_listen`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use cortex_common::config::gateway::GatewayConfig;
+use cortex_common::config::models::ModelsConfig;
+use cortex_common::error::ApiError;
+use tokio::net::TcpListener;
+
+use crate::error::AppError;
+use crate::events::EventBus;
+use crate::fleet::Fleet;
+use crate::load::Loads;
+use crate::metrics::{self, Metrics};
+
+/// Everything the handlers and tasks share.
+pub struct AppState {
+    pub cfg: GatewayConfig,
+    pub fleet: Fleet,
+    pub bus: EventBus,
+    pub metrics: Metrics,
+    /// Data path to neurons: connect timeout and idle read timeout, no total.
+    pub upstream: reqwest::Client,
+    /// Control path (events, state reads, load, unload): per-call timeouts.
+    pub control: reqwest::Client,
+    pub loads: Loads,
+    next_request: AtomicU64,
+    boot_id: u64,
+}
+
+impl AppState {
+    pub fn new(cfg: GatewayConfig, catalogue: ModelsConfig) -> anyhow::Result<Self> {
+        let upstream = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .read_timeout(cfg.gateway.upstream_idle_timeout())
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .context("building the upstream HTTP client")?;
+        let control = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .build()
+            .context("building the control HTTP client")?;
+        Ok(AppState {
+            fleet: Fleet::new(&cfg, catalogue),
+            bus: EventBus::new(cfg.gateway.event_buffer),
+            metrics: Metrics::new(),
+            upstream,
+            control,
+            loads: Loads::default(),
+            next_request: AtomicU64::new(1),
+            boot_id: cortex_common::now_ms() % 1_000_000,
+            cfg,
+        })
+    }
+
+    pub fn next_request_id(&self) -> String {
+        let n = self.next_request.fetch_add(1, Ordering::Relaxed);
+        format!("gw-{}-{n}", self.boot_id)
+    }
+}
+
+/// Loads `cortex.toml` (+ environment) and the models file it names.
+pub fn load_config(path: &Path) -> anyhow::Result<(GatewayConfig, ModelsConfig)> {
+    let mut cfg = GatewayConfig::load(path)?;
+    cfg.apply_env(|k| std::env::var(k).ok())?;
+    let models_path = cfg.models_path();
+    let catalogue = ModelsConfig::load(&models_path, Some(&cfg.neuron_names()))?;
+    Ok((cfg, catalogue))
+}
+
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(crate::client_api::routes(state.clone()))
+        .merge(crate::admin::routes(state.clone()))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.cfg.gateway.max_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> AppError {
+    AppError(ApiError::not_found(
+        "route_not_found",
+        format!("no route for {}", uri.path()),
+    ))
+}
+
+async fn metrics_handler(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(header::CONTENT_TYPE, metrics::OPENMETRICS_CONTENT_TYPE)],
+            state.metrics.render_openmetrics(),
+        )
+    } else {
+        (
+            [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+            state.metrics.render(),
+        )
+    }
+}
+
+pub async fn run(config: &Path) -> anyhow::Result<()> {
+    let (cfg, catalogue) =
+        load_config(config).with_context(|| format!("loading {}", config.display()))?;
+    if cfg.auth.admin_token.is_none() {
+        tracing::warn!("no admin token configured: the admin API will refuse every call");
+    }
+    if cfg.neurons.is_empty() {
+        tracing::warn!("no [[neurons]] configured: every request will be answered 503");
+    }
+    let metrics_listener = TcpListener::bind(&cfg.gateway.metrics_listen)
+        .await
+        .with_context(|| format!("binding metrics_listen {}", cfg.gateway.metrics_listen))?;
+    let listener = TcpListener::bind(&cfg.gateway.listen)
+        .await
+        .with_context(|| format!("binding listen {}", cfg.gateway.listen))?;
+    let state = Arc::new(AppState::new(cfg, catalogue)?);
+
+    for idx in 0..state.fleet.node_count() {
+        tokio::spawn(crate::watch::watch_node(state.clone(), idx));
+    }
+    tokio::spawn(crate::evict::ttl_task(state.clone()));
+    tokio::spawn(crate::histograms::histogram_task(state.clone()));
+
+    let metrics_app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(state.clone());
+    let metrics_addr = metrics_listener.local_addr()?;
+    let addr = listener.local_addr()?;
+    // Announced in this order: launchers wait for the `listening on` line.
+    println!("{}{metrics_addr}", cortex_common::launch::METRICS_PREFIX);
+    println!("{}{addr}", cortex_common::launch::LISTENING_PREFIX);
+    tracing::info!(%addr, %metrics_addr, strategy = state.fleet.strategy.as_str(), "gateway up");
+
+    let metrics_server = tokio::spawn(async move {
+        axum::serve(metrics_listener, metrics_app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    });
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving the API")?;
+    metrics_server.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped examples must stay valid (and consistent with each other).
+    #[test]
+    fn example_configs_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cfg = GatewayConfig::load(&root.join("cortex.example.toml")).unwrap();
+        assert_eq!(cfg.neurons.len(), 2);
+        let models =
+            ModelsConfig::load(&root.join("models.example.toml"), Some(&cfg.neuron_names()))
+                .unwrap();
+        assert_eq!(models.resolve("gpt-4o-mini"), "smollm2-135m");
+        assert!(models.models.iter().all(|m| m.memory_mb.is_some()));
+    }
+}

@@ -1,0 +1,258 @@
+//! One task per neuron: subscribes to its `/events` stream (push), reads its
+//! state, and keeps the fleet view current from the events. A dropped stream
+//! marks the node down at once — unless an immediate re-check finds it
+//! answering, which absorbs a blip — and the task keeps trying to rejoin,
+//! re-reading the node's state when it does. A node that flaps is retried
+//! with a growing delay.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cortex_common::event::{Event, EventKind};
+use cortex_common::neuron_api::{Discovery, ModelsResponse};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+
+use crate::metrics::{DeviceLabels, NodeLabel, model_node};
+use crate::serve::AppState;
+
+/// Silence on an event stream longer than this means the neuron is hung
+/// (it sends device stats every second).
+const EVENTS_IDLE: Duration = Duration::from_secs(10);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A node up for less than this before dropping is flapping.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+pub async fn watch_node(state: Arc<AppState>, idx: usize) {
+    let (name, endpoint) = {
+        let g = state.fleet.lock();
+        (g.nodes[idx].name.clone(), g.nodes[idx].endpoint.clone())
+    };
+    let mut backoff = MIN_BACKOFF;
+    let mut logged_failure = false;
+    loop {
+        match connect(&state, &endpoint).await {
+            Ok((stream, discovery, models)) => {
+                logged_failure = false;
+                {
+                    let mut g = state.fleet.lock();
+                    g.node_up(idx, discovery.devices.clone(), models.models);
+                }
+                update_gauges(&state, idx);
+                tracing::info!(node = %name, %endpoint, "node up");
+                state.bus.publish(
+                    Some(name.clone()),
+                    EventKind::NodeUp {
+                        endpoint: endpoint.clone(),
+                    },
+                );
+                let since = Instant::now();
+                let reason = consume(&state, idx, &name, stream).await;
+                backoff = if since.elapsed() >= STABLE_AFTER {
+                    MIN_BACKOFF
+                } else {
+                    (backoff * 2).min(MAX_BACKOFF)
+                };
+                // Debounce: a stream that dropped while the node still
+                // answers is re-opened without declaring the node down.
+                if quick_health(&state, &endpoint).await {
+                    tracing::warn!(node = %name, "event stream dropped ({reason}); node still answers, reconnecting");
+                    if let Ok(again) = connect(&state, &endpoint).await {
+                        let (stream, discovery, models) = again;
+                        state
+                            .fleet
+                            .lock()
+                            .node_up(idx, discovery.devices, models.models);
+                        let reason = consume(&state, idx, &name, stream).await;
+                        mark_down(&state, idx, &name, &endpoint, &reason);
+                    } else {
+                        mark_down(&state, idx, &name, &endpoint, &reason);
+                    }
+                } else {
+                    mark_down(&state, idx, &name, &endpoint, &reason);
+                }
+            }
+            Err(e) => {
+                if !logged_failure {
+                    tracing::warn!(node = %name, %endpoint, "cannot reach neuron: {e:#}");
+                    logged_failure = true;
+                }
+                let mut g = state.fleet.lock();
+                g.nodes[idx].reason = Some(format!("unreachable: {e:#}"));
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+type ByteStream = futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>;
+
+/// Opens the event stream first, then reads the state, so nothing that
+/// happens in between is missed.
+async fn connect(
+    state: &AppState,
+    endpoint: &str,
+) -> anyhow::Result<(ByteStream, Discovery, ModelsResponse)> {
+    let resp = state
+        .control
+        .get(format!("{endpoint}/events"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .context("GET /events")?;
+    if !resp.status().is_success() {
+        bail!("GET /events answered {}", resp.status());
+    }
+    let stream: ByteStream = resp.bytes_stream().boxed();
+    let discovery: Discovery = get_json(state, &format!("{endpoint}/discovery")).await?;
+    let models: ModelsResponse = get_json(state, &format!("{endpoint}/models")).await?;
+    Ok((stream, discovery, models))
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    url: &str,
+) -> anyhow::Result<T> {
+    let resp = state
+        .control
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    if !resp.status().is_success() {
+        bail!("GET {url} answered {}", resp.status());
+    }
+    resp.json().await.with_context(|| format!("reading {url}"))
+}
+
+async fn quick_health(state: &AppState, endpoint: &str) -> bool {
+    state
+        .control
+        .get(format!("{endpoint}/health"))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// Applies the stream's events until it ends; returns why it ended.
+async fn consume(state: &AppState, idx: usize, name: &str, stream: ByteStream) -> String {
+    let mut events = stream.eventsource();
+    loop {
+        let next = match tokio::time::timeout(EVENTS_IDLE, events.next()).await {
+            Err(_) => return format!("no event for {} s", EVENTS_IDLE.as_secs()),
+            Ok(None) => return "event stream ended".into(),
+            Ok(Some(Err(e))) => return format!("event stream failed: {e}"),
+            Ok(Some(Ok(ev))) => ev,
+        };
+        if next.data.is_empty() {
+            continue;
+        }
+        let event: Event = match serde_json::from_str(&next.data) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(node = %name, "unreadable event ({e}): {}", truncate(&next.data));
+                continue;
+            }
+        };
+        let stats = matches!(event.kind, EventKind::DeviceStats { .. });
+        state.fleet.lock().apply(idx, &event.kind);
+        record_metrics(state, name, &event.kind);
+        if stats {
+            update_gauges(state, idx);
+        }
+        state.bus.publish(Some(name.to_string()), event.kind);
+    }
+}
+
+fn mark_down(state: &AppState, idx: usize, name: &str, endpoint: &str, reason: &str) {
+    let was_up = state.fleet.lock().node_down(idx, reason);
+    update_gauges(state, idx);
+    if was_up {
+        tracing::warn!(node = %name, "node down: {reason}");
+        state.bus.publish(
+            Some(name.to_string()),
+            EventKind::NodeDown {
+                endpoint: endpoint.to_string(),
+                reason: reason.to_string(),
+            },
+        );
+    }
+}
+
+/// Token counts, TTFT and speed come from the neuron's own measurements.
+fn record_metrics(state: &AppState, node: &str, kind: &EventKind) {
+    if let EventKind::RequestFinished {
+        model,
+        prompt_tokens,
+        completion_tokens,
+        ttft_ms,
+        decode_tok_s,
+        ..
+    } = kind
+    {
+        let m = &state.metrics;
+        let l = model_node(model, node);
+        m.prompt_tokens
+            .get_or_create(&l)
+            .inc_by(u64::from(*prompt_tokens));
+        m.completion_tokens
+            .get_or_create(&l)
+            .inc_by(u64::from(*completion_tokens));
+        if let Some(t) = ttft_ms {
+            m.ttft_seconds.get_or_create(&l).observe(t / 1000.0);
+        }
+        if let Some(s) = decode_tok_s {
+            m.tokens_per_second.get_or_create(&l).observe(*s);
+        }
+    }
+}
+
+/// Node, device and replica gauges from the current view.
+pub fn update_gauges(state: &AppState, idx: usize) {
+    let g = state.fleet.lock();
+    let n = &g.nodes[idx];
+    let m = &state.metrics;
+    let node = NodeLabel {
+        node: n.name.clone(),
+    };
+    m.node_up.get_or_create(&node).set(i64::from(n.up));
+    m.node_in_flight
+        .get_or_create(&node)
+        .set(i64::from(n.in_flight_total()));
+    for d in &n.devices {
+        let l = DeviceLabels {
+            node: n.name.clone(),
+            device: d.id.clone(),
+        };
+        m.device_memory_total
+            .get_or_create(&l)
+            .set(d.memory_total_bytes as i64);
+        m.device_memory_used.get_or_create(&l).set(if n.up {
+            d.memory_used_bytes as i64
+        } else {
+            0
+        });
+    }
+    for info in n.reported.values() {
+        let l = model_node(&info.id, &n.name);
+        m.model_in_flight
+            .get_or_create(&l)
+            .set(i64::from(info.in_flight));
+        m.model_queue_depth
+            .get_or_create(&l)
+            .set(i64::from(info.queue_depth));
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    let mut end = s.len().min(200);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
