@@ -1,1 +1,70 @@
-fn main() {}
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Parser;
+use neuron::node::Neuron;
+use neuron::settings::{Cli, Settings};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let settings = Settings::from_cli(&cli)?;
+    if let Some(neuron::settings::Command::Bench(args)) = cli.command {
+        return neuron::bench::run(args, settings).await;
+    }
+    let listen = settings.listen.clone();
+    let preload = settings.preload.clone();
+    let neuron = Neuron::start(settings).context("starting the neuron")?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%addr, name = %neuron.settings.name, "neuron listening");
+    // The parent process (demo, tests) reads this line to learn the port.
+    println!("{}{addr}", cortex_common::launch::LISTENING_PREFIX);
+    let _ = std::io::stdout().flush();
+    neuron.spawn_stats();
+    for (id, source) in preload {
+        let n = neuron.clone();
+        tokio::spawn(async move {
+            if let Err(e) = n.registry.load(&id, &source).await {
+                tracing::error!(model = %id, error = %e.message, "preload failed");
+            }
+        });
+    }
+    axum::serve(listener, neuron::api::router(neuron))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("neuron stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

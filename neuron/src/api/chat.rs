@@ -1,0 +1,353 @@
+//! `POST /v1/chat/completions`: validate, render the chat template,
+//! tokenize, admit into the model's queue, hand the job to the device
+//! worker, and answer as one JSON document or as an SSE stream.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use cortex_common::error::ApiError;
+use cortex_common::openai::{
+    ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
+    ChunkChoice, ChunkDelta, FinishReason, MessageContent, Usage,
+};
+use tokio::sync::mpsc;
+
+use super::error::{Failure, JsonBody};
+use crate::engine::admission::admit;
+use crate::engine::generate::{GenEvent, GenRequest, GenSummary};
+use crate::engine::registry::ModelEntry;
+use crate::engine::sampling::SamplingParams;
+use crate::engine::worker::Job;
+use crate::node::Neuron;
+
+/// OpenAI allows at most four stop sequences.
+const MAX_STOP_SEQUENCES: usize = 4;
+
+pub async fn chat_completions(
+    State(n): State<Arc<Neuron>>,
+    JsonBody(req): JsonBody<ChatCompletionRequest>,
+) -> Result<Response, Failure> {
+    let received = Instant::now();
+    let sampling = validate(&req)?;
+    let entry = match n.registry.get_or_wait(&req.model).await {
+        Some(result) => result?,
+        None => {
+            return Err(ApiError::not_found(
+                "model_not_found",
+                format!(
+                    "model `{}` is not loaded on this neuron; load it with POST /models/load",
+                    req.model
+                ),
+            )
+            .into());
+        }
+    };
+    let prompt_ids = tokenize_prompt(&entry, &req).await?;
+    let max_new_tokens =
+        max_new_tokens(&req, &entry, prompt_ids.len(), n.settings.max_tokens_limit)?;
+    let permit = admit(&entry, n.settings.max_queue)?;
+
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let prompt_tokens = prompt_ids.len() as u32;
+    n.worker.submit(Job {
+        entry: entry.clone(),
+        request: GenRequest {
+            id: id.clone(),
+            prompt_ids,
+            max_new_tokens,
+            sampling,
+            stop: req.stop_sequences(),
+        },
+        tx,
+        received,
+        permit,
+    })?;
+    let created = cortex_common::now_ms() / 1000;
+    if req.is_stream() {
+        Ok(stream_response(
+            id,
+            created,
+            req.model.clone(),
+            req.include_usage(),
+            prompt_tokens,
+            rx,
+        )
+        .into_response())
+    } else {
+        Ok(collect_response(id, created, req.model.clone(), rx)
+            .await?
+            .into_response())
+    }
+}
+
+fn validate(req: &ChatCompletionRequest) -> Result<SamplingParams, ApiError> {
+    let bad = |field: &str, why: &str| {
+        ApiError::invalid("invalid_value", format!("field `{field}`: {why}"))
+    };
+    if req.model.trim().is_empty() {
+        return Err(bad("model", "must name a model"));
+    }
+    if req.messages.is_empty() {
+        return Err(bad("messages", "must contain at least one message"));
+    }
+    for (i, m) in req.messages.iter().enumerate() {
+        if !matches!(
+            m.role.as_str(),
+            "system" | "developer" | "user" | "assistant" | "tool"
+        ) {
+            return Err(bad(
+                &format!("messages[{i}].role"),
+                "must be one of system, developer, user, assistant, tool",
+            ));
+        }
+    }
+    if let Some(n) = req.n
+        && n != 1
+    {
+        return Err(bad("n", "only n = 1 is supported"));
+    }
+    if let Some(t) = req.temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(bad("temperature", "must be between 0 and 2"));
+    }
+    if let Some(p) = req.top_p
+        && !(p > 0.0 && p <= 1.0)
+    {
+        return Err(bad("top_p", "must be greater than 0 and at most 1"));
+    }
+    if req.top_k == Some(0) {
+        return Err(bad(
+            "top_k",
+            "must be at least 1 (omit it to disable top-k)",
+        ));
+    }
+    if let Some(r) = req.repetition_penalty
+        && !(r > 0.0 && r <= 10.0)
+    {
+        return Err(bad(
+            "repetition_penalty",
+            "must be greater than 0 and at most 10 (1 = off)",
+        ));
+    }
+    for (field, v) in [
+        ("frequency_penalty", req.frequency_penalty),
+        ("presence_penalty", req.presence_penalty),
+    ] {
+        if let Some(v) = v
+            && v != 0.0
+        {
+            return Err(bad(
+                field,
+                "is not supported; use `repetition_penalty` instead",
+            ));
+        }
+    }
+    let stops = req.stop_sequences();
+    if stops.len() > MAX_STOP_SEQUENCES {
+        return Err(bad("stop", "at most 4 stop sequences"));
+    }
+    if stops.iter().any(String::is_empty) {
+        return Err(bad("stop", "stop sequences must not be empty"));
+    }
+    if req.max_new_tokens() == Some(0) {
+        let field = if req.max_completion_tokens.is_some() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        return Err(bad(field, "must be at least 1"));
+    }
+    Ok(SamplingParams {
+        // OpenAI's default temperature is 1.
+        temperature: req.temperature.unwrap_or(1.0),
+        top_p: req.top_p,
+        top_k: req.top_k.map(|k| k as usize),
+        seed: req.seed.unwrap_or_else(rand_seed),
+        repetition_penalty: req.repetition_penalty.unwrap_or(1.0) as f32,
+        ..SamplingParams::default()
+    })
+}
+
+fn rand_seed() -> u64 {
+    let id = uuid::Uuid::new_v4();
+    let (hi, lo) = id.as_u64_pair();
+    hi ^ lo
+}
+
+/// Renders the chat template and tokenizes, off the async runtime.
+async fn tokenize_prompt(
+    entry: &Arc<ModelEntry>,
+    req: &ChatCompletionRequest,
+) -> Result<Vec<u32>, ApiError> {
+    let entry = entry.clone();
+    let messages: Vec<ChatMessage> = req.messages.clone();
+    let tools = req.tools.clone();
+    tokio::task::spawn_blocking(move || {
+        for (i, m) in messages.iter().enumerate() {
+            if let Some(MessageContent::Parts(_)) = &m.content
+                && m.content
+                    .as_ref()
+                    .and_then(MessageContent::as_text)
+                    .is_none()
+            {
+                return Err(ApiError::invalid(
+                    "unsupported_content",
+                    format!("field `messages[{i}].content`: only text parts are supported"),
+                ));
+            }
+        }
+        let prompt = entry
+            .template
+            .render(&messages, tools.as_deref())
+            .map_err(|e| ApiError::invalid("invalid_messages", e.to_string()))?;
+        let encoding = entry
+            .tokenizer
+            .encode(prompt.as_str(), false)
+            .map_err(|e| ApiError::internal(format!("tokenizer failed: {e}")))?;
+        Ok(encoding.get_ids().to_vec())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))?
+}
+
+fn max_new_tokens(
+    req: &ChatCompletionRequest,
+    entry: &ModelEntry,
+    prompt_len: usize,
+    limit: Option<u32>,
+) -> Result<usize, ApiError> {
+    let context = entry.context_length;
+    if prompt_len >= context {
+        return Err(ApiError::invalid(
+            "context_length_exceeded",
+            format!(
+                "the prompt is {prompt_len} tokens; model `{}` has a context of {context} tokens",
+                entry.id
+            ),
+        ));
+    }
+    let room = context - prompt_len;
+    let cap = limit.map(|l| l as usize).unwrap_or(context);
+    match req.max_new_tokens() {
+        None => Ok(room.min(cap)),
+        Some(asked) if asked as usize > cap => {
+            let field = if req.max_completion_tokens.is_some() {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            };
+            Err(ApiError::invalid(
+                "invalid_value",
+                format!("field `{field}`: {asked} is more than this model allows ({cap})"),
+            ))
+        }
+        Some(asked) => Ok((asked as usize).min(room)),
+    }
+}
+
+async fn collect_response(
+    id: String,
+    created: u64,
+    model: String,
+    mut rx: mpsc::UnboundedReceiver<GenEvent>,
+) -> Result<Json<ChatCompletionResponse>, ApiError> {
+    let mut text = String::new();
+    while let Some(event) = rx.recv().await {
+        match event {
+            GenEvent::Delta(d) => text.push_str(&d),
+            GenEvent::Done(summary) => {
+                return Ok(Json(ChatCompletionResponse {
+                    id,
+                    object: "chat.completion".into(),
+                    created,
+                    model,
+                    choices: vec![ChatChoice {
+                        index: 0,
+                        message: ChatMessage::text("assistant", &text),
+                        finish_reason: Some(summary.finish_reason),
+                    }],
+                    usage: usage(&summary),
+                }));
+            }
+            GenEvent::Error(e) => {
+                return Err(ApiError::internal(format!("generation failed: {e}")));
+            }
+        }
+    }
+    Err(ApiError::internal("generation ended without a result"))
+}
+
+fn usage(s: &GenSummary) -> Usage {
+    Usage::new(s.prompt_tokens, s.completion_tokens)
+}
+
+fn stream_response(
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+    prompt_tokens: u32,
+    mut rx: mpsc::UnboundedReceiver<GenEvent>,
+) -> Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>> {
+    let chunk = move |delta: ChunkDelta, finish: Option<FinishReason>, usage: Option<Usage>| {
+        ChatCompletionChunk {
+            id: id.clone(),
+            object: "chat.completion.chunk".into(),
+            created,
+            model: model.clone(),
+            choices: if usage.is_some() {
+                vec![]
+            } else {
+                vec![ChunkChoice {
+                    index: 0,
+                    delta,
+                    finish_reason: finish,
+                }]
+            },
+            usage,
+        }
+    };
+    let data = |c: &ChatCompletionChunk| {
+        SseEvent::default().data(serde_json::to_string(c).unwrap_or_else(|_| "{}".into()))
+    };
+    let stream = async_stream::stream! {
+        let _ = prompt_tokens;
+        yield Ok(data(&chunk(ChunkDelta { role: Some("assistant".into()), content: Some(String::new()) }, None, None)));
+        let mut ended = false;
+        while let Some(event) = rx.recv().await {
+            match event {
+                GenEvent::Delta(text) => {
+                    yield Ok(data(&chunk(ChunkDelta { role: None, content: Some(text) }, None, None)));
+                }
+                GenEvent::Done(summary) => {
+                    yield Ok(data(&chunk(ChunkDelta::default(), Some(summary.finish_reason), None)));
+                    if include_usage {
+                        yield Ok(data(&chunk(ChunkDelta::default(), None, Some(usage(&summary)))));
+                    }
+                    ended = true;
+                    break;
+                }
+                GenEvent::Error(e) => {
+                    let err = ApiError::internal(format!("generation failed: {e}"));
+                    yield Ok(SseEvent::default().data(serde_json::to_string(&err.envelope()).unwrap_or_default()));
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if !ended {
+            let err = ApiError::internal("generation ended without a result");
+            yield Ok(SseEvent::default().data(serde_json::to_string(&err.envelope()).unwrap_or_default()));
+        }
+        yield Ok(SseEvent::default().data("[DONE]"));
+    };
+    // Comments keep the connection visibly alive during a long prefill.
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
+}

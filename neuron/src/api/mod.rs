@@ -1,0 +1,30 @@
+//! The neuron's HTTP API: thin handlers over [`Neuron`].
+
+pub mod chat;
+pub mod error;
+pub mod events;
+pub mod health;
+pub mod models;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::node::Neuron;
+
+pub fn router(neuron: Arc<Neuron>) -> Router {
+    let limit = neuron.settings.max_body_bytes;
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/discovery", get(health::discovery))
+        .route("/models", get(models::list))
+        .route("/models/load", post(models::load))
+        .route("/models/unload", post(models::unload))
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/events", get(events::events))
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(neuron)
+}

@@ -1,0 +1,51 @@
+//! `GET /models`, `POST /models/load`, `POST /models/unload`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use cortex_common::error::ApiError;
+use cortex_common::neuron_api::{
+    LifecycleResponse, LoadRequest, ModelState, ModelsResponse, UnloadRequest,
+};
+
+use super::error::{Failure, JsonBody};
+use crate::node::Neuron;
+
+pub async fn list(State(n): State<Arc<Neuron>>) -> Json<ModelsResponse> {
+    Json(ModelsResponse {
+        models: n.registry.list(),
+    })
+}
+
+pub async fn load(
+    State(n): State<Arc<Neuron>>,
+    JsonBody(req): JsonBody<LoadRequest>,
+) -> Result<Json<LifecycleResponse>, Failure> {
+    if req.model.trim().is_empty() {
+        return Err(ApiError::invalid("invalid_value", "field `model` must not be empty").into());
+    }
+    let source = req.source.clone().unwrap_or_else(|| req.model.clone());
+    let result = n.registry.load(&req.model, &source).await?;
+    Ok(Json(LifecycleResponse {
+        model: req.model,
+        state: ModelState::Loaded,
+        changed: result.changed,
+        memory_bytes: result.entry.memory_bytes,
+        duration_ms: result.duration_ms,
+    }))
+}
+
+pub async fn unload(
+    State(n): State<Arc<Neuron>>,
+    JsonBody(req): JsonBody<UnloadRequest>,
+) -> Result<Json<LifecycleResponse>, Failure> {
+    let entry = n.registry.unload(&req.model, "requested")?;
+    Ok(Json(LifecycleResponse {
+        model: req.model,
+        state: ModelState::Unloading,
+        changed: true,
+        memory_bytes: entry.memory_bytes,
+        duration_ms: 0,
+    }))
+}

@@ -1,0 +1,95 @@
+//! The neuron's settings: defaults, then `neuron.toml`, then flags.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use cortex_common::config::ConfigError;
+use cortex_common::config::neuron::{DEFAULT_NEURON_LISTEN, NeuronConfig};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "neuron",
+    version,
+    about = "cortex per-host inference daemon (candle, in-process)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings file (TOML); flags override it.
+    #[arg(long, env = "NEURON_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:13131].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Node name reported to the gateway [default: the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Memory models may use, MiB [default: the device's memory].
+    #[arg(long)]
+    pub memory_limit_mb: Option<u64>,
+    /// Requests that may wait per model behind the running one [default: 16].
+    #[arg(long)]
+    pub max_queue: Option<u32>,
+    /// Device: cpu, cuda:N, metal:N [default: cpu].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Load a model at start, `ID=SOURCE` or `SOURCE` (repeatable).
+    #[arg(long = "preload")]
+    pub preload: Vec<String>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Measure decode speed and TTFT: the HTTP path against a bare candle loop.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub name: String,
+    pub memory_limit_bytes: Option<u64>,
+    pub max_queue: u32,
+    pub max_body_bytes: usize,
+    pub max_tokens_limit: Option<u32>,
+    pub device: String,
+    pub stats_interval_ms: u64,
+    /// (id, source) pairs to load at start.
+    pub preload: Vec<(String, String)>,
+}
+
+impl Settings {
+    pub fn from_cli(cli: &Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => NeuronConfig::load(path)?,
+            None => NeuronConfig::default(),
+        };
+        let host = sysinfo::System::host_name().unwrap_or_else(|| "neuron".into());
+        let cli = cli.clone();
+        let preload = cli
+            .preload
+            .iter()
+            .map(|p| match p.split_once('=') {
+                Some((id, source)) => (id.to_string(), source.to_string()),
+                None => (p.clone(), p.clone()),
+            })
+            .collect();
+        Ok(Settings {
+            listen: cli
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_NEURON_LISTEN.to_string()),
+            name: cli.name.or(file.name).unwrap_or(host),
+            memory_limit_bytes: cli
+                .memory_limit_mb
+                .or(file.memory_limit_mb)
+                .map(|mb| mb << 20),
+            max_queue: cli.max_queue.or(file.max_queue).unwrap_or(16),
+            max_body_bytes: file.max_body_bytes.unwrap_or(4 << 20),
+            max_tokens_limit: file.max_tokens_limit,
+            device: cli.device.or(file.device).unwrap_or_else(|| "cpu".into()),
+            stats_interval_ms: file.stats_interval_ms.unwrap_or(1000),
+            preload,
+        })
+    }
+}
