@@ -35,15 +35,8 @@ pub async fn unload(
         (g.nodes[idx].name.clone(), g.nodes[idx].endpoint.clone())
     };
     let result = post_unload(state, &endpoint, model).await;
-    {
-        let mut g = state.fleet.lock();
-        let n = &mut g.nodes[idx];
-        n.unloading.remove(model);
-        if result.is_ok() {
-            n.reported.remove(model);
-            n.pending.remove(model);
-        }
-    }
+    // Counted and published before the view changes, so whoever sees the
+    // replica gone also sees why.
     match &result {
         Ok(()) => {
             if let Some(why) = why {
@@ -72,6 +65,14 @@ pub async fn unload(
         }
         Err(e) => tracing::warn!(%node, %model, "unload failed: {}", e.message),
     }
+    let mut g = state.fleet.lock();
+    let n = &mut g.nodes[idx];
+    n.unloading.remove(model);
+    if result.is_ok() {
+        n.reported.remove(model);
+        n.pending.remove(model);
+    }
+    drop(g);
     result
 }
 

@@ -1,0 +1,569 @@
+//! The gateway against real neurons on loopback: catalogue, routing,
+//! cold loads, eviction strategies, pins, ttl, node failure, the admin API,
+//! the fleet event stream and the error envelopes.
+//!
+//! The neurons serve the embedded model (~100 MB resident) under several ids
+//! with a 250 MB memory limit, so two copies fit on a node and a third
+//! forces an eviction.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use cortex_common::event::EventKind;
+use cortex_common::status::NodeState;
+use serde_json::{Value, json};
+use support::*;
+
+fn assert_envelope(body: &Value, code: &str) {
+    assert!(body["error"]["message"].is_string(), "no message in {body}");
+    assert!(body["error"]["type"].is_string(), "no type in {body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+}
+
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool is not available ({e}); install the Debian package `prometheus`")
+        });
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool rejected the live metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_neurons_catalogue_chat_balancing_and_admin_auth() {
+    let a = neuron("a", 250);
+    let b = neuron("b", 250);
+    let gw = gateway(&[&a, &b], "lru", &models_toml(&[("smol", "")]), "").await;
+
+    // One catalogue over both nodes: not loaded yet, loadable on either.
+    let list: Value = gw
+        .http
+        .get(format!("{}/v1/models", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["object"], "list");
+    let card = &list["data"][0];
+    assert_eq!(card["id"], "smol");
+    assert_eq!(card["cortex"]["loadable_on"], json!(["a", "b"]));
+    assert_eq!(card["cortex"]["placements"], json!([]));
+
+    // Admin calls without the token (or with a wrong one) are refused and change nothing.
+    for auth in [None, Some("wrong")] {
+        let mut req = gw
+            .http
+            .post(format!("{}/admin/models/pin", gw.url))
+            .json(&json!({"model": "smol"}));
+        if let Some(t) = auth {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_envelope(&resp.json().await.unwrap(), "invalid_api_key");
+        let resp = gw
+            .http
+            .post(format!("{}/admin/models/load", gw.url))
+            .json(&json!({"model": "smol"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let resp = gw
+        .http
+        .get(format!("{}/admin/status", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let s = gw.status().await;
+    assert!(!s.models[0].pinned, "an unauthorised pin changed the state");
+    assert!(
+        placement_nodes(&s, "smol").is_empty(),
+        "an unauthorised load happened"
+    );
+
+    // Non-streaming chat: a cold load, then an answer.
+    let (status, first, body) = gw.chat("smol", 4).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["choices"][0]["message"]["content"].is_string(),
+        "{body}"
+    );
+    assert!(body["usage"]["completion_tokens"].as_u64().unwrap() <= 4);
+    let first = first.expect("x-cortex-node");
+    let other = if first == "a" { "b" } else { "a" };
+
+    // A second replica on the other node, by the admin API.
+    let (code, loaded) = gw
+        .admin(
+            "/admin/models/load",
+            json!({"model": "smol", "node": other}),
+        )
+        .await;
+    assert_eq!(code, 200, "{loaded}");
+    assert_eq!(
+        loaded,
+        json!({"model": "smol", "node": other, "state": "loaded"})
+    );
+    let list: Value = gw
+        .http
+        .get(format!("{}/v1/models", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut nodes: Vec<String> = list["data"][0]["cortex"]["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["node"].as_str().unwrap().to_string())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["a", "b"], "{list}");
+
+    // Least in-flight: while a stream occupies one replica, the next
+    // request goes to the other.
+    let long = gw.stream("smol", 48).await;
+    assert_eq!(long.status(), 200);
+    assert_eq!(long.headers()["content-type"], "text/event-stream");
+    let busy = node_of(&long).expect("x-cortex-node on the stream");
+    let (status, served, body) = gw.chat("smol", 2).await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(
+        served.as_deref(),
+        Some(busy.as_str()),
+        "routed to the busy replica"
+    );
+
+    // The stream passes through to [DONE] with content chunks.
+    let data = read_sse(long).await;
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    let chunk: Value = serde_json::from_str(&data[0]).unwrap();
+    assert_eq!(chunk["object"], "chat.completion.chunk");
+    assert!(!data.iter().any(|d| d.contains("\"error\"")), "{data:?}");
+
+    // Metrics: the named series, live, accepted by promtool.
+    let s = gw
+        .wait_status("request counts", Duration::from_secs(5), |s| {
+            s.models[0].requests_total >= 3
+        })
+        .await;
+    assert_eq!(s.models[0].errors_total, 0);
+    assert_eq!(
+        gw.metric_sum("cortex_cold_starts_total", &["model=\"smol\""])
+            .await,
+        2.0
+    );
+    assert!(gw.metric_sum("cortex_requests_total", &[]).await >= 3.0);
+    let text = gw.metrics().await;
+    for name in [
+        "cortex_time_to_first_token_seconds_bucket",
+        "cortex_tokens_per_second_bucket",
+        "cortex_request_duration_seconds_bucket",
+        "cortex_completion_tokens_total",
+        "cortex_node_up{node=\"a\"} 1",
+        "cortex_device_memory_total_bytes",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+    promtool_check(&text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_requests_for_a_cold_model_make_one_load() {
+    let a = neuron("a", 250);
+    let gw = gateway(&[&a], "lru", &models_toml(&[("smol", "")]), "").await;
+    let mut events = gw.events(None).await;
+    assert_eq!(events.next().await.kind.name(), "snapshot");
+
+    let requests = (0..20).map(|_| gw.chat("smol", 1));
+    let results = futures::future::join_all(requests).await;
+    for (status, node, body) in &results {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(node.as_deref(), Some("a"));
+    }
+    assert_eq!(gw.metric_sum("cortex_cold_starts_total", &[]).await, 1.0);
+    let seen = events
+        .until(|e| matches!(e.kind, EventKind::ModelLoaded { .. }))
+        .await;
+    let loads = seen
+        .iter()
+        .filter(|e| e.kind.name() == "model_load_started")
+        .count();
+    let cold = seen.iter().filter(|e| e.kind.name() == "cold_load").count();
+    assert_eq!((loads, cold), (1, 1), "{seen:?}");
+}
+
+/// Loads `old` (priority 200) then `cheap` (priority 50) on a node with room
+/// for two, then asks for `new` (priority 100): returns the status after.
+async fn fill_then_ask_for_new(gw: &Gateway) -> cortex_common::status::FleetStatus {
+    for m in ["old", "cheap"] {
+        let (code, body) = gw.admin("/admin/models/load", json!({"model": m})).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let (status, _, body) = gw.chat("new", 1).await;
+    assert_eq!(status, 200, "{body}");
+    gw.status().await
+}
+
+const THREE_CLASSES: &[(&str, &str)] = &[
+    ("old", "residency_priority = 200"),
+    ("cheap", "residency_priority = 50"),
+    ("new", "residency_priority = 100\nttl = \"3s\""),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lru_evicts_the_least_recently_used_and_spares_pinned() {
+    let a = neuron("a", 250);
+    let models = models_toml(&[
+        THREE_CLASSES[0],
+        THREE_CLASSES[1],
+        ("new", "residency_priority = 100"),
+    ]);
+    let gw = gateway(&[&a], "lru", &models, "").await;
+    let s = fill_then_ask_for_new(&gw).await;
+    // LRU ignores classes: `old` was used longest ago.
+    assert!(
+        placement_nodes(&s, "old").is_empty(),
+        "old should be evicted"
+    );
+    assert_eq!(placement_nodes(&s, "cheap"), vec!["a"]);
+    assert_eq!(placement_nodes(&s, "new"), vec!["a"]);
+    assert_eq!(
+        gw.metric_sum(
+            "cortex_evictions_total",
+            &["model=\"old\"", "reason=\"lru\""]
+        )
+        .await,
+        1.0
+    );
+
+    // Pinned survives pressure: `cheap` is now the least recently used, but pinned.
+    let (code, body) = gw
+        .admin("/admin/models/pin", json!({"model": "cheap"}))
+        .await;
+    assert_eq!(
+        (code, body),
+        (200, json!({"model": "cheap", "pinned": true}))
+    );
+    let (status, _, body) = gw.chat("old", 1).await;
+    assert_eq!(status, 200, "{body}");
+    let s = gw.status().await;
+    assert_eq!(
+        placement_nodes(&s, "cheap"),
+        vec!["a"],
+        "the pinned model was evicted"
+    );
+    assert!(
+        placement_nodes(&s, "new").is_empty(),
+        "new should have made room"
+    );
+    assert!(s.models.iter().find(|m| m.id == "cheap").unwrap().pinned);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn priority_evicts_the_lowest_class_and_ttl_unloads_idle_models() {
+    let a = neuron("a", 250);
+    let gw = gateway(&[&a], "priority", &models_toml(THREE_CLASSES), "").await;
+    let s = fill_then_ask_for_new(&gw).await;
+    // Same sequence as the LRU test, different victim: the low class goes.
+    assert!(
+        placement_nodes(&s, "cheap").is_empty(),
+        "cheap should be evicted"
+    );
+    assert_eq!(placement_nodes(&s, "old"), vec!["a"]);
+    assert_eq!(placement_nodes(&s, "new"), vec!["a"]);
+    assert_eq!(
+        gw.metric_sum(
+            "cortex_evictions_total",
+            &["model=\"cheap\"", "reason=\"priority\""]
+        )
+        .await,
+        1.0
+    );
+
+    // `new` has ttl 3s: idle, it is unloaded; `old` (no ttl) stays.
+    let s = gw
+        .wait_status("ttl unload of new", Duration::from_secs(15), |s| {
+            s.models
+                .iter()
+                .any(|m| m.id == "new" && m.placements.is_empty())
+        })
+        .await;
+    assert_eq!(placement_nodes(&s, "old"), vec!["a"]);
+    assert_eq!(
+        gw.metric_sum(
+            "cortex_evictions_total",
+            &["model=\"new\"", "reason=\"ttl\""]
+        )
+        .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_neuron_is_noticed_at_once_and_rejoins_when_back() {
+    let mut a = neuron("a", 250);
+    let b = neuron("b", 250);
+    let gw = gateway(&[&a, &b], "lru", &models_toml(&[("smol", "")]), "").await;
+    for n in ["a", "b"] {
+        let (code, body) = gw
+            .admin("/admin/models/load", json!({"model": "smol", "node": n}))
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    // Equal load: ties go to `a` first, then the idle `b`.
+    let doomed = gw.stream("smol", 400).await;
+    assert_eq!(node_of(&doomed).as_deref(), Some("a"));
+    let survivor = gw.stream("smol", 12).await;
+    assert_eq!(node_of(&survivor).as_deref(), Some("b"));
+
+    let addr = a.url.trim_start_matches("http://").to_string();
+    a.kill();
+    let killed_at = Instant::now();
+    gw.wait_status("a down", Duration::from_secs(1), |s| {
+        node_state(s, "a") == Some(NodeState::Down)
+    })
+    .await;
+    assert!(killed_at.elapsed() < Duration::from_secs(1));
+
+    let data = read_sse(doomed).await;
+    let n = data.len();
+    assert!(n >= 2, "{data:?}");
+    assert_eq!(data[n - 1], "[DONE]", "{data:?}");
+    let err: Value = serde_json::from_str(&data[n - 2]).unwrap_or(Value::Null);
+    assert!(
+        err["error"]["message"].is_string(),
+        "no error event before [DONE]: {data:?}"
+    );
+
+    let data = read_sse(survivor).await;
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    assert!(!data.iter().any(|d| d.contains("\"error\"")), "{data:?}");
+
+    // Traffic goes to b meanwhile.
+    let (status, node, body) = gw.chat("smol", 1).await;
+    assert_eq!((status, node.as_deref()), (200, Some("b")), "{body}");
+
+    // Back on the same address: rejoins by itself, state re-read (empty).
+    let _a = neuron_at("a", 250, &addr);
+    let s = gw
+        .wait_status("a back up", Duration::from_secs(15), |s| {
+            node_state(s, "a") == Some(NodeState::Up)
+        })
+        .await;
+    assert_eq!(placement_nodes(&s, "smol"), vec!["b"]);
+    assert_eq!(s.health, cortex_common::status::FleetHealth::Ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_inputs_answer_an_envelope_and_the_gateway_stays_healthy() {
+    let a = neuron("a", 250);
+    let models = models_toml(&[("smol", ""), ("huge", "")]).replace(
+        "id = \"huge\"\nsource = \"embedded\"\nmemory_mb = 100",
+        "id = \"huge\"\nsource = \"embedded\"\nmemory_mb = 100000",
+    );
+    let gw = gateway_with(
+        &[&a],
+        "lru",
+        &models,
+        "max_body_bytes = 65536",
+        "api_keys = [\"k1\"]",
+    )
+    .await;
+    let url = format!("{}/v1/chat/completions", gw.url);
+    let post = |body: reqwest::Body, key: Option<&str>| {
+        let mut r = gw
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        r.send()
+    };
+    let good = chat_body("smol", 1, false).to_string();
+
+    let cases: Vec<(reqwest::Body, Option<&str>, u16, &str)> = vec![
+        (good.clone().into(), None, 401, "invalid_api_key"),
+        (good.clone().into(), Some("nope"), 401, "invalid_api_key"),
+        ("{not json".into(), Some("k1"), 400, "invalid_json"),
+        (
+            r#"{"model":"smol","messages":"hi"}"#.into(),
+            Some("k1"),
+            400,
+            "invalid_request",
+        ),
+        (
+            r#"{"model":"smol","messages":[]}"#.into(),
+            Some("k1"),
+            400,
+            "invalid_messages",
+        ),
+        (
+            chat_body("no-such-model", 1, false).to_string().into(),
+            Some("k1"),
+            404,
+            "model_not_found",
+        ),
+        (
+            format!("{{\"model\":\"smol\",\"pad\":\"{}\"}}", "x".repeat(70_000)).into(),
+            Some("k1"),
+            413,
+            "body_too_large",
+        ),
+    ];
+    for (body, key, want, code) in cases {
+        let resp = post(body, key).await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "expected {want} {code}");
+        let v: Value = resp.json().await.unwrap();
+        assert_envelope(&v, code);
+    }
+    // Nothing can hold `huge`: 503 with Retry-After, promptly.
+    let started = Instant::now();
+    let resp = post(chat_body("huge", 1, false).to_string().into(), Some("k1"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().get("retry-after").is_some());
+    assert_envelope(&resp.json().await.unwrap(), "no_capacity");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Streaming too: a clean 503 before any stream starts.
+    let mut streaming = chat_body("huge", 1, true);
+    streaming["stream"] = json!(true);
+    let resp = post(streaming.to_string().into(), Some("k1"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    // Unknown route.
+    let resp = gw
+        .http
+        .get(format!("{}/v1/nothing", gw.url))
+        .bearer_auth("k1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_envelope(&resp.json().await.unwrap(), "route_not_found");
+
+    // Still healthy, nothing loaded, nothing counted against the node.
+    let health: Value = gw
+        .http
+        .get(format!("{}/health", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let s = gw.status().await;
+    assert_eq!(s.nodes_up, 1);
+    assert!(s.models.iter().all(|m| m.placements.is_empty()));
+}
+
+async fn toggle(gw: &Gateway, times: usize) {
+    for _ in 0..times {
+        assert_eq!(
+            gw.admin("/admin/models/pin", json!({"model": "smol"}))
+                .await
+                .0,
+            200
+        );
+        assert_eq!(
+            gw.admin("/admin/models/unpin", json!({"model": "smol"}))
+                .await
+                .0,
+            200
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn last_event_id_replays_what_was_missed_or_sends_a_snapshot() {
+    let a = neuron("a", 250);
+    let gw = gateway(
+        &[&a],
+        "lru",
+        &models_toml(&[("smol", "")]),
+        "event_buffer = 32",
+    )
+    .await;
+
+    let mut live = gw.events(None).await;
+    let snap = live.next().await;
+    match &snap.kind {
+        EventKind::Snapshot { status } => assert_eq!(status.nodes_total, 1),
+        other => panic!("first event should be a snapshot, got {other:?}"),
+    }
+    toggle(&gw, 1).await;
+    let seen = live
+        .until(|e| matches!(e.kind, EventKind::Unpinned { .. }))
+        .await;
+    let last = seen.last().unwrap().seq;
+    for w in seen.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1, "gap in the live stream");
+    }
+    drop(live);
+
+    // Missed while away: replayed in order, from last + 1, nothing lost.
+    toggle(&gw, 3).await;
+    let mut resumed = gw.events(Some(last)).await;
+    let mut replayed = Vec::new();
+    let mut unpins = 0;
+    while unpins < 3 {
+        let e = resumed.next().await;
+        assert_ne!(
+            e.kind.name(),
+            "snapshot",
+            "resume should replay, not snapshot"
+        );
+        if matches!(e.kind, EventKind::Unpinned { .. }) {
+            unpins += 1;
+        }
+        replayed.push(e);
+    }
+    assert_eq!(replayed[0].seq, last + 1);
+    for w in replayed.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1, "gap in the replay");
+    }
+    let pins = replayed
+        .iter()
+        .filter(|e| e.kind.name() == "pinned")
+        .count();
+    assert_eq!(pins, 3);
+    drop(resumed);
+
+    // Too far behind for the 32-event buffer: a fresh snapshot instead.
+    toggle(&gw, 20).await;
+    let mut stale = gw.events(Some(last)).await;
+    let first = stale.next().await;
+    assert_eq!(first.kind.name(), "snapshot");
+    assert!(first.seq > last + 40);
+}

@@ -1,0 +1,314 @@
+//! A real fleet on loopback for the gateway's integration tests: `neuron`
+//! processes and a `cortex serve` process on port 0, configs in a temp dir.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cortex_common::event::Event;
+use cortex_common::launch::{Child, sibling_binary, spawn_server};
+use cortex_common::status::{FleetStatus, NodeState};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+pub const TOKEN: &str = "test-admin-token";
+const READY: Duration = Duration::from_secs(60);
+
+pub fn neuron_bin() -> PathBuf {
+    sibling_binary("neuron", "CORTEX_NEURON_BIN").unwrap_or_else(|| {
+        panic!("the neuron binary was not found next to the test binary; build it (cargo build -p neuron) or set CORTEX_NEURON_BIN")
+    })
+}
+
+/// A neuron with a small memory limit, on `listen` (port 0 for a fresh one).
+pub fn neuron_at(name: &str, limit_mb: u64, listen: &str) -> Child {
+    let mut cmd = Command::new(neuron_bin());
+    cmd.args(["--listen", listen, "--name", name])
+        .args(["--memory-limit-mb", &limit_mb.to_string()])
+        .args(["--max-queue", "64"])
+        .env("RUST_LOG", "warn");
+    spawn_server(name, cmd, READY, false).unwrap_or_else(|e| panic!("starting neuron {name}: {e}"))
+}
+
+pub fn neuron(name: &str, limit_mb: u64) -> Child {
+    neuron_at(name, limit_mb, "127.0.0.1:0")
+}
+
+pub struct Gateway {
+    pub child: Child,
+    pub url: String,
+    pub metrics_url: String,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// `cortex serve` over `neurons`, with `models` as models.toml and `extra`
+/// appended to cortex.toml (sections after [gateway]); waits until every
+/// node is up.
+pub async fn gateway(
+    neurons: &[&Child],
+    strategy: &str,
+    models: &str,
+    gateway_extra: &str,
+) -> Gateway {
+    gateway_with(neurons, strategy, models, gateway_extra, "").await
+}
+
+pub async fn gateway_with(
+    neurons: &[&Child],
+    strategy: &str,
+    models: &str,
+    gateway_extra: &str,
+    auth_extra: &str,
+) -> Gateway {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cfg = format!(
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n{gateway_extra}\n\
+         [eviction]\nstrategy = \"{strategy}\"\n[auth]\nadmin_token = \"{TOKEN}\"\n{auth_extra}\n"
+    );
+    for n in neurons {
+        cfg.push_str(&format!(
+            "[[neurons]]\nname = \"{}\"\nendpoint = \"{}\"\n",
+            n.name, n.url
+        ));
+    }
+    std::fs::write(dir.path().join("cortex.toml"), cfg).expect("write cortex.toml");
+    std::fs::write(dir.path().join("models.toml"), models).expect("write models.toml");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cortex"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(dir.path().join("cortex.toml"))
+        .env("RUST_LOG", "info")
+        .env_remove("CORTEX_ADMIN_TOKEN")
+        .env_remove("CORTEX_API_KEYS");
+    let child = spawn_server("cortex", cmd, READY, false).expect("starting cortex");
+    let gw = Gateway {
+        url: child.url.clone(),
+        metrics_url: child
+            .metrics_url
+            .clone()
+            .expect("cortex announces its metrics listener"),
+        child,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    };
+    let total = neurons.len() as u32;
+    gw.wait_status("every node up", Duration::from_secs(20), |s| {
+        s.nodes_up == total
+    })
+    .await;
+    gw
+}
+
+impl Gateway {
+    pub async fn status(&self) -> FleetStatus {
+        self.http
+            .get(format!("{}/admin/status", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET /admin/status")
+            .json()
+            .await
+            .expect("status JSON")
+    }
+
+    /// Polls the status until `pred` holds; panics with the last status after `timeout`.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&FleetStatus) -> bool,
+    ) -> FleetStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status().await;
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; last status:\n{}",
+                    serde_json::to_string_pretty(&s).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn admin(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("admin call");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A non-streaming chat: status, node that served it, body.
+    pub async fn chat(&self, model: &str, max_tokens: u32) -> (u16, Option<String>, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/v1/chat/completions", self.url))
+            .json(&chat_body(model, max_tokens, false))
+            .send()
+            .await
+            .expect("chat request");
+        let status = resp.status().as_u16();
+        let node = node_of(&resp);
+        (status, node, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn stream(&self, model: &str, max_tokens: u32) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/chat/completions", self.url))
+            .json(&chat_body(model, max_tokens, true))
+            .send()
+            .await
+            .expect("streaming chat request")
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.metrics_url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Sum of a metric's samples whose line contains every `filters` string.
+    pub async fn metric_sum(&self, name: &str, filters: &[&str]) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+            .filter(|l| filters.iter().all(|f| l.contains(f)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Opens `/admin/events`, optionally resuming after `last_event_id`.
+    pub async fn events(&self, last_event_id: Option<u64>) -> EventReader {
+        let mut req = self
+            .http
+            .get(format!("{}/admin/events", self.url))
+            .bearer_auth(TOKEN);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let resp = req.send().await.expect("GET /admin/events");
+        assert_eq!(resp.status(), 200);
+        EventReader {
+            inner: resp.bytes_stream().eventsource().boxed(),
+        }
+    }
+}
+
+pub struct EventReader {
+    inner: futures::stream::BoxStream<
+        'static,
+        Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>,
+    >,
+}
+
+impl EventReader {
+    pub async fn next(&mut self) -> Event {
+        let ev = tokio::time::timeout(Duration::from_secs(10), self.inner.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on")
+            .expect("a well-formed SSE event");
+        let parsed: Event = serde_json::from_str(&ev.data).expect("event JSON");
+        assert_eq!(ev.id, parsed.seq.to_string(), "SSE id is the seq");
+        parsed
+    }
+
+    /// Reads until `pred` matches; returns every event read.
+    pub async fn until(&mut self, pred: impl Fn(&Event) -> bool) -> Vec<Event> {
+        let mut seen = Vec::new();
+        loop {
+            let e = self.next().await;
+            let done = pred(&e);
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+pub fn chat_body(model: &str, max_tokens: u32, stream: bool) -> Value {
+    json!({
+        "model": model,
+        "stream": stream,
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "messages": [{"role": "user", "content": "Count: one, two, three"}],
+    })
+}
+
+pub fn node_of(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get("x-cortex-node")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+}
+
+/// Reads an SSE body to its end; returns the `data:` payloads.
+pub async fn read_sse(resp: reqwest::Response) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut s = resp.bytes_stream().eventsource();
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(60), s.next())
+        .await
+        .expect("stream progresses within 60 s")
+    {
+        match ev {
+            Ok(ev) => out.push(ev.data),
+            Err(e) => {
+                out.push(format!("<transport error: {e}>"));
+                break;
+            }
+        }
+    }
+    out
+}
+
+pub fn placement_nodes(s: &FleetStatus, model: &str) -> Vec<String> {
+    s.models
+        .iter()
+        .find(|m| m.id == model)
+        .map(|m| {
+            let mut v: Vec<String> = m
+                .placements
+                .iter()
+                .filter(|p| p.state == cortex_common::status::PlacementState::Loaded)
+                .map(|p| p.node.clone())
+                .collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default()
+}
+
+pub fn node_state(s: &FleetStatus, node: &str) -> Option<NodeState> {
+    s.nodes.iter().find(|n| n.name == node).map(|n| n.state)
+}
+
+/// models.toml declaring each id as the embedded model with `extra` keys.
+pub fn models_toml(entries: &[(&str, &str)]) -> String {
+    entries
+        .iter()
+        .map(|(id, extra)| {
+            format!("[[models]]\nid = \"{id}\"\nsource = \"embedded\"\nmemory_mb = 100\n{extra}\n")
+        })
+        .collect()
+}
