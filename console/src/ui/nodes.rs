@@ -1,5 +1,6 @@
 //! The nodes pane: each node's state and its devices with memory bars.
 
+use cortex_common::neuron_api::DeviceInfo;
 use cortex_common::status::NodeState;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -39,28 +40,39 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ..area
     };
     let cols = Layout::horizontal(widths.clone()).spacing(1).split(inner);
-    let bar_w = cols[if wide { 4 } else { 3 }].width.saturating_sub(0) as usize;
+    let bar_w = cols[if wide { 4 } else { 3 }].width as usize;
 
-    let mut rows = Vec::new();
-    let mut selected_row = None;
+    // One (node, device) pair per table row; only the rows on screen are
+    // turned into cells, so a fleet of many nodes stays cheap to draw.
     let sel = app.node_index(&nodes);
+    let mut lines: Vec<(usize, Option<&DeviceInfo>)> = Vec::new();
+    let mut selected_row = None;
     for (i, n) in nodes.iter().enumerate() {
         if Some(i) == sel {
-            selected_row = Some(rows.len());
+            selected_row = Some(lines.len());
         }
+        if n.devices.is_empty() {
+            lines.push((i, None));
+        } else {
+            lines.extend(n.devices.iter().map(|d| (i, Some(d))));
+        }
+    }
+    let visible_rows = (area.height.saturating_sub(3) as usize).max(1);
+    let offset = match selected_row {
+        Some(s) if s >= visible_rows => s + 1 - visible_rows,
+        _ => 0,
+    };
+    let mut rows = Vec::with_capacity(visible_rows);
+    for (k, (i, d)) in lines.iter().enumerate().skip(offset).take(visible_rows) {
+        let n = nodes[*i];
+        let first = k == 0 || lines[k - 1].0 != *i;
         let up = n.state == NodeState::Up;
         let state = if up {
             Span::styled("up", t.ok())
         } else {
             Span::styled("down", t.error())
         };
-        let devices: Vec<_> = if n.devices.is_empty() {
-            vec![None]
-        } else {
-            n.devices.iter().map(Some).collect()
-        };
-        for (k, d) in devices.into_iter().enumerate() {
-            let first = k == 0;
+        {
             let mut cells: Vec<Cell> = vec![
                 Cell::from(if first { n.name.clone() } else { String::new() }).style(t.text()),
             ];
@@ -151,7 +163,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             t.text().add_modifier(Modifier::BOLD)
         });
-    let mut state = TableState::default().with_selected(selected_row);
+    let mut state = TableState::default().with_selected(selected_row.map(|r| r - offset));
     frame.render_stateful_widget(table, area, &mut state);
 }
 
