@@ -2,6 +2,7 @@
 //! background tasks, and serves the client + admin API on `listen` and the
 //! metrics on `metrics_listen`.
 
+use std::future::IntoFuture;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,9 @@ use crate::events::EventBus;
 use crate::fleet::Fleet;
 use crate::load::Loads;
 use crate::metrics::{self, Metrics};
+
+/// How long open connections may take to finish after a stop signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything the handlers and tasks share.
 pub struct AppState {
@@ -151,15 +155,31 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     println!("{}{addr}", cortex_common::launch::LISTENING_PREFIX);
     tracing::info!(%addr, %metrics_addr, strategy = state.fleet.strategy.as_str(), "gateway up");
 
-    let metrics_server = tokio::spawn(async move {
-        axum::serve(metrics_listener, metrics_app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+    // One signal stops both listeners; open streams (the fleet event stream
+    // never ends by itself) get a short grace period, then the process exits.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
     });
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving the API")?;
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let metrics_server = tokio::spawn(
+        axum::serve(metrics_listener, metrics_app)
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let grace = async {
+        stopped(stop_rx).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server => r.context("serving the API")?,
+        _ = grace => tracing::warn!("connections still open after {} s; exiting", SHUTDOWN_GRACE.as_secs()),
+    }
     metrics_server.abort();
     Ok(())
 }
