@@ -562,8 +562,8 @@ impl App {
         }
     }
 
+    /// Queues an admin call; the footer shows it as pending until answered.
     fn send(&mut self, request: AdminRequest) -> Vec<Effect> {
-        self.notify(Level::Info, format!("⋯ {}", request.describe()));
         self.pending.push(request.clone());
         vec![Effect::Admin(request)]
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use cortex_common::status::FleetStatus;
 use cortex_console::app::{App, Effect, Msg};
 use cortex_console::client::{Backoff, Client, ClientError, DEFAULT_GATEWAY};
 use cortex_console::theme::{self, Theme};
@@ -79,7 +80,12 @@ async fn print_status(args: &Args) -> ExitCode {
     }
     .await;
     match result {
-        Ok(doc) => match serde_json::to_string_pretty(&doc) {
+        // In schema order when it is the document this console knows; as
+        // received (keys sorted) when the gateway is newer, losing nothing.
+        Ok(doc) => match serde_json::from_value::<FleetStatus>(doc.clone()).map_or_else(
+            |_| serde_json::to_string_pretty(&doc),
+            |s| serde_json::to_string_pretty(&s),
+        ) {
             Ok(text) => {
                 println!("{text}");
                 ExitCode::SUCCESS

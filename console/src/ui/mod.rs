@@ -215,7 +215,8 @@ pub(crate) fn spark_text(
 
 /// `42`, `4.2`, `0.42`, `-` for none.
 pub(crate) fn num(v: Option<f64>) -> String {
-    match v {
+    // -0.0 (a rate that rounds to nothing) prints as 0.
+    match v.map(|v| if v.abs() < 1e-9 { 0.0 } else { v }) {
         None => "-".to_string(),
         Some(v) if v >= 100.0 => format!("{v:.0}"),
         Some(v) if v >= 10.0 => format!("{v:.0}"),
@@ -287,6 +288,7 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(num(None), "-");
+        assert_eq!(num(Some(-0.0)), "0.0");
         assert_eq!(num(Some(3.04)), "3.0");
         assert_eq!(num(Some(42.4)), "42");
         assert_eq!(clock(crate::fixtures::T0 + 65_000), "12:01:05");
