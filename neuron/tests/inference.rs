@@ -216,7 +216,7 @@ async fn control_plane_answers_while_generating() {
     let n = Neuron::start(&[]);
     n.load("smol", "embedded").await;
     let mut long = france(400);
-    long["messages"][0]["content"] = json!("Tell me a very long story about a dragon.");
+    long["messages"][1]["content"] = json!("Tell me a very long story about a dragon.");
     long["temperature"] = json!(0.8);
     long["seed"] = json!(3);
     let url = n.at("/v1/chat/completions");
@@ -263,4 +263,21 @@ async fn discovery_describes_the_host() {
     assert!(d["devices"][0]["memory_used_bytes"].as_u64().unwrap() > 50_000_000);
     let (_, h) = n.get("/health").await;
     assert_eq!(h["status"], "ok");
+}
+
+#[tokio::test]
+async fn count_tokens_matches_the_usage_of_a_real_request() {
+    let n = Neuron::start(&[]);
+    n.load("smol", "embedded").await;
+    let (status, counted) = n.post("/v1/chat/count_tokens", france(4)).await;
+    assert_eq!(status, 200, "{counted}");
+    let (_, done) = n.chat(france(4)).await;
+    assert_eq!(counted["prompt_tokens"], done["usage"]["prompt_tokens"]);
+    let (status, body) = n
+        .post(
+            "/v1/chat/count_tokens",
+            json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
 }

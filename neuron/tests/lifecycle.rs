@@ -43,7 +43,7 @@ async fn a_full_queue_answers_503_and_a_departed_client_frees_its_slot() {
     n.load("smol", "embedded").await;
     let mut events = n.events().await;
     let mut long = france(500);
-    long["messages"][0]["content"] = json!("Tell me a very long story about a dragon.");
+    long["messages"][1]["content"] = json!("Tell me a very long story about a dragon.");
     long["temperature"] = json!(0.8);
     long["seed"] = json!(5);
     long["stream"] = json!(true);

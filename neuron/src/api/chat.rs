@@ -86,6 +86,38 @@ pub async fn chat_completions(
     }
 }
 
+/// `POST /v1/chat/count_tokens`: how many prompt tokens a chat request
+/// would take, with the model's real chat template and tokenizer.
+pub async fn count_tokens(
+    State(n): State<Arc<Neuron>>,
+    JsonBody(req): JsonBody<ChatCompletionRequest>,
+) -> Result<Json<serde_json::Value>, Failure> {
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid(
+            "invalid_value",
+            "field `messages`: must contain at least one message",
+        )
+        .into());
+    }
+    let entry = match n.registry.get_or_wait(&req.model).await {
+        Some(result) => result?,
+        None => {
+            return Err(ApiError::not_found(
+                "model_not_found",
+                format!(
+                    "model `{}` is not loaded on this neuron; load it with POST /models/load",
+                    req.model
+                ),
+            )
+            .into());
+        }
+    };
+    let ids = tokenize_prompt(&entry, &req).await?;
+    Ok(Json(
+        serde_json::json!({ "model": req.model, "prompt_tokens": ids.len() }),
+    ))
+}
+
 fn validate(req: &ChatCompletionRequest) -> Result<SamplingParams, ApiError> {
     let bad = |field: &str, why: &str| {
         ApiError::invalid("invalid_value", format!("field `{field}`: {why}"))
@@ -319,12 +351,12 @@ fn stream_response(
     };
     let stream = async_stream::stream! {
         let _ = prompt_tokens;
-        yield Ok(data(&chunk(ChunkDelta { role: Some("assistant".into()), content: Some(String::new()) }, None, None)));
+        yield Ok(data(&chunk(ChunkDelta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() }, None, None)));
         let mut ended = false;
         while let Some(event) = rx.recv().await {
             match event {
                 GenEvent::Delta(text) => {
-                    yield Ok(data(&chunk(ChunkDelta { role: None, content: Some(text) }, None, None)));
+                    yield Ok(data(&chunk(ChunkDelta { content: Some(text), ..Default::default() }, None, None)));
                 }
                 GenEvent::Done(summary) => {
                     yield Ok(data(&chunk(ChunkDelta::default(), Some(summary.finish_reason), None)));

@@ -23,6 +23,7 @@ pub fn router(neuron: Arc<Neuron>) -> Router {
         .route("/models/load", post(models::load))
         .route("/models/unload", post(models::unload))
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/chat/count_tokens", post(chat::count_tokens))
         .route("/events", get(events::events))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(limit))

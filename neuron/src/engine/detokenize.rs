@@ -11,6 +11,8 @@ pub struct IncrementalDecoder<'a> {
     /// already emitted).
     prefix: usize,
     read: usize,
+    /// `decode(tokens[prefix..read])`, kept so each token costs one decode.
+    prefix_text: String,
 }
 
 impl<'a> IncrementalDecoder<'a> {
@@ -20,6 +22,7 @@ impl<'a> IncrementalDecoder<'a> {
             tokens: Vec::new(),
             prefix: 0,
             read: 0,
+            prefix_text: String::new(),
         }
     }
 
@@ -32,13 +35,14 @@ impl<'a> IncrementalDecoder<'a> {
     /// Adds a token; returns the new text, if any is complete.
     pub fn push(&mut self, token: u32) -> Result<Option<String>, String> {
         self.tokens.push(token);
-        let before = self.decode(&self.tokens[self.prefix..self.read])?;
         let now = self.decode(&self.tokens[self.prefix..])?;
-        if now.len() > before.len() && !now.ends_with('\u{FFFD}') {
+        let before = self.prefix_text.len();
+        if now.len() > before && !now.ends_with('\u{FFFD}') {
             // `before` is a prefix of `now` for byte-level BPE; guard anyway.
-            let delta = now.get(before.len()..).unwrap_or_default().to_string();
+            let delta = now.get(before..).unwrap_or_default().to_string();
             self.prefix = self.read;
             self.read = self.tokens.len();
+            self.prefix_text = self.decode(&self.tokens[self.prefix..self.read])?;
             Ok(Some(delta))
         } else {
             Ok(None)
@@ -48,11 +52,70 @@ impl<'a> IncrementalDecoder<'a> {
     /// Whatever is left at the end of generation (possibly an incomplete
     /// character, decoded lossily).
     pub fn flush(&mut self) -> Result<Option<String>, String> {
-        let before = self.decode(&self.tokens[self.prefix..self.read])?;
+        let before = self.prefix_text.len();
         let now = self.decode(&self.tokens[self.prefix..])?;
         self.prefix = self.tokens.len();
         self.read = self.tokens.len();
-        Ok((now.len() > before.len())
-            .then(|| now.get(before.len()..).unwrap_or_default().to_string()))
+        self.prefix_text.clear();
+        Ok((now.len() > before).then(|| now.get(before..).unwrap_or_default().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::models::bpe::{BPE, Vocab};
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+
+    /// Byte-level BPE with one token per byte: every multi-byte character
+    /// spans several tokens.
+    fn bytes_tokenizer() -> Tokenizer {
+        let mut alphabet: Vec<char> = ByteLevel::alphabet().into_iter().collect();
+        alphabet.sort();
+        let mut vocab = Vocab::default();
+        for (i, c) in alphabet.iter().enumerate() {
+            vocab.insert(c.to_string(), i as u32);
+        }
+        let mut tok = Tokenizer::new(
+            BPE::builder()
+                .vocab_and_merges(vocab, vec![])
+                .build()
+                .unwrap(),
+        );
+        tok.with_pre_tokenizer(Some(ByteLevel::default()));
+        tok.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
+        tok
+    }
+
+    #[test]
+    fn multibyte_characters_are_never_split() {
+        let tok = bytes_tokenizer();
+        let text = "a é 🦀 b";
+        let ids = tok.encode(text, false).unwrap().get_ids().to_vec();
+        assert!(ids.len() > text.chars().count(), "bytes, not chars");
+        let mut dec = IncrementalDecoder::new(&tok);
+        let mut out = String::new();
+        for id in ids {
+            if let Some(delta) = dec.push(id).unwrap() {
+                assert!(
+                    !delta.contains('\u{FFFD}'),
+                    "emitted a broken character: {delta:?}"
+                );
+                out.push_str(&delta);
+            }
+        }
+        if let Some(rest) = dec.flush().unwrap() {
+            out.push_str(&rest);
+        }
+        assert_eq!(out, text);
+    }
+
+    #[test]
+    fn a_dangling_partial_character_is_flushed() {
+        let tok = bytes_tokenizer();
+        let ids = tok.encode("é", false).unwrap().get_ids().to_vec();
+        let mut dec = IncrementalDecoder::new(&tok);
+        assert_eq!(dec.push(ids[0]).unwrap(), None);
+        assert!(dec.flush().unwrap().is_some());
     }
 }

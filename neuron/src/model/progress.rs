@@ -55,6 +55,13 @@ impl<R: Seek> Seek for ProgressReader<'_, R> {
     fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
         self.inner.seek(pos)
     }
+
+    // Delegated so a `BufReader` underneath keeps its buffer: the default
+    // (`seek(Current(0))`) would discard it on every call, and the GGUF
+    // reader asks for its position once per metadata value.
+    fn stream_position(&mut self) -> std::io::Result<u64> {
+        self.inner.stream_position()
+    }
 }
 
 #[cfg(test)]

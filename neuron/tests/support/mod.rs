@@ -169,10 +169,17 @@ impl Neuron {
     }
 }
 
+/// The France question. With an explicit system turn: without one, the
+/// model's own template injects "You are a helpful AI assistant named
+/// SmolLM…", and on that exact prompt this 135M model, under candle's
+/// kernels, greedily drifts into French instead of answering (see README).
 pub fn france(max_tokens: u32) -> Value {
     json!({
         "model": "smol",
-        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
         "temperature": 0,
         "max_tokens": max_tokens,
     })
