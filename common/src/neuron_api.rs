@@ -30,7 +30,8 @@ pub struct DeviceInfo {
 
 impl DeviceInfo {
     pub fn memory_free_bytes(&self) -> u64 {
-        self.memory_total_bytes.saturating_sub(self.memory_used_bytes)
+        self.memory_total_bytes
+            .saturating_sub(self.memory_used_bytes)
     }
 }
 

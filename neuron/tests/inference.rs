@@ -113,7 +113,7 @@ async fn events_follow_a_load_and_a_request_in_order() {
     let n = Neuron::start(&[]);
     let mut rx = n.events().await;
     n.load("smol", "embedded").await;
-    let (_, body) = n.chat(france(8)).await;
+    let (_, body) = n.chat(france(3)).await;
     let completion = body["usage"]["completion_tokens"].as_u64().unwrap() as u32;
 
     let mut seen = Vec::new();

@@ -155,7 +155,11 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "m" => n * 60.0,
         "h" => n * 3600.0,
         "d" => n * 86400.0,
-        _ => return Err(format!("unknown unit `{unit}` in `{t}`; use ms, s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{t}`; use ms, s, m, h or d"
+            ));
+        }
     };
     if secs <= 0.0 || !secs.is_finite() {
         return Err(format!("`{t}` must be a positive duration"));

@@ -82,7 +82,7 @@ mod tests {
                 .build()
                 .unwrap(),
         );
-        tok.with_pre_tokenizer(Some(ByteLevel::default()));
+        tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
         tok.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
         tok
     }
