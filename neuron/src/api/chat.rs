@@ -351,7 +351,7 @@ fn stream_response(
     };
     let stream = async_stream::stream! {
         let _ = prompt_tokens;
-        yield Ok(data(&chunk(ChunkDelta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() }, None, None)));
+        yield Ok(data(&chunk(ChunkDelta { role: Some("assistant".into()), content: Some(String::new()) }, None, None)));
         let mut ended = false;
         while let Some(event) = rx.recv().await {
             match event {
