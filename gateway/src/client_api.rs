@@ -1,8 +1,15 @@
 //! The client API on `listen`: `GET /v1/models`, `POST /v1/chat/completions`,
-//! `GET /health`. Handlers only parse, validate and hand over; routing and
-//! proxying live in `router.rs` and `proxy.rs`. Further surfaces
-//! (`/v1/messages`, `/v1/responses`, `/v1/completions`) are added in
-//! [`routes`] next to chat completions and reuse [`proxy::forward`].
+//! `GET /health`, and the translated surfaces, one module each:
+//! `POST /v1/messages` + `/v1/messages/count_tokens` ([`anthropic`]),
+//! `POST /v1/responses` ([`responses`]), `POST /v1/completions`
+//! ([`completions`]). Handlers only parse, validate, translate and hand
+//! over; routing and proxying live in `router.rs` and `proxy.rs`, and the
+//! translated surfaces read the proxy's answer through [`upstream`].
+
+mod anthropic;
+mod completions;
+mod responses;
+mod upstream;
 
 use std::sync::Arc;
 
@@ -27,12 +34,17 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     let keyed = Router::new()
         .route("/v1/models", get(list_models))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1/responses", post(responses::responses))
+        .route("/v1/completions", post(completions::completions))
         .route_layer(middleware::from_fn_with_state(state, require_api_key));
     Router::new().route("/health", get(health)).merge(keyed)
 }
 
 /// With client keys configured, requests need one (`Authorization: Bearer`
-/// or `x-api-key`); without, the client API is open.
+/// or `x-api-key`); without, the client API is open. Refusals on the
+/// Anthropic routes come in Anthropic's shape.
 async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let keys = &state.cfg.auth.api_keys;
     if keys.is_empty() {
@@ -44,13 +56,19 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    match presented {
-        Some(k) if keys.iter().any(|key| crate::admin::same(key, &k)) => next.run(req).await,
-        Some(_) => AppError(unauthorized("the API key is not valid")).into_response(),
-        None => AppError(unauthorized(
-            "an API key is required: send `Authorization: Bearer <key>`",
-        ))
-        .into_response(),
+    let refused = match presented {
+        Some(k) if keys.iter().any(|key| crate::admin::same(key, &k)) => {
+            return next.run(req).await;
+        }
+        Some(_) => unauthorized("the API key is not valid"),
+        None => unauthorized(
+            "an API key is required: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
+        ),
+    };
+    if req.uri().path().starts_with("/v1/messages") {
+        anthropic::unauthorized(&refused)
+    } else {
+        AppError(refused).into_response()
     }
 }
 

@@ -1,0 +1,88 @@
+//! OpenAI Responses: `POST /v1/responses`, stateless, stream and not.
+//! Translated to a chat completion, routed and proxied like one, answered
+//! as a response object or its typed events (`response.created`, …,
+//! `response.completed` / `response.incomplete`, or `error` +
+//! `response.failed`). Keepalives pass as SSE comments.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::response::Response;
+use bytes::Bytes;
+use cortex_common::error::ApiError;
+use cortex_common::responses::{ResponsesRequest, StreamEvent};
+use cortex_common::translate::responses_request::to_chat_request;
+use cortex_common::translate::responses_response::{ResponsesContext, to_responses_response};
+use cortex_common::translate::responses_stream::ResponsesStream;
+use futures::StreamExt;
+
+use super::upstream::{self, Item, OpenAiError};
+use super::{json_body, typed};
+use crate::error::unknown_model;
+use crate::serve::AppState;
+
+pub async fn responses(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OpenAiError> {
+    let body = json_body(body)?;
+    let req: ResponsesRequest = typed(&body)?;
+    if req.model.trim().is_empty() {
+        return Err(ApiError::invalid("invalid_model", "`model` must not be empty").into());
+    }
+    let model = state
+        .fleet
+        .resolve(&req.model)
+        .ok_or_else(|| unknown_model(&req.model))?;
+    let mut chat = to_chat_request(&req).map_err(ApiError::from)?;
+    chat.model = model.clone();
+    let chat = serde_json::to_value(&chat)
+        .map_err(|e| ApiError::internal(format!("encoding the chat request: {e}")))?;
+    let stream = req.is_stream();
+    let ctx = ResponsesContext::for_request(&req);
+    let answer = upstream::send(state, "/v1/chat/completions", chat, model, stream).await?;
+    let node = answer.node.clone();
+    if !stream {
+        let (resp, _) = upstream::chat_response(answer).await?;
+        return Ok(upstream::json(&to_responses_response(&resp, &ctx), node));
+    }
+    let mut items = upstream::items(answer.body);
+    let mut tr = ResponsesStream::new(ctx);
+    let events = async_stream::stream! {
+        let mut out: Vec<StreamEvent> = Vec::new();
+        tr.start(&mut out);
+        yield Ok::<Bytes, Infallible>(frames(&mut out));
+        while let Some(item) = items.next().await {
+            match item {
+                Item::Keepalive => {
+                    yield Ok(Bytes::from_static(b": keepalive\n\n"));
+                    continue;
+                }
+                Item::Chunk { chunk, calls, .. } => {
+                    tr.push(&chunk, &mut out);
+                    tr.push_tool_calls(&calls, &mut out);
+                }
+                Item::Failed(e) => {
+                    let code = e.code.as_deref().unwrap_or(&e.kind);
+                    tr.error(code, &e.message, &mut out);
+                }
+                Item::Done => tr.finish(&mut out),
+            }
+            if !out.is_empty() {
+                yield Ok(frames(&mut out));
+            }
+        }
+    };
+    Ok(upstream::sse(Body::from_stream(events), node))
+}
+
+fn frames(out: &mut Vec<StreamEvent>) -> Bytes {
+    let mut s = String::new();
+    for ev in out.drain(..) {
+        s.push_str(&ev.to_sse());
+    }
+    Bytes::from(s)
+}
