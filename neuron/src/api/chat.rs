@@ -54,7 +54,6 @@ pub async fn chat_completions(
 
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let (tx, rx) = mpsc::unbounded_channel();
-    let prompt_tokens = prompt_ids.len() as u32;
     n.worker.submit(Job {
         entry: entry.clone(),
         request: GenRequest {
@@ -70,15 +69,10 @@ pub async fn chat_completions(
     })?;
     let created = cortex_common::now_ms() / 1000;
     if req.is_stream() {
-        Ok(stream_response(
-            id,
-            created,
-            req.model.clone(),
-            req.include_usage(),
-            prompt_tokens,
-            rx,
+        Ok(
+            stream_response(id, created, req.model.clone(), req.include_usage(), rx)
+                .into_response(),
         )
-        .into_response())
     } else {
         Ok(collect_response(id, created, req.model.clone(), rx)
             .await?
@@ -325,7 +319,6 @@ fn stream_response(
     created: u64,
     model: String,
     include_usage: bool,
-    prompt_tokens: u32,
     mut rx: mpsc::UnboundedReceiver<GenEvent>,
 ) -> Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>> {
     let chunk = move |delta: ChunkDelta, finish: Option<FinishReason>, usage: Option<Usage>| {
@@ -350,7 +343,6 @@ fn stream_response(
         SseEvent::default().data(serde_json::to_string(c).unwrap_or_else(|_| "{}".into()))
     };
     let stream = async_stream::stream! {
-        let _ = prompt_tokens;
         yield Ok(data(&chunk(ChunkDelta { role: Some("assistant".into()), content: Some(String::new()) }, None, None)));
         let mut ended = false;
         while let Some(event) = rx.recv().await {

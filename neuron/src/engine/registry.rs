@@ -218,7 +218,7 @@ impl Registry {
         enum Next {
             Resident(Arc<ModelEntry>),
             Join(watch::Receiver<LoadOutcome>),
-            Start(watch::Sender<LoadOutcome>, watch::Receiver<LoadOutcome>),
+            Start(watch::Sender<LoadOutcome>),
         }
         let next = {
             let mut slots = self.slots();
@@ -242,14 +242,14 @@ impl Registry {
                             source: source.to_string(),
                             reserved: 0,
                             progress: Progress { done: 0, total: 0 },
-                            done: rx.clone(),
+                            done: rx,
                         },
                     );
-                    Next::Start(tx, rx)
+                    Next::Start(tx)
                 }
             }
         };
-        let (tx, rx) = match next {
+        let tx = match next {
             Next::Resident(entry) => {
                 return Ok(LoadResult {
                     entry,
@@ -265,7 +265,7 @@ impl Registry {
                     duration_ms: started.elapsed().as_millis() as u64,
                 });
             }
-            Next::Start(tx, rx) => (tx, rx),
+            Next::Start(tx) => tx,
         };
         self.bus.emit(EventKind::ModelLoadStarted {
             model: id.to_string(),
@@ -326,8 +326,8 @@ impl Registry {
                 });
             }
         }
+        // Joined callers hold receivers; nobody waiting is fine.
         let _ = tx.send(Some(outcome.clone()));
-        drop(rx);
         outcome.map(|entry| LoadResult {
             entry,
             changed: true,
