@@ -1,0 +1,70 @@
+//! Conformance with the official Python SDKs (`openai`, `anthropic`, pinned
+//! in `scripts/test-deps`): a real neuron and gateway on loopback, driven by
+//! `tests/sdk/conformance.py` from the virtualenv `target/sdk-venv`. A
+//! missing virtualenv fails the test (run `scripts/test-deps`); it is never
+//! skipped.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use support::*;
+
+const KEY: &str = "sdk-client-key";
+
+/// The virtualenv's interpreter: `CORTEX_SDK_PYTHON`, else
+/// `target/sdk-venv/bin/python3` at the workspace root.
+fn sdk_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("CORTEX_SDK_PYTHON") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/sdk-venv/bin/python3")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn official_sdks_conform() {
+    let python = sdk_python();
+    assert!(
+        python.exists(),
+        "the SDK virtualenv is missing ({} not found): run `scripts/test-deps` to create \
+         target/sdk-venv with the pinned openai and anthropic packages",
+        python.display()
+    );
+    let a = neuron("a", 250);
+    let gw = gateway_with(
+        &[&a],
+        "lru",
+        &models_toml(&[("smol", "")]),
+        "",
+        &format!("api_keys = [\"{KEY}\"]"),
+    )
+    .await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/conformance.py");
+    let url = gw.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .arg(&script)
+            .env("CORTEX_URL", url)
+            .env("CORTEX_KEY", KEY)
+            .env("CORTEX_MODEL", "smol")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("ANTHROPIC_BASE_URL")
+            .output()
+    })
+    .await
+    .expect("the SDK run")
+    .unwrap_or_else(|e| panic!("running the SDK conformance script: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "SDK conformance failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("0 failed"), "{stdout}");
+    drop(gw);
+}

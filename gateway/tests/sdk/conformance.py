@@ -1,0 +1,374 @@
+"""Conformance of cortex's client API with the official Python SDKs.
+
+Run by gateway/tests/sdk.rs against a real gateway + neuron on loopback:
+    CORTEX_URL=http://127.0.0.1:PORT CORTEX_KEY=... CORTEX_MODEL=smol python3 conformance.py
+
+The model is the embedded 135M one: cases assert shapes, types, stop
+reasons and token counts, not wording (except "Paris" for a greedy answer
+with a system prompt). Every case runs; failures are listed at the end and
+the exit status is 1 if any failed.
+"""
+
+import os
+import sys
+import traceback
+
+import anthropic
+import openai
+
+URL = os.environ["CORTEX_URL"]
+KEY = os.environ["CORTEX_KEY"]
+MODEL = os.environ.get("CORTEX_MODEL", "smol")
+SYSTEM = "You are a helpful assistant."
+QUESTION = "What is the capital of France?"
+COUNT = "Count: one, two, three"
+# This anthropic SDK has no `temperature` argument; the API still takes one.
+GREEDY = {"temperature": 0.0}
+
+claude = anthropic.Anthropic(base_url=URL, api_key=KEY, max_retries=0, timeout=120)
+oai = openai.OpenAI(base_url=URL + "/v1", api_key=KEY, max_retries=0, timeout=120)
+
+CASES = []
+
+
+def case(fn):
+    CASES.append(fn)
+    return fn
+
+
+def expect(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def raises(exc_type, fn):
+    try:
+        fn()
+    except exc_type as e:
+        return e
+    raise AssertionError(f"expected {exc_type.__name__}")
+
+
+def ask(max_tokens=24, **kw):
+    return claude.messages.create(
+        model=MODEL,
+        max_tokens=max_tokens,
+        extra_body=GREEDY,
+        system=SYSTEM,
+        messages=[{"role": "user", "content": QUESTION}],
+        **kw,
+    )
+
+
+def text_of(message):
+    return "".join(b.text for b in message.content if b.type == "text")
+
+
+# ---------------------------------------------------------------- anthropic
+
+
+@case
+def anthropic_text_with_system_prompt():
+    m = ask()
+    expect(isinstance(m, anthropic.types.Message), type(m))
+    expect(m.type == "message" and m.role == "assistant", m)
+    expect(m.id.startswith("msg_"), m.id)
+    expect(m.stop_reason in ("end_turn", "max_tokens"), m.stop_reason)
+    expect(m.content and m.content[0].type == "text", m.content)
+    expect("Paris" in text_of(m), text_of(m))
+    expect(isinstance(m.usage.input_tokens, int) and m.usage.input_tokens > 0, m.usage)
+    expect(1 <= m.usage.output_tokens <= 24, m.usage)
+
+
+@case
+def anthropic_stream_helper_matches_non_streaming():
+    whole = ask()
+    with claude.messages.stream(
+        model=MODEL,
+        max_tokens=24,
+        extra_body=GREEDY,
+        system=SYSTEM,
+        messages=[{"role": "user", "content": QUESTION}],
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    expect(text == text_of(whole), (text, text_of(whole)))
+    expect(text_of(final) == text, final)
+    expect(final.stop_reason == whole.stop_reason, final.stop_reason)
+    expect(final.usage.output_tokens == whole.usage.output_tokens, final.usage)
+    expect(final.usage.input_tokens == whole.usage.input_tokens, final.usage)
+
+
+@case
+def anthropic_raw_stream_event_order():
+    events = list(ask(stream=True))
+    kinds = [e.type for e in events if e.type != "ping"]
+    expect(kinds[0] == "message_start", kinds)
+    expect(kinds[1] == "content_block_start", kinds)
+    expect(kinds[-2:] == ["message_delta", "message_stop"], kinds)
+    expect("content_block_delta" in kinds and "content_block_stop" in kinds, kinds)
+    delta = [e for e in events if e.type == "message_delta"][0]
+    expect(delta.delta.stop_reason in ("end_turn", "max_tokens"), delta)
+
+
+@case
+def anthropic_max_tokens_cut_off():
+    m = ask(max_tokens=2)
+    expect(m.stop_reason == "max_tokens", m.stop_reason)
+    expect(m.usage.output_tokens == 2, m.usage)
+    with claude.messages.stream(
+        model=MODEL, max_tokens=2, messages=[{"role": "user", "content": COUNT}]
+    ) as stream:
+        final = stream.get_final_message()
+    expect(final.stop_reason == "max_tokens", final.stop_reason)
+
+
+@case
+def anthropic_stop_sequences():
+    whole = text_of(ask())
+    words = whole.split()
+    stop = next((w for w in words[1:] if whole.find(w) > 0), None)
+    expect(stop is not None, whole)
+    cut = ask(stop_sequences=[stop])
+    expect(text_of(cut) == whole[: whole.find(stop)], (stop, text_of(cut), whole))
+    expect(cut.stop_reason in ("end_turn", "stop_sequence"), cut.stop_reason)
+
+
+@case
+def anthropic_count_tokens():
+    with_system = claude.messages.count_tokens(
+        model=MODEL, system=SYSTEM, messages=[{"role": "user", "content": QUESTION}]
+    )
+    expect(isinstance(with_system.input_tokens, int), with_system)
+    expect(with_system.input_tokens == ask(max_tokens=1).usage.input_tokens, with_system)
+    without = claude.messages.count_tokens(
+        model=MODEL, messages=[{"role": "user", "content": QUESTION}]
+    )
+    expect(without.input_tokens != with_system.input_tokens, (without, with_system))
+
+
+@case
+def anthropic_errors():
+    e = raises(
+        anthropic.NotFoundError,
+        lambda: claude.messages.create(
+            model="no-such-model", max_tokens=4, messages=[{"role": "user", "content": "hi"}]
+        ),
+    )
+    expect(e.status_code == 404, e)
+    expect(e.body["type"] == "error" and e.body["error"]["type"] == "not_found_error", e.body)
+
+    def stream_unknown():
+        with claude.messages.stream(
+            model="no-such-model", max_tokens=4, messages=[{"role": "user", "content": "hi"}]
+        ) as s:
+            s.get_final_message()
+
+    raises(anthropic.NotFoundError, stream_unknown)
+    e = raises(
+        anthropic.BadRequestError,
+        lambda: claude.messages.create(
+            model=MODEL, max_tokens=4, messages=[{"role": "robot", "content": "hi"}]
+        ),
+    )
+    expect(e.body["error"]["type"] == "invalid_request_error", e.body)
+    raises(
+        anthropic.BadRequestError,
+        lambda: claude.messages.create(model=MODEL, max_tokens=4, messages=[]),
+    )
+    raises(
+        anthropic.NotFoundError,
+        lambda: claude.messages.count_tokens(
+            model="no-such-model", messages=[{"role": "user", "content": "hi"}]
+        ),
+    )
+    bad_key = anthropic.Anthropic(base_url=URL, api_key="wrong", max_retries=0)
+    raises(
+        anthropic.AuthenticationError,
+        lambda: bad_key.messages.create(
+            model=MODEL, max_tokens=1, messages=[{"role": "user", "content": "hi"}]
+        ),
+    )
+
+
+@case
+def anthropic_tools_accepted():
+    m = claude.messages.create(
+        model=MODEL,
+        max_tokens=24,
+        tools=[
+            {
+                "name": "get_weather",
+                "description": "The weather in a city",
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            }
+        ],
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+    )
+    expect(m.stop_reason in ("end_turn", "max_tokens", "tool_use"), m.stop_reason)
+    for b in m.content:
+        expect(b.type in ("text", "tool_use"), b)
+        if b.type == "tool_use":
+            expect(isinstance(b.input, dict) and b.name, b)
+
+
+# ------------------------------------------------------------------- openai
+
+
+def chat(**kw):
+    args = dict(
+        model=MODEL,
+        max_tokens=24,
+        temperature=0.0,
+        messages=[
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": QUESTION},
+        ],
+    )
+    args.update(kw)
+    return oai.chat.completions.create(**args)
+
+
+@case
+def openai_chat_text_stream_and_cut_off():
+    c = chat()
+    text = c.choices[0].message.content
+    expect("Paris" in text, text)
+    expect(c.choices[0].finish_reason in ("stop", "length"), c)
+    expect(c.usage.prompt_tokens > 0 and c.usage.completion_tokens > 0, c.usage)
+    chunks = list(chat(stream=True, stream_options={"include_usage": True}))
+    streamed = "".join(
+        ch.choices[0].delta.content or "" for ch in chunks if ch.choices
+    )
+    expect(streamed == text, (streamed, text))
+    expect(chunks[-1].usage.completion_tokens == c.usage.completion_tokens, chunks[-1])
+    cut = chat(max_tokens=2)
+    expect(cut.choices[0].finish_reason == "length", cut)
+    expect(cut.usage.completion_tokens == 2, cut.usage)
+    stop = next((w for w in text.split()[1:] if text.find(w) > 0), None)
+    stopped = chat(stop=[stop])
+    expect(stopped.choices[0].message.content == text[: text.find(stop)], (stop, stopped))
+    expect(stopped.choices[0].finish_reason == "stop", stopped)
+
+
+@case
+def openai_responses():
+    r = oai.responses.create(
+        model=MODEL, instructions=SYSTEM, input=QUESTION, max_output_tokens=24, temperature=0.0
+    )
+    expect(r.object == "response" and r.id.startswith("resp_"), r)
+    expect(r.status in ("completed", "incomplete"), r.status)
+    expect("Paris" in r.output_text, r.output_text)
+    expect(r.usage.input_tokens > 0 and r.usage.output_tokens > 0, r.usage)
+    events = list(
+        oai.responses.create(
+            model=MODEL,
+            instructions=SYSTEM,
+            input=QUESTION,
+            max_output_tokens=24,
+            temperature=0.0,
+            stream=True,
+        )
+    )
+    kinds = [e.type for e in events]
+    expect(kinds[:2] == ["response.created", "response.in_progress"], kinds)
+    expect(kinds[-1] in ("response.completed", "response.incomplete"), kinds)
+    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    expect(streamed == r.output_text, (streamed, r.output_text))
+    expect([e.sequence_number for e in events] == list(range(len(events))), kinds)
+    with oai.responses.stream(
+        model=MODEL, instructions=SYSTEM, input=QUESTION, max_output_tokens=24, temperature=0.0
+    ) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_response()
+    expect(final.output_text == r.output_text, final)
+    cut = oai.responses.create(model=MODEL, input=COUNT, max_output_tokens=2)
+    expect(cut.status == "incomplete", cut.status)
+    expect(cut.incomplete_details.reason == "max_output_tokens", cut.incomplete_details)
+
+
+@case
+def openai_completions():
+    c = oai.completions.create(model=MODEL, prompt=COUNT, max_tokens=8, temperature=0.0)
+    expect(c.object == "text_completion", c)
+    text = c.choices[0].text
+    expect(isinstance(text, str) and text, c)
+    streamed = "".join(
+        ch.choices[0].text
+        for ch in oai.completions.create(
+            model=MODEL, prompt=COUNT, max_tokens=8, temperature=0.0, stream=True
+        )
+        if ch.choices
+    )
+    expect(streamed == text, (streamed, text))
+    cut = oai.completions.create(model=MODEL, prompt=COUNT, max_tokens=2)
+    expect(cut.choices[0].finish_reason == "length", cut)
+    expect(cut.usage.completion_tokens == 2, cut.usage)
+
+
+@case
+def openai_errors():
+    for call in (
+        lambda: chat(model="no-such-model"),
+        lambda: oai.responses.create(model="no-such-model", input="hi"),
+        lambda: oai.completions.create(model="no-such-model", prompt="hi"),
+    ):
+        e = raises(openai.NotFoundError, call)
+        expect(e.status_code == 404 and e.code == "model_not_found", e)
+    raises(openai.BadRequestError, lambda: chat(messages=[]))
+    raises(openai.BadRequestError, lambda: oai.completions.create(model=MODEL, prompt=[1, 2]))
+    bad_key = openai.OpenAI(base_url=URL + "/v1", api_key="wrong", max_retries=0)
+    raises(
+        openai.AuthenticationError,
+        lambda: bad_key.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}]
+        ),
+    )
+
+
+@case
+def openai_chat_tools_accepted():
+    c = chat(
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "The weather in a city",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"city": {"type": "string"}},
+                    },
+                },
+            }
+        ],
+    )
+    expect(c.choices[0].message.role == "assistant", c)
+    expect(c.choices[0].finish_reason in ("stop", "length", "tool_calls"), c)
+
+
+def main():
+    failed = []
+    for fn in CASES:
+        try:
+            fn()
+            print(f"ok   {fn.__name__}", flush=True)
+        except Exception:
+            failed.append(fn.__name__)
+            print(f"FAIL {fn.__name__}\n{traceback.format_exc()}", flush=True)
+    print(
+        f"sdk conformance: openai {openai.__version__}, anthropic {anthropic.__version__}: "
+        f"{len(CASES) - len(failed)} passed, {len(failed)} failed {failed}",
+        flush=True,
+    )
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
