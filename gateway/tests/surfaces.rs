@@ -20,6 +20,7 @@ const QUESTION: &str = "What is the capital of France?";
 
 struct Fleet {
     neuron_url: String,
+    neuron: cortex_common::launch::Child,
     gw: Gateway,
 }
 
@@ -140,8 +141,9 @@ async fn every_surface_end_to_end() {
         &format!("api_keys = [\"{KEY}\"]"),
     )
     .await;
-    let f = Fleet {
+    let mut f = Fleet {
         neuron_url: a.url.clone(),
+        neuron: a,
         gw,
     };
 
@@ -155,6 +157,8 @@ async fn every_surface_end_to_end() {
     completions_surface(&f).await;
     tools_are_accepted(&f).await;
     metrics_count_translated_requests(&f).await;
+    // Last: it takes the neuron down.
+    messages_stream_fails_in_anthropic_shape_when_the_node_dies(&mut f).await;
 }
 
 async fn count_tokens_cold_loads_and_matches_the_neuron(f: &Fleet) {
@@ -687,4 +691,48 @@ async fn metrics_count_translated_requests(f: &Fleet) {
         f.gw.metric_sum("cortex_cold_starts_total", &["model=\"smol-cold\""])
             .await;
     assert_eq!(cold, 1.0);
+}
+
+async fn messages_stream_fails_in_anthropic_shape_when_the_node_dies(f: &mut Fleet) {
+    let mut body = messages_body(None, "Write a long story about a dragon.", 400);
+    body["stream"] = json!(true);
+    body["temperature"] = json!(1.0);
+    let resp = f.send("/v1/messages", body).await;
+    assert_eq!(resp.status(), 200);
+    let mut raw = resp.bytes_stream();
+    let mut buf = String::new();
+    while !buf.contains("event: content_block_delta") {
+        let b = tokio::time::timeout(Duration::from_secs(60), raw.next())
+            .await
+            .expect("a first delta within 60 s")
+            .expect("the stream goes on")
+            .expect("bytes");
+        buf.push_str(&String::from_utf8_lossy(&b));
+    }
+    f.neuron.kill();
+    while let Some(b) = tokio::time::timeout(Duration::from_secs(30), raw.next())
+        .await
+        .expect("the stream ends within 30 s of the node dying")
+    {
+        buf.push_str(&String::from_utf8_lossy(&b.expect("bytes")));
+    }
+    let events: Vec<&str> = buf
+        .split("\n\n")
+        .filter_map(|frame| frame.lines().find_map(|l| l.strip_prefix("event: ")))
+        .collect();
+    assert_eq!(events.last(), Some(&"error"), "{buf}");
+    assert!(!events.contains(&"message_stop"), "{buf}");
+    let data = buf
+        .rsplit("event: error\ndata: ")
+        .next()
+        .and_then(|d| d.lines().next())
+        .expect("error data");
+    let e = json_of(data);
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["error"]["type"], "api_error", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
 }
