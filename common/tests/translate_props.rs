@@ -266,6 +266,7 @@ impl Answer {
                     ..Default::default()
                 },
                 finish_reason: self.finish,
+                stop_reason: None,
             }],
             usage: Usage::new(self.usage.0, self.usage.1),
         }
@@ -291,6 +292,7 @@ impl Answer {
                         content,
                     },
                     finish_reason: finish,
+                    stop_reason: None,
                 }]
             },
             usage,

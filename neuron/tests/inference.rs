@@ -104,8 +104,13 @@ async fn stop_sequences_cut_the_text_before_the_match() {
         &text[..at]
     );
     assert_eq!(cut["choices"][0]["finish_reason"], "stop");
+    assert_eq!(cut["choices"][0]["stop_reason"], "Paris");
     let chunks = n.chat_stream(body).await;
     assert_eq!(stream_text(&chunks), &text[..at]);
+    let last = &chunks[chunks.len() - 2];
+    assert_eq!(last["choices"][0]["stop_reason"], "Paris", "{last}");
+    // An answer that ended on its own says nothing of stop sequences.
+    assert!(full["choices"][0].get("stop_reason").is_none());
 }
 
 #[tokio::test]

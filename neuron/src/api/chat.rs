@@ -298,6 +298,7 @@ async fn collect_response(
                         index: 0,
                         message: ChatMessage::text("assistant", &text),
                         finish_reason: Some(summary.finish_reason),
+                        stop_reason: summary.stop_sequence.clone(),
                     }],
                     usage: usage(&summary),
                 }));
@@ -321,7 +322,10 @@ fn stream_response(
     include_usage: bool,
     mut rx: mpsc::UnboundedReceiver<GenEvent>,
 ) -> Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>> {
-    let chunk = move |delta: ChunkDelta, finish: Option<FinishReason>, usage: Option<Usage>| {
+    let chunk = move |delta: ChunkDelta,
+                      finish: Option<FinishReason>,
+                      stop_reason: Option<String>,
+                      usage: Option<Usage>| {
         ChatCompletionChunk {
             id: id.clone(),
             object: "chat.completion.chunk".into(),
@@ -334,6 +338,7 @@ fn stream_response(
                     index: 0,
                     delta,
                     finish_reason: finish,
+                    stop_reason,
                 }]
             },
             usage,
@@ -343,17 +348,17 @@ fn stream_response(
         SseEvent::default().data(serde_json::to_string(c).unwrap_or_else(|_| "{}".into()))
     };
     let stream = async_stream::stream! {
-        yield Ok(data(&chunk(ChunkDelta { role: Some("assistant".into()), content: Some(String::new()) }, None, None)));
+        yield Ok(data(&chunk(ChunkDelta { role: Some("assistant".into()), content: Some(String::new()) }, None, None, None)));
         let mut ended = false;
         while let Some(event) = rx.recv().await {
             match event {
                 GenEvent::Delta(text) => {
-                    yield Ok(data(&chunk(ChunkDelta { content: Some(text), ..Default::default() }, None, None)));
+                    yield Ok(data(&chunk(ChunkDelta { content: Some(text), ..Default::default() }, None, None, None)));
                 }
                 GenEvent::Done(summary) => {
-                    yield Ok(data(&chunk(ChunkDelta::default(), Some(summary.finish_reason), None)));
+                    yield Ok(data(&chunk(ChunkDelta::default(), Some(summary.finish_reason), summary.stop_sequence.clone(), None)));
                     if include_usage {
-                        yield Ok(data(&chunk(ChunkDelta::default(), None, Some(usage(&summary)))));
+                        yield Ok(data(&chunk(ChunkDelta::default(), None, None, Some(usage(&summary)))));
                     }
                     ended = true;
                     break;

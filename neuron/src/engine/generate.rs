@@ -34,6 +34,8 @@ pub struct GenSummary {
     pub ttft_ms: Option<f64>,
     pub prefill_tok_s: Option<f64>,
     pub decode_tok_s: Option<f64>,
+    /// The stop sequence that ended generation, when one did.
+    pub stop_sequence: Option<String>,
 }
 
 /// What the worker sends back to the request's handler.
@@ -127,6 +129,7 @@ pub fn run(job: Job, bus: &EventBus) {
                 ttft_ms: None,
                 prefill_tok_s: None,
                 decode_tok_s: None,
+                stop_sequence: None,
             },
             error: Some(e.to_string()),
         },
@@ -194,6 +197,7 @@ fn generate(
         ttft_ms: None,
         prefill_tok_s: None,
         decode_tok_s: None,
+        stop_sequence: None,
     };
     model.clear_cache();
     let mut sampler = Sampler::new(&request.sampling);
@@ -264,6 +268,7 @@ fn generate(
             send_delta(tx, stop.flush());
         }
     }
+    summary.stop_sequence = stop.matched().map(str::to_string);
     let decode_secs = last_token_at.duration_since(first_token_at).as_secs_f64();
     if summary.completion_tokens > 1 && decode_secs > 0.0 {
         summary.decode_tok_s = Some((summary.completion_tokens - 1) as f64 / decode_secs);

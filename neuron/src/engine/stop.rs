@@ -5,6 +5,7 @@
 pub struct StopMatcher {
     stops: Vec<String>,
     pending: String,
+    matched: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -20,6 +21,7 @@ impl StopMatcher {
         StopMatcher {
             stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
             pending: String::new(),
+            matched: None,
         }
     }
 
@@ -31,9 +33,10 @@ impl StopMatcher {
         let first = self
             .stops
             .iter()
-            .filter_map(|s| self.pending.find(s.as_str()))
-            .min();
-        if let Some(at) = first {
+            .filter_map(|s| self.pending.find(s.as_str()).map(|at| (at, s)))
+            .min_by_key(|(at, _)| *at);
+        if let Some((at, stop)) = first {
+            self.matched = Some(stop.clone());
             let out = self.pending[..at].to_string();
             self.pending.clear();
             return StopOutcome::Stopped(out);
@@ -51,6 +54,11 @@ impl StopMatcher {
         let out = self.pending[..split].to_string();
         self.pending.drain(..split);
         StopOutcome::Continue(out)
+    }
+
+    /// The stop sequence that matched, once one has.
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.as_deref()
     }
 
     /// Text still held back when generation ends without a match.
@@ -89,6 +97,7 @@ mod tests {
     fn earliest_of_several_stops_wins() {
         let mut m = StopMatcher::new(vec!["cd".into(), "b".into()]);
         assert_eq!(m.push("abcd"), StopOutcome::Stopped("a".into()));
+        assert_eq!(m.matched(), Some("b"));
     }
 
     #[test]
