@@ -285,10 +285,8 @@ async fn messages_max_tokens_and_stop_sequences(f: &Fleet) {
     let (s, cut) = f.post("/v1/messages", body).await;
     assert_eq!(s, 200, "{cut}");
     assert_eq!(text_of_message(&cut), text[..at], "stopped at {stop:?}");
-    assert!(
-        ["end_turn", "stop_sequence"].contains(&cut["stop_reason"].as_str().unwrap_or("")),
-        "{cut}"
-    );
+    assert_eq!(cut["stop_reason"], "stop_sequence", "{cut}");
+    assert_eq!(cut["stop_sequence"], json!(stop), "{cut}");
     assert!(
         cut["usage"]["output_tokens"].as_u64() < full["usage"]["output_tokens"].as_u64(),
         "{cut} vs {full}"

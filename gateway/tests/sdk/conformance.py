@@ -131,7 +131,8 @@ def anthropic_stop_sequences():
     expect(stop is not None, whole)
     cut = ask(stop_sequences=[stop])
     expect(text_of(cut) == whole[: whole.find(stop)], (stop, text_of(cut), whole))
-    expect(cut.stop_reason in ("end_turn", "stop_sequence"), cut.stop_reason)
+    expect(cut.stop_reason == "stop_sequence", cut.stop_reason)
+    expect(cut.stop_sequence == stop, (cut.stop_sequence, stop))
 
 
 @case
