@@ -3,6 +3,7 @@
 
 mod admin;
 mod client_api;
+mod demo;
 mod error;
 mod events;
 mod evict;
@@ -36,6 +37,18 @@ enum Command {
         #[arg(long, short, default_value = "cortex.toml")]
         config: PathBuf,
     },
+    /// Start a demo fleet on loopback (a gateway, two neurons, the embedded
+    /// model under four ids) and open the console on it; quitting the
+    /// console stops the fleet.
+    Demo {
+        /// Run the fleet without the console until Ctrl-C / SIGTERM,
+        /// printing the gateway URL, metrics URL and admin token.
+        #[arg(long)]
+        headless: bool,
+        /// The gateway's port (metrics on the next one); 0 picks free ports.
+        #[arg(long, default_value_t = 31313)]
+        port: u16,
+    },
     /// Print the fleet status of a running gateway.
     Status {
         /// The gateway's URL.
@@ -62,6 +75,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config } => serve::run(&config).await,
+        Command::Demo { headless, port } => demo::run(demo::DemoArgs { headless, port }).await,
         Command::Status {
             gateway,
             token,
