@@ -190,9 +190,12 @@ fn build_missing(missing: &[&str]) -> anyhow::Result<()> {
         .and_then(|n| n.to_str())
         .unwrap_or("debug")
         .to_string();
+    // `-p`, not `--bin`: cargo run starts us in the gateway's folder, where
+    // `--bin` only sees the gateway package's binaries. Each binary's
+    // package has its name.
     let mut args: Vec<String> = vec!["build".into()];
     for m in missing {
-        args.extend(["--bin".into(), (*m).to_string()]);
+        args.extend(["-p".into(), (*m).to_string()]);
     }
     match profile.as_str() {
         "debug" => {}
