@@ -211,8 +211,13 @@ fn build_missing(missing: &[&str]) -> anyhow::Result<()> {
             exe.display()
         );
     };
+    let slow = if missing.contains(&"neuron") {
+        " (the first build of the neuron compiles candle and takes several minutes)"
+    } else {
+        ""
+    };
     eprintln!(
-        "cortex demo: {} not built yet; running `{shown}` (the first build of the neuron compiles candle and takes several minutes)",
+        "cortex demo: {} not built yet; running `{shown}`{slow}",
         missing.join(" and ")
     );
     let mut cmd = Command::new(cargo);
