@@ -287,3 +287,25 @@ fn mono_theme_draws_no_colour_and_themes_change_colours() {
     assert!(light.contains(&Color::Blue));
     assert_ne!(dark, light);
 }
+
+/// Every width shows the MODEL column: the wide layout only turns on when
+/// its fixed columns leave MODEL room (at 120 columns they once squeezed it
+/// to nothing).
+#[test]
+fn the_model_column_shows_at_every_width() {
+    let mut app = app();
+    for w in 80u16..=220 {
+        let terminal = render(&mut app, w, 40);
+        let screen: String = terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(
+            screen.contains("MODEL"),
+            "MODEL column missing at width {w}"
+        );
+    }
+}

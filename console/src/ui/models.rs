@@ -14,11 +14,15 @@ use crate::fleet::ModelView;
 use crate::theme::Theme;
 
 const STATE_W: u16 = 13;
+/// Narrowest pane that takes the wide layout: its fixed columns (112), the
+/// gaps between its 12 columns (11), the border (3) and a MODEL column of
+/// at least 16. Any narrower and MODEL would be squeezed to nothing.
+const WIDE_MIN_WIDTH: u16 = 112 + 11 + 3 + 16;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
     let models = app.visible_models();
-    let wide = area.width >= 120;
+    let wide = area.width >= WIDE_MIN_WIDTH;
     let mut widths = vec![
         Constraint::Length(1),
         Constraint::Fill(1),
