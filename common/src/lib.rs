@@ -13,6 +13,7 @@ pub mod launch;
 pub mod neuron_api;
 pub mod openai;
 pub mod responses;
+pub mod shutdown;
 pub mod status;
 pub mod translate;
 

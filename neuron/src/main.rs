@@ -40,31 +40,12 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     axum::serve(listener, neuron::api::router(neuron))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async {
+            cortex_common::shutdown::signal().await;
+            tracing::info!("shutdown signal received");
+        })
         .await
         .context("serving")?;
     tracing::info!("neuron stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown signal received");
 }
