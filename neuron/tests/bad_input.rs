@@ -127,9 +127,16 @@ async fn bad_requests_get_clear_4xx_and_the_neuron_keeps_serving() {
     // Oversized body: 413 with the envelope.
     let huge =
         json!({"model": "smol", "messages": [{"role": "user", "content": "y".repeat(5 << 20)}]});
-    let r = n
-        .post_raw("/v1/chat/completions", serde_json::to_vec(&huge).unwrap())
-        .await;
+    // On a connection of its own: the server answers before reading the
+    // whole body and then closes that connection, which a pooled client
+    // would otherwise try to reuse for the next request.
+    let r = reqwest::Client::new()
+        .post(n.at("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&huge).unwrap())
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     assert_envelope(status, &r.json().await.unwrap(), 413, "too large");
 
