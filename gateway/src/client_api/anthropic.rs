@@ -109,8 +109,7 @@ pub async fn messages(
     }
     let mut chat = to_chat_request(&req).map_err(ApiError::from)?;
     chat.model = model.clone();
-    let chat = serde_json::to_value(&chat)
-        .map_err(|e| ApiError::internal(format!("encoding the chat request: {e}")))?;
+    let chat = upstream::encode_chat(&chat)?;
     let stream = req.is_stream();
     let answer = upstream::send(state, "/v1/chat/completions", chat, model, stream).await?;
     if !stream {
@@ -180,8 +179,7 @@ pub async fn count_tokens(
     chat.max_tokens = None;
     chat.stream = None;
     chat.stream_options = None;
-    let chat = serde_json::to_value(&chat)
-        .map_err(|e| ApiError::internal(format!("encoding the chat request: {e}")))?;
+    let chat = upstream::encode_chat(&chat)?;
     let answer = upstream::send(state, "/v1/chat/count_tokens", chat, model, false).await?;
     let bytes = upstream::bytes(answer).await?;
     let counted: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);

@@ -20,7 +20,6 @@ use futures::StreamExt;
 
 use super::upstream::{self, Item, OpenAiError};
 use super::{json_body, typed};
-use crate::error::unknown_model;
 use crate::serve::AppState;
 
 pub async fn completions(
@@ -29,17 +28,10 @@ pub async fn completions(
 ) -> Result<Response, OpenAiError> {
     let body = json_body(body)?;
     let req: CompletionRequest = typed(&body)?;
-    if req.model.trim().is_empty() {
-        return Err(ApiError::invalid("invalid_model", "`model` must not be empty").into());
-    }
-    let model = state
-        .fleet
-        .resolve(&req.model)
-        .ok_or_else(|| unknown_model(&req.model))?;
+    let model = upstream::resolve_model(&state, &req.model)?;
     let mut chat = to_chat_request(&req).map_err(ApiError::from)?;
     chat.model = model.clone();
-    let chat = serde_json::to_value(&chat)
-        .map_err(|e| ApiError::internal(format!("encoding the chat request: {e}")))?;
+    let chat = upstream::encode_chat(&chat)?;
     let stream = req.is_stream();
     let ctx = CompletionContext::for_request(&req);
     let answer = upstream::send(state, "/v1/chat/completions", chat, model, stream).await?;

@@ -93,6 +93,27 @@ pub struct Answer {
 }
 
 /// A translated JSON answer, tagged with the serving node.
+/// The model a client asked for, aliases resolved; 400 when empty, 404
+/// when the catalogue has no such model.
+pub fn resolve_model(state: &AppState, asked: &str) -> Result<String, ApiError> {
+    if asked.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "invalid_model",
+            "`model` must not be empty",
+        ));
+    }
+    state
+        .fleet
+        .resolve(asked)
+        .ok_or_else(|| crate::error::unknown_model(asked))
+}
+
+/// A translated chat request as the JSON body the neuron receives.
+pub fn encode_chat(chat: &cortex_common::openai::ChatCompletionRequest) -> Result<Value, ApiError> {
+    serde_json::to_value(chat)
+        .map_err(|e| ApiError::internal(format!("encoding the chat request: {e}")))
+}
+
 pub fn json<T: serde::Serialize>(value: &T, node: Option<HeaderValue>) -> Response {
     let mut r = axum::Json(value).into_response();
     if let Some(v) = node {
