@@ -309,6 +309,9 @@ pub struct DeltaUsage {
     pub output_tokens: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_tokens: Option<u32>,
+    /// Prompt tokens served from the neuron's prompt cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_input_tokens: Option<u32>,
 }
 
 /// `{"type":"error","error":{"type","message"}}`, the body of every error

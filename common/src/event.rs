@@ -60,6 +60,11 @@ pub enum EventKind {
         model: String,
         duration_ms: u64,
         memory_bytes: u64,
+        /// In-situ quantization applied, and the bytes without it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quant: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unquantized_bytes: Option<u64>,
     },
     ModelLoadFailed {
         model: String,
@@ -75,6 +80,9 @@ pub enum EventKind {
         request_id: String,
         model: String,
         prompt_tokens: u32,
+        /// Prompt tokens served from the prompt cache (not prefilled).
+        #[serde(default)]
+        cached_tokens: u32,
     },
     RequestFirstToken {
         request_id: String,
@@ -85,6 +93,8 @@ pub enum EventKind {
         request_id: String,
         model: String,
         prompt_tokens: u32,
+        #[serde(default)]
+        cached_tokens: u32,
         completion_tokens: u32,
         ttft_ms: Option<f64>,
         prefill_tok_s: Option<f64>,

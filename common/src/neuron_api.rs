@@ -85,6 +85,20 @@ pub struct ModelInfo {
     pub error: Option<String>,
     #[serde(default)]
     pub context_length: Option<u32>,
+    /// In-situ quantization applied at load (`q4_0`, `q4k`, `q5k`, `q6k`,
+    /// `q8_0`), absent when the weights are as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quant: Option<String>,
+    /// Bytes the weights would take without `quant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unquantized_bytes: Option<u64>,
+    /// Bytes of the model's KV caches: running sequences and the prompt
+    /// cache (included in `memory_bytes`).
+    #[serde(default)]
+    pub kv_cache_bytes: u64,
+    /// Sequences kept in the prompt cache.
+    #[serde(default)]
+    pub prompt_cache_entries: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -108,6 +122,10 @@ pub struct LoadRequest {
     /// `model` itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Quantize dense weights at load: `q4_0`, `q4k`, `q5k`, `q6k` or
+    /// `q8_0`. Not for GGUF files that are already quantized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quant: Option<String>,
 }
 
 /// `POST /models/unload`.

@@ -224,11 +224,13 @@ pub fn event_stream(n: usize, nodes: usize, models: usize) -> Vec<Event> {
                 request_id: format!("r{i}"),
                 model: model_id,
                 prompt_tokens: 20,
+                cached_tokens: 0,
             },
             4..=7 => EventKind::RequestFinished {
                 request_id: format!("r{}", i - 4),
                 model: model_id,
                 prompt_tokens: 20,
+                cached_tokens: 0,
                 completion_tokens: 64,
                 ttft_ms: Some(40.0),
                 prefill_tok_s: Some(300.0),

@@ -390,6 +390,8 @@ impl Fleet {
                 model,
                 duration_ms,
                 memory_bytes,
+                quant,
+                unquantized_bytes,
             } => {
                 if let Some(n) = &node {
                     let view = self.model_entry(&model, "");
@@ -405,10 +407,16 @@ impl Fleet {
                     Level::Info,
                     node.clone(),
                     format!(
-                        "loaded {model}{} in {:.1}s ({})",
+                        "loaded {model}{} in {:.1}s ({}{})",
                         on(&node),
                         duration_ms as f64 / 1000.0,
-                        human_bytes(memory_bytes)
+                        human_bytes(memory_bytes),
+                        match (quant, unquantized_bytes) {
+                            (Some(q), Some(before)) =>
+                                format!(", {q} from {}", human_bytes(before)),
+                            (Some(q), None) => format!(", {q}"),
+                            _ => String::new(),
+                        }
                     ),
                 );
             }

@@ -80,6 +80,7 @@ fn app() -> App {
                 request_id: format!("r{s}"),
                 model: "smollm2-chat".into(),
                 prompt_tokens: 12,
+                cached_tokens: 0,
                 completion_tokens: (20 + (s * 7) % 40) as u32,
                 ttft_ms: Some(30.0),
                 prefill_tok_s: None,

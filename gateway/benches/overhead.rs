@@ -257,6 +257,10 @@ fn model() -> ModelInfo {
         error: None,
         context_length: None,
     }
+    quant: None,
+    unquantized_bytes: None,
+    kv_cache_bytes: 0,
+    prompt_cache_entries: 0,
 }
 
 async fn start_upstream() -> anyhow::Result<String> {

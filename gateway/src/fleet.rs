@@ -382,6 +382,10 @@ impl FleetInner {
                 progress: None,
                 error: None,
                 context_length: None,
+                quant: None,
+                unquantized_bytes: None,
+                kv_cache_bytes: 0,
+                prompt_cache_entries: 0,
             });
         info.state = ModelState::Loaded;
         info.progress = None;
@@ -463,6 +467,10 @@ impl FleetInner {
                         progress: None,
                         error: None,
                         context_length: None,
+                        quant: None,
+                        unquantized_bytes: None,
+                        kv_cache_bytes: 0,
+                        prompt_cache_entries: 0,
                     });
             }
             EventKind::ModelLoadProgress {
@@ -720,6 +728,10 @@ mod tests {
             progress: None,
             error: None,
             context_length: None,
+            quant: None,
+            unquantized_bytes: None,
+            kv_cache_bytes: 0,
+            prompt_cache_entries: 0,
         }
     }
 
@@ -750,6 +762,7 @@ mod tests {
                 request_id: "r".into(),
                 model: "m".into(),
                 prompt_tokens: 3,
+                cached_tokens: 0,
                 completion_tokens: 5,
                 ttft_ms: Some(20.0),
                 prefill_tok_s: None,

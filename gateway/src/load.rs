@@ -190,8 +190,9 @@ async fn load_once(
         .cold_starts
         .get_or_create(&model_node(model, &node_name))
         .inc();
-    tracing::info!(%model, node = %node_name, %source, "cold load");
-    let result = post_load(state, idx, model, &source).await;
+    let quant = entry.as_ref().and_then(|e| e.quant.clone());
+    tracing::info!(%model, node = %node_name, %source, quant = ?quant, "cold load");
+    let result = post_load(state, idx, model, &source, quant).await;
     let mut g = state.fleet.lock();
     match result {
         Ok(resp) => {
@@ -211,6 +212,7 @@ async fn post_load(
     idx: usize,
     model: &str,
     source: &str,
+    quant: Option<String>,
 ) -> Result<LifecycleResponse, ApiError> {
     let endpoint = state.fleet.lock().nodes[idx].endpoint.clone();
     let resp = state
@@ -220,6 +222,7 @@ async fn post_load(
         .json(&LoadRequest {
             model: model.to_string(),
             source: Some(source.to_string()),
+            quant,
         })
         .send()
         .await

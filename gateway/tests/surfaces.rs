@@ -156,6 +156,7 @@ async fn every_surface_end_to_end() {
     responses_surface(&f).await;
     completions_surface(&f).await;
     tools_are_accepted(&f).await;
+    messages_report_prompt_cache_reads(&f).await;
     metrics_count_translated_requests(&f).await;
     // Last: it takes the neuron down.
     messages_stream_fails_in_anthropic_shape_when_the_node_dies(&mut f).await;
@@ -250,7 +251,13 @@ async fn messages_non_streaming(f: &Fleet) {
             messages_body(Some(SYSTEM), QUESTION, 24),
         )
         .await;
-    assert_eq!(m["usage"]["input_tokens"], counted["input_tokens"], "{m}");
+    // Anthropic counts prompt-cache reads apart from `input_tokens`.
+    let read = m["usage"]["cache_read_input_tokens"].as_u64().unwrap_or(0);
+    assert_eq!(
+        m["usage"]["input_tokens"].as_u64().map(|n| n + read),
+        counted["input_tokens"].as_u64(),
+        "{m}"
+    );
     let out = m["usage"]["output_tokens"].as_u64().expect("output_tokens");
     assert!((1..=24).contains(&out), "{m}");
 }
@@ -677,6 +684,63 @@ async fn tools_are_accepted(f: &Fleet) {
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["choices"][0]["message"]["role"], "assistant", "{c}");
     assert!(c["choices"][0]["finish_reason"].is_string(), "{c}");
+}
+
+/// A conversation's second turn reuses the first turn's prefix on the
+/// neuron; `/v1/messages` reports it as Anthropic does, as
+/// `cache_read_input_tokens` apart from `input_tokens`, streamed and not.
+async fn messages_report_prompt_cache_reads(f: &Fleet) {
+    let story = "The lighthouse keeper climbed the spiral stairs every evening and lit the lamp. "
+        .repeat(6);
+    let first = messages_body(Some(SYSTEM), &story, 8);
+    let (s, one) = f.post("/v1/messages", first.clone()).await;
+    assert_eq!(s, 200, "{one}");
+    let mut second = first.clone();
+    let turns = second["messages"].as_array_mut().expect("messages");
+    turns.push(json!({"role": "assistant", "content": text_of_message(&one)}));
+    turns.push(json!({"role": "user", "content": "What did he light?"}));
+    let (s, two) = f.post("/v1/messages", second.clone()).await;
+    assert_eq!(s, 200, "{two}");
+    let read = two["usage"]["cache_read_input_tokens"]
+        .as_u64()
+        .unwrap_or(0);
+    let (_, counted) = f.post("/v1/messages/count_tokens", second.clone()).await;
+    let total = counted["input_tokens"].as_u64().expect("count");
+    assert!(
+        read > total / 2,
+        "most of turn 2 is read from the cache: {two}"
+    );
+    assert_eq!(
+        two["usage"]["input_tokens"].as_u64(),
+        Some(total - read),
+        "{two}"
+    );
+
+    // Streamed: the final message_delta carries the same split.
+    let mut third = second.clone();
+    third["messages"]
+        .as_array_mut()
+        .expect("messages")
+        .push(json!({"role": "assistant", "content": text_of_message(&two)}));
+    third["messages"]
+        .as_array_mut()
+        .expect("messages")
+        .push(json!({"role": "user", "content": "And then?"}));
+    third["stream"] = json!(true);
+    let (s, _, events) = f.stream("/v1/messages", third).await;
+    assert_eq!(s, 200);
+    let delta = events
+        .iter()
+        .find(|(name, _)| name == "message_delta")
+        .map(|(_, d)| json_of(d))
+        .expect("a message_delta event");
+    assert!(
+        delta["usage"]["cache_read_input_tokens"]
+            .as_u64()
+            .unwrap_or(0)
+            > read,
+        "{delta}"
+    );
 }
 
 async fn metrics_count_translated_requests(f: &Fleet) {

@@ -9,4 +9,5 @@ pub mod engine;
 pub mod events;
 pub mod model;
 pub mod node;
+pub mod runtime;
 pub mod settings;

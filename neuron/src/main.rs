@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
     for (id, source) in preload {
         let n = neuron.clone();
         tokio::spawn(async move {
-            if let Err(e) = n.registry.load(&id, &source).await {
+            if let Err(e) = n.registry.load(&id, &source, None).await {
                 tracing::error!(model = %id, error = %e.message, "preload failed");
             }
         });

@@ -77,7 +77,14 @@ impl Neuron {
         let limit = settings
             .memory_limit_bytes
             .unwrap_or(host.memory_total_bytes);
-        let registry = Arc::new(Registry::new(device, &device_id, limit, bus.clone()));
+        neuron_kernels::set_threads(settings.threads);
+        let registry = Arc::new(Registry::new(
+            device,
+            &device_id,
+            limit,
+            bus.clone(),
+            settings.runtime,
+        ));
         let worker = Worker::spawn(&device_id, bus.clone())?;
         let device_name = if device_kind == "cpu" {
             host.cpu_model.clone()

@@ -33,6 +33,12 @@ pub struct Cli {
     /// Device: cpu, cuda:N, metal:N [default: cpu].
     #[arg(long)]
     pub device: Option<String>,
+    /// CPU threads for the forward pass [default: the machine's cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Prompt-cache memory per model, MiB; 0 turns it off [default: 512].
+    #[arg(long)]
+    pub prompt_cache_mb: Option<u64>,
     /// Load a model at start, `ID=SOURCE` or `SOURCE` (repeatable).
     #[arg(long = "preload")]
     pub preload: Vec<String>,
@@ -54,6 +60,9 @@ pub struct Settings {
     pub max_tokens_limit: Option<u32>,
     pub device: String,
     pub stats_interval_ms: u64,
+    /// CPU threads for the kernels.
+    pub threads: usize,
+    pub runtime: crate::engine::registry::RuntimeOptions,
     /// (id, source) pairs to load at start.
     pub preload: Vec<(String, String)>,
 }
@@ -89,6 +98,21 @@ impl Settings {
             max_tokens_limit: file.max_tokens_limit,
             device: cli.device.or(file.device).unwrap_or_else(|| "cpu".into()),
             stats_interval_ms: file.stats_interval_ms.unwrap_or(1000),
+            threads: cli
+                .threads
+                .or(file.threads)
+                .filter(|n| *n > 0)
+                .unwrap_or_else(neuron_kernels::threads),
+            runtime: crate::engine::registry::RuntimeOptions {
+                prompt_cache_bytes: cli
+                    .prompt_cache_mb
+                    .or(file.prompt_cache_mb)
+                    .unwrap_or(512)
+                    .saturating_mul(1 << 20),
+                prefill_chunk: file
+                    .prefill_chunk
+                    .unwrap_or(crate::runtime::transformer::DEFAULT_PREFILL_CHUNK),
+            },
             preload,
         })
     }

@@ -6,84 +6,9 @@
 
 mod support;
 
-use std::path::Path;
-
-use candle_core::{DType, Device};
-use candle_nn::{VarBuilder, VarMap};
-use candle_transformers::models::{llama, qwen3};
 use serde_json::{Value, json};
 use support::Neuron;
-use tokenizers::models::bpe::{BPE, Vocab};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::{AddedToken, Tokenizer};
-
-const SPECIALS: [&str; 2] = ["<|im_start|>", "<|im_end|>"];
-
-/// A byte-level BPE tokenizer over the 256 byte symbols (no merges).
-fn write_tokenizer(dir: &Path) -> usize {
-    let mut alphabet: Vec<char> = ByteLevel::alphabet().into_iter().collect();
-    alphabet.sort();
-    let mut vocab = Vocab::default();
-    for (i, c) in alphabet.iter().enumerate() {
-        vocab.insert(c.to_string(), i as u32);
-    }
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, vec![])
-        .build()
-        .unwrap();
-    let mut tok = Tokenizer::new(bpe);
-    tok.with_pre_tokenizer(Some(ByteLevel::default()));
-    tok.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
-    tok.add_special_tokens(&SPECIALS.map(|s| AddedToken::from(s, true)));
-    tok.save(dir.join("tokenizer.json"), false).unwrap();
-    std::fs::write(
-        dir.join("tokenizer_config.json"),
-        json!({
-            "bos_token": null,
-            "eos_token": {"content": "<|im_end|>"},
-            "chat_template": "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
-        })
-        .to_string(),
-    )
-    .unwrap();
-    tok.get_vocab_size(true)
-}
-
-fn write_llama(dir: &Path) {
-    let vocab = write_tokenizer(dir);
-    let config = json!({
-        "model_type": "llama", "architectures": ["LlamaForCausalLM"],
-        "hidden_size": 64, "intermediate_size": 128, "vocab_size": vocab,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 256,
-        "tie_word_embeddings": false, "torch_dtype": "float32",
-    });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let cfg: llama::LlamaConfig = serde_json::from_value(config).unwrap();
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    llama::Llama::load(vb, &cfg.into_config(false)).unwrap();
-    varmap.save(dir.join("model.safetensors")).unwrap();
-}
-
-fn write_qwen3(dir: &Path) {
-    let vocab = write_tokenizer(dir);
-    let config = json!({
-        "model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"],
-        "vocab_size": vocab, "hidden_size": 64, "intermediate_size": 128,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "head_dim": 16,
-        "attention_bias": false, "num_key_value_heads": 2, "max_position_embeddings": 256,
-        "sliding_window": null, "max_window_layers": 2, "tie_word_embeddings": true,
-        "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "use_sliding_window": false,
-        "hidden_act": "silu", "torch_dtype": "float32",
-    });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let cfg: qwen3::Config = serde_json::from_value(config).unwrap();
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    qwen3::ModelForCausalLM::new(&cfg, vb).unwrap();
-    varmap.save(dir.join("model.safetensors")).unwrap();
-}
+use support::tiny::{write_llama, write_qwen3};
 
 async fn generate_greedy(n: &Neuron, model: &str) -> Value {
     let (status, body) = n

@@ -33,8 +33,9 @@ pub struct ModelEntry {
     /// `path` is accepted as another name for it.
     #[serde(default, alias = "path")]
     pub source: Option<String>,
-    /// Quantisation label (`Q4_1`, `Q8_0`, `bf16`…), informational: the
-    /// weights' own metadata decides how they load.
+    /// In-situ quantization of dense (safetensors) weights at load:
+    /// `q4_0`, `q4_1`, `q8_0`, `q4k`, `q5k` or `q6k`. Not for GGUF files
+    /// that are already quantized (the neuron refuses with a 400).
     #[serde(default)]
     pub quant: Option<String>,
     /// Memory the model takes when resident, MiB. Placement and eviction plan
@@ -61,6 +62,9 @@ pub struct ModelEntry {
     #[serde(default, deserialize_with = "deserialize_opt_duration")]
     pub ttl: Option<Duration>,
 }
+
+/// The quantizations a neuron can apply at load (`quant`).
+pub const QUANT_TYPES: [&str; 6] = ["q4_0", "q4_1", "q8_0", "q4k", "q5k", "q6k"];
 
 fn one() -> u32 {
     1
@@ -120,6 +124,17 @@ impl ModelsConfig {
             }
             if m.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
                 return Err(bad("source", "must not be empty".into()));
+            }
+            if let Some(q) = &m.quant
+                && !QUANT_TYPES.contains(&q.to_ascii_lowercase().replace("_k", "k").as_str())
+            {
+                return Err(bad(
+                    "quant",
+                    format!(
+                        "`{q}` is not an in-situ quantization; use one of {}",
+                        QUANT_TYPES.join(", ")
+                    ),
+                ));
             }
             if m.memory_mb == Some(0) {
                 return Err(bad("memory_mb", "must be greater than 0".into()));

@@ -28,6 +28,12 @@ pub struct NeuronConfig {
     pub device: Option<String>,
     /// Interval of `device_stats` events, milliseconds (default 1000).
     pub stats_interval_ms: Option<u64>,
+    /// CPU threads for the forward pass (default: the machine's cores).
+    pub threads: Option<usize>,
+    /// Memory per model for the prompt cache, MiB (default 512; 0 turns it off).
+    pub prompt_cache_mb: Option<u64>,
+    /// Prompt tokens per forward pass during prefill (default 512).
+    pub prefill_chunk: Option<usize>,
 }
 
 impl NeuronConfig {
@@ -50,6 +56,20 @@ impl NeuronConfig {
                 "stats_interval_ms",
                 "must be greater than 0",
             ));
+        }
+        for (field, zero) in [
+            ("threads", cfg.threads == Some(0)),
+            ("prefill_chunk", cfg.prefill_chunk == Some(0)),
+        ] {
+            if zero {
+                return Err(ConfigError::invalid_value(
+                    path,
+                    &source,
+                    None,
+                    field,
+                    "must be greater than 0",
+                ));
+            }
         }
         Ok(cfg)
     }

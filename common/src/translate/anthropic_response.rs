@@ -87,11 +87,20 @@ pub fn to_anthropic_response(
         model: resp.model.clone(),
         stop_reason,
         stop_sequence,
-        usage: Usage {
-            input_tokens: resp.usage.prompt_tokens,
-            output_tokens: resp.usage.completion_tokens,
-            ..Default::default()
-        },
+        usage: usage(&resp.usage),
+    }
+}
+
+/// OpenAI usage → Anthropic usage: Anthropic counts prompt tokens read
+/// from a cache apart (`cache_read_input_tokens`), and `input_tokens` is
+/// only what was processed anew.
+pub fn usage(u: &crate::openai::Usage) -> Usage {
+    let cached = u.cached_tokens().min(u.prompt_tokens);
+    Usage {
+        input_tokens: u.prompt_tokens - cached,
+        output_tokens: u.completion_tokens,
+        cache_read_input_tokens: u.prompt_tokens_details.map(|_| cached),
+        ..Default::default()
     }
 }
 

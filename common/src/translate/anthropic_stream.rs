@@ -214,9 +214,12 @@ impl AnthropicStream {
             self.saw_tool_use,
             self.stop_sequence.as_deref(),
         );
-        let (input, output) = match &self.usage {
-            Some(u) => (u.prompt_tokens, u.completion_tokens),
-            None => (self.ctx.input_tokens, self.chunks),
+        let (input, output, cache_read) = match &self.usage {
+            Some(u) => {
+                let u = super::anthropic_response::usage(u);
+                (u.input_tokens, u.output_tokens, u.cache_read_input_tokens)
+            }
+            None => (self.ctx.input_tokens, self.chunks, None),
         };
         out.push(StreamEvent::MessageDelta {
             delta: MessageDelta {
@@ -226,6 +229,7 @@ impl AnthropicStream {
             usage: DeltaUsage {
                 output_tokens: output,
                 input_tokens: Some(input),
+                cache_read_input_tokens: cache_read,
             },
         });
         out.push(StreamEvent::MessageStop);

@@ -108,7 +108,9 @@ impl ResponsesContext {
 pub fn usage(u: &Usage) -> ResponseUsage {
     ResponseUsage {
         input_tokens: u.prompt_tokens,
-        input_tokens_details: InputTokensDetails::default(),
+        input_tokens_details: InputTokensDetails {
+            cached_tokens: u.cached_tokens(),
+        },
         output_tokens: u.completion_tokens,
         output_tokens_details: OutputTokensDetails::default(),
         total_tokens: u.total_tokens,

@@ -83,6 +83,8 @@ fn load_lifecycle_moves_through_states() {
             model: "qwen3-0.6b".into(),
             duration_ms: 1500,
             memory_bytes: 1 << 30,
+            quant: None,
+            unquantized_bytes: None,
         },
     ));
     let p = &fleet.models["qwen3-0.6b"].status.placements[0];
@@ -141,6 +143,7 @@ fn requests_count_in_flight_tokens_and_errors() {
             request_id: "r1".into(),
             model: "smollm2-tiny".into(),
             prompt_tokens: 5,
+            cached_tokens: 0,
         },
     ));
     assert_eq!(
@@ -156,6 +159,7 @@ fn requests_count_in_flight_tokens_and_errors() {
             request_id: "r1".into(),
             model: "smollm2-tiny".into(),
             prompt_tokens: 5,
+            cached_tokens: 0,
             completion_tokens: 40,
             ttft_ms: Some(20.0),
             prefill_tok_s: None,
@@ -188,6 +192,7 @@ fn local_rates_take_over_after_one_window() {
                 request_id: format!("r{i}"),
                 model: "smollm2-chat".into(),
                 prompt_tokens: 1,
+                cached_tokens: 0,
                 completion_tokens: 10,
                 ttft_ms: None,
                 prefill_tok_s: None,
@@ -248,6 +253,10 @@ fn device_stats_are_authoritative_for_a_node() {
         progress: None,
         error: None,
         context_length: None,
+        quant: None,
+        unquantized_bytes: None,
+        kv_cache_bytes: 0,
+        prompt_cache_entries: 0,
     };
     fleet.apply(event(
         2,
@@ -357,6 +366,7 @@ fn a_gap_in_seq_is_logged_and_a_new_snapshot_keeps_history() {
             request_id: "r".into(),
             model: "smollm2-chat".into(),
             prompt_tokens: 1,
+            cached_tokens: 0,
             completion_tokens: 7,
             ttft_ms: None,
             prefill_tok_s: None,

@@ -261,20 +261,27 @@ fn max_new_tokens(
     }
     let room = context - prompt_len;
     let cap = limit.map(|l| l as usize).unwrap_or(context);
+    let field = if req.max_completion_tokens.is_some() {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
     match req.max_new_tokens() {
         None => Ok(room.min(cap)),
-        Some(asked) if asked as usize > cap => {
-            let field = if req.max_completion_tokens.is_some() {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
-            };
-            Err(ApiError::invalid(
-                "invalid_value",
-                format!("field `{field}`: {asked} is more than this model allows ({cap})"),
-            ))
-        }
-        Some(asked) => Ok((asked as usize).min(room)),
+        Some(asked) if asked as usize > cap => Err(ApiError::invalid(
+            "invalid_value",
+            format!("field `{field}`: {asked} is more than this model allows ({cap})"),
+        )),
+        Some(asked) if asked as usize > room => Err(ApiError::invalid(
+            "context_length_exceeded",
+            format!(
+                "model `{}` has a context of {context} tokens: the prompt is {prompt_len} tokens \
+                 and `{field}` asks for {asked} more; shorten the prompt or lower `{field}` \
+                 to at most {room}",
+                entry.id
+            ),
+        )),
+        Some(asked) => Ok(asked as usize),
     }
 }
 
@@ -312,7 +319,7 @@ async fn collect_response(
 }
 
 fn usage(s: &GenSummary) -> Usage {
-    Usage::new(s.prompt_tokens, s.completion_tokens)
+    Usage::new(s.prompt_tokens, s.completion_tokens).with_cached(s.cached_tokens)
 }
 
 fn stream_response(

@@ -26,12 +26,23 @@ pub async fn load(
         return Err(ApiError::invalid("invalid_value", "field `model` must not be empty").into());
     }
     let source = req.source.clone().unwrap_or_else(|| req.model.clone());
-    let result = n.registry.load(&req.model, &source).await?;
+    let quant = match req.quant.as_deref() {
+        None => None,
+        Some(name) => Some(crate::runtime::QuantType::parse(name).ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_value",
+                format!(
+                    "field `quant`: `{name}` is not a quantization; use q4_0, q4k, q5k, q6k or q8_0"
+                ),
+            )
+        })?),
+    };
+    let result = n.registry.load(&req.model, &source, quant).await?;
     Ok(Json(LifecycleResponse {
         model: req.model,
         state: ModelState::Loaded,
         changed: result.changed,
-        memory_bytes: result.entry.memory_bytes,
+        memory_bytes: result.entry.weight_bytes,
         duration_ms: result.duration_ms,
     }))
 }
@@ -45,7 +56,7 @@ pub async fn unload(
         model: req.model,
         state: ModelState::Unloading,
         changed: true,
-        memory_bytes: entry.memory_bytes,
+        memory_bytes: entry.weight_bytes,
         duration_ms: 0,
     }))
 }

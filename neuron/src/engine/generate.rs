@@ -1,11 +1,12 @@
-//! One generation, on the device worker: prefill, then decode token by
-//! token with sampling, incremental detokenization and stop sequences,
-//! streaming text deltas to the request's handler and measuring itself.
+//! One generation, on the device worker: start from the longest cached
+//! prefix, prefill the rest, then decode token by token with sampling,
+//! incremental detokenization and stop sequences, streaming text deltas to
+//! the request's handler and measuring itself; the sequence's KV cache goes
+//! back to the prompt cache at the end.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use candle_core::Tensor;
 use cortex_common::event::{EventKind, RequestEnd};
 use cortex_common::openai::FinishReason;
 
@@ -30,6 +31,8 @@ pub struct GenRequest {
 pub struct GenSummary {
     pub finish_reason: FinishReason,
     pub prompt_tokens: u32,
+    /// Prompt tokens taken from the prompt cache instead of prefilled.
+    pub cached_tokens: u32,
     pub completion_tokens: u32,
     pub ttft_ms: Option<f64>,
     pub prefill_tok_s: Option<f64>,
@@ -77,6 +80,7 @@ pub fn run(job: Job, bus: &EventBus) {
             request_id: request.id.clone(),
             model: entry.id.clone(),
             prompt_tokens,
+            cached_tokens: 0,
             completion_tokens: 0,
             ttft_ms: None,
             prefill_tok_s: None,
@@ -91,10 +95,21 @@ pub fn run(job: Job, bus: &EventBus) {
     }
     entry.active.fetch_add(1, Ordering::AcqRel);
     let _active = ActiveGuard(&entry.active);
+    let start = entry
+        .prompt_cache()
+        .start(&request.prompt_ids, || entry.model.new_cache());
+    let (cache, cached) = match start {
+        Ok(s) => (s.cache, s.reused),
+        Err(e) => {
+            tracing::warn!(request_id = %request.id, error = %e, "prompt cache unusable; starting fresh");
+            (entry.model.new_cache(), 0)
+        }
+    };
     bus.emit(EventKind::RequestStarted {
         request_id: request.id.clone(),
         model: entry.id.clone(),
         prompt_tokens,
+        cached_tokens: cached as u32,
     });
     let mut first_token_emitted = false;
     let mut on_first_token = |ttft_ms: f64| {
@@ -107,17 +122,15 @@ pub fn run(job: Job, bus: &EventBus) {
             });
         }
     };
-    let outcome = {
-        let mut runner = entry.runner.lock().unwrap_or_else(|p| p.into_inner());
-        generate(
-            &mut **runner,
-            &entry,
-            &request,
-            &tx,
-            received,
-            &mut on_first_token,
-        )
-    };
+    let outcome = generate(
+        &entry,
+        &request,
+        cache,
+        cached,
+        &tx,
+        received,
+        &mut on_first_token,
+    );
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => Outcome {
@@ -125,13 +138,14 @@ pub fn run(job: Job, bus: &EventBus) {
             summary: GenSummary {
                 finish_reason: FinishReason::Stop,
                 prompt_tokens,
+                cached_tokens: cached as u32,
                 completion_tokens: 0,
                 ttft_ms: None,
                 prefill_tok_s: None,
                 decode_tok_s: None,
                 stop_sequence: None,
             },
-            error: Some(e.to_string()),
+            error: Some(client_message(&e.to_string(), &request.id)),
         },
     };
     match (&outcome.end, &outcome.error) {
@@ -160,6 +174,7 @@ pub fn run(job: Job, bus: &EventBus) {
         request_id: request.id.clone(),
         model: entry.id.clone(),
         prompt_tokens: s.prompt_tokens,
+        cached_tokens: s.cached_tokens,
         completion_tokens: s.completion_tokens,
         ttft_ms: s.ttft_ms,
         prefill_tok_s: s.prefill_tok_s,
@@ -181,39 +196,43 @@ fn finish_name(r: FinishReason) -> String {
     .to_string()
 }
 
+/// Runs one request on `cache`, which already holds the first `cached`
+/// prompt tokens; hands the cache to the prompt cache when it ends.
 fn generate(
-    model: &mut dyn crate::model::CausalLm,
     entry: &super::registry::ModelEntry,
     request: &GenRequest,
+    mut cache: crate::runtime::KvCache,
+    cached: usize,
     tx: &tokio::sync::mpsc::UnboundedSender<GenEvent>,
     received: Instant,
     on_first_token: &mut dyn FnMut(f64),
 ) -> Result<Outcome, Box<dyn std::error::Error + Send + Sync>> {
+    let model = &entry.model;
     let prompt_tokens = request.prompt_ids.len();
     let mut summary = GenSummary {
         finish_reason: FinishReason::Length,
         prompt_tokens: prompt_tokens as u32,
+        cached_tokens: cached as u32,
         completion_tokens: 0,
         ttft_ms: None,
         prefill_tok_s: None,
         decode_tok_s: None,
         stop_sequence: None,
     };
-    model.clear_cache();
     let mut sampler = Sampler::new(&request.sampling);
     let mut decoder = IncrementalDecoder::new(&entry.tokenizer);
     let mut stop = StopMatcher::new(request.stop.clone());
     let mut context = request.prompt_ids.clone();
 
     let prefill_start = Instant::now();
-    let input = Tensor::new(request.prompt_ids.as_slice(), &entry.device)?.unsqueeze(0)?;
-    let logits = model.forward(&input, 0)?;
+    let logits = model.forward(&request.prompt_ids[cached..], &mut cache)?;
     let mut next = sampler.next(&logits, &context)?;
     let first_token_at = Instant::now();
     let ttft_ms = first_token_at.duration_since(received).as_secs_f64() * 1000.0;
     summary.ttft_ms = Some(ttft_ms);
     let prefill_secs = first_token_at.duration_since(prefill_start).as_secs_f64();
-    summary.prefill_tok_s = (prefill_secs > 0.0).then(|| prompt_tokens as f64 / prefill_secs);
+    summary.prefill_tok_s =
+        (prefill_secs > 0.0).then(|| (prompt_tokens - cached) as f64 / prefill_secs);
     on_first_token(ttft_ms);
     let mut last_token_at = first_token_at;
     let mut end = RequestEnd::Done;
@@ -250,10 +269,13 @@ fn generate(
             summary.finish_reason = FinishReason::Length;
             break;
         }
-        let input = Tensor::new(&[next], &entry.device)?.unsqueeze(0)?;
-        let logits = model.forward(&input, context.len() - 1)?;
+        let logits = model.forward(&[next], &mut cache)?;
         next = sampler.next(&logits, &context)?;
     }
+    // The cache holds exactly the tokens that ran: keep it for the next
+    // request that shares their prefix.
+    let ran = cache.len().min(context.len());
+    entry.prompt_cache().insert(context[..ran].to_vec(), cache);
     if end == RequestEnd::Done && !stopped_by_sequence {
         // Release whatever the decoder and the stop matcher still hold.
         if let Some(rest) = decoder.flush()? {
@@ -284,4 +306,15 @@ fn send_delta(tx: &tokio::sync::mpsc::UnboundedSender<GenEvent>, text: String) {
     if !text.is_empty() {
         let _ = tx.send(GenEvent::Delta(text));
     }
+}
+
+/// What a client is told of a failed generation: the first line of the
+/// error (a candle error can carry a backtrace after it), with the full
+/// text in the log.
+fn client_message(full: &str, request_id: &str) -> String {
+    let first = full.lines().next().unwrap_or("").trim();
+    if first.len() != full.trim().len() {
+        tracing::error!(request_id, error = %full, "generation failed (full error)");
+    }
+    first.to_string()
 }

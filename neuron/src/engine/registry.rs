@@ -17,7 +17,29 @@ use tokio::sync::watch;
 use super::chat_template::ChatTemplate;
 use crate::events::EventBus;
 use crate::model::resolve::{Resolved, resolve};
-use crate::model::{CausalLm, LoadError, LoadedModel, gguf, safetensors};
+use crate::model::{LoadError, LoadedModel, gguf, safetensors};
+use crate::runtime::{PromptCache, QuantType, Transformer};
+
+/// Entries the prompt cache keeps per model at most.
+const PROMPT_CACHE_ENTRIES: usize = 32;
+
+/// How models are run: settings every load applies.
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeOptions {
+    /// Prompt-cache budget per model, bytes (0: off).
+    pub prompt_cache_bytes: u64,
+    /// Prompt tokens per forward pass.
+    pub prefill_chunk: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            prompt_cache_bytes: 512 << 20,
+            prefill_chunk: crate::runtime::transformer::DEFAULT_PREFILL_CHUNK,
+        }
+    }
+}
 
 /// A resident model.
 pub struct ModelEntry {
@@ -26,13 +48,18 @@ pub struct ModelEntry {
     pub architecture: String,
     pub device_id: String,
     pub device: Device,
-    pub memory_bytes: u64,
+    /// Bytes of the weights.
+    pub weight_bytes: u64,
+    pub quant: Option<QuantType>,
+    pub unquantized_bytes: Option<u64>,
     pub context_length: usize,
     pub tokenizer: Arc<Tokenizer>,
     pub template: Arc<ChatTemplate>,
     pub eos_token_ids: Vec<u32>,
-    /// The weights and KV cache; locked by the worker while generating.
-    pub runner: Mutex<Box<dyn CausalLm>>,
+    /// The weights; shared, immutable. Each sequence has its own KV cache.
+    pub model: Arc<Transformer>,
+    /// KV caches of recent sequences, reused by prefix.
+    pub prompt_cache: Mutex<PromptCache>,
     /// Admitted requests (running + waiting).
     pub in_flight: AtomicU32,
     /// Requests generating right now.
@@ -41,23 +68,44 @@ pub struct ModelEntry {
 }
 
 impl ModelEntry {
-    fn from_loaded(id: &str, source: &str, device_id: &str, m: LoadedModel) -> Self {
+    fn from_loaded(
+        id: &str,
+        source: &str,
+        device_id: &str,
+        m: LoadedModel,
+        options: RuntimeOptions,
+    ) -> Self {
         ModelEntry {
             id: id.to_string(),
             source: source.to_string(),
             architecture: m.architecture,
             device_id: device_id.to_string(),
             device: m.device,
-            memory_bytes: m.memory_bytes,
+            weight_bytes: m.memory_bytes,
+            quant: m.quant,
+            unquantized_bytes: m.unquantized_bytes,
             context_length: m.context_length,
             tokenizer: m.tokenizer,
             template: m.template,
             eos_token_ids: m.eos_token_ids,
-            runner: Mutex::new(m.model),
+            model: m.model,
+            prompt_cache: Mutex::new(PromptCache::new(
+                options.prompt_cache_bytes,
+                PROMPT_CACHE_ENTRIES,
+            )),
             in_flight: AtomicU32::new(0),
             active: AtomicU32::new(0),
             last_decode_tok_s: Mutex::new(None),
         }
+    }
+
+    /// Weights plus every live KV cache (running sequences, prompt cache).
+    pub fn memory_bytes(&self) -> u64 {
+        self.weight_bytes + self.model.kv_bytes()
+    }
+
+    pub fn prompt_cache(&self) -> std::sync::MutexGuard<'_, PromptCache> {
+        self.prompt_cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn info(&self) -> ModelInfo {
@@ -69,7 +117,7 @@ impl ModelEntry {
             state: ModelState::Loaded,
             architecture: Some(self.architecture.clone()),
             device: self.device_id.clone(),
-            memory_bytes: self.memory_bytes,
+            memory_bytes: self.memory_bytes(),
             in_flight,
             queue_depth: in_flight.saturating_sub(active),
             decode_tok_s: *self
@@ -79,6 +127,10 @@ impl ModelEntry {
             progress: None,
             error: None,
             context_length: Some(self.context_length as u32),
+            quant: self.quant.map(|q| q.name().to_string()),
+            unquantized_bytes: self.unquantized_bytes,
+            kv_cache_bytes: self.model.kv_bytes(),
+            prompt_cache_entries: self.prompt_cache().len() as u32,
         }
     }
 }
@@ -107,6 +159,7 @@ pub struct Registry {
     /// Memory models may fill, bytes.
     memory_limit: u64,
     bus: Arc<EventBus>,
+    options: RuntimeOptions,
 }
 
 pub struct LoadResult {
@@ -117,13 +170,20 @@ pub struct LoadResult {
 }
 
 impl Registry {
-    pub fn new(device: Device, device_id: &str, memory_limit: u64, bus: Arc<EventBus>) -> Self {
+    pub fn new(
+        device: Device,
+        device_id: &str,
+        memory_limit: u64,
+        bus: Arc<EventBus>,
+        options: RuntimeOptions,
+    ) -> Self {
         Registry {
             slots: Mutex::new(HashMap::new()),
             device,
             device_id: device_id.to_string(),
             memory_limit,
             bus,
+            options,
         }
     }
 
@@ -144,7 +204,7 @@ impl Registry {
         slots
             .values()
             .map(|s| match s {
-                Slot::Loaded(e) => e.memory_bytes,
+                Slot::Loaded(e) => e.memory_bytes(),
                 Slot::Loading { reserved, .. } => *reserved,
                 Slot::Failed { .. } => 0,
             })
@@ -190,6 +250,10 @@ impl Registry {
                     progress: Some(*progress),
                     error: None,
                     context_length: None,
+                    quant: None,
+                    unquantized_bytes: None,
+                    kv_cache_bytes: 0,
+                    prompt_cache_entries: 0,
                 },
                 Slot::Failed { source, error } => ModelInfo {
                     id: id.clone(),
@@ -204,6 +268,10 @@ impl Registry {
                     progress: None,
                     error: Some(error.clone()),
                     context_length: None,
+                    quant: None,
+                    unquantized_bytes: None,
+                    kv_cache_bytes: 0,
+                    prompt_cache_entries: 0,
                 },
             })
             .collect();
@@ -213,7 +281,12 @@ impl Registry {
 
     /// Loads `id` from `source`, or joins the load already running, or
     /// returns at once when it is resident.
-    pub async fn load(self: &Arc<Self>, id: &str, source: &str) -> Result<LoadResult, ApiError> {
+    pub async fn load(
+        self: &Arc<Self>,
+        id: &str,
+        source: &str,
+        quant: Option<QuantType>,
+    ) -> Result<LoadResult, ApiError> {
         let started = Instant::now();
         enum Next {
             Resident(Arc<ModelEntry>),
@@ -223,6 +296,16 @@ impl Registry {
         let next = {
             let mut slots = self.slots();
             match slots.get(id) {
+                Some(Slot::Loaded(e)) if e.quant != quant && e.source == source => {
+                    return Err(ApiError::invalid(
+                        "model_id_in_use",
+                        format!(
+                            "model id `{id}` is already loaded with quant {}; unload it first to load it with quant {}",
+                            e.quant.map(|q| q.name()).unwrap_or("none"),
+                            quant.map(|q| q.name()).unwrap_or("none"),
+                        ),
+                    ));
+                }
                 Some(Slot::Loaded(e)) if e.source != source => {
                     return Err(ApiError::invalid(
                         "model_id_in_use",
@@ -267,6 +350,12 @@ impl Registry {
             }
             Next::Start(tx) => tx,
         };
+        tracing::info!(
+            model = id,
+            source,
+            quant = quant.map(|q| q.name()),
+            "load requested"
+        );
         self.bus.emit(EventKind::ModelLoadStarted {
             model: id.to_string(),
             source: source.to_string(),
@@ -277,18 +366,24 @@ impl Registry {
         // runtime (and /health, /models) carry on meanwhile.
         let this = self.clone();
         let (id_owned, source_owned) = (id.to_string(), source.to_string());
-        let result =
-            tokio::task::spawn_blocking(move || this.load_blocking(&id_owned, &source_owned))
-                .await
-                .unwrap_or_else(|e| Err(ApiError::internal(format!("load task failed: {e}"))));
+        let result = tokio::task::spawn_blocking(move || {
+            this.load_blocking(&id_owned, &source_owned, quant)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("load task failed: {e}"))));
         let duration_ms = started.elapsed().as_millis() as u64;
 
         let outcome = {
             let mut slots = self.slots();
             match result {
                 Ok(loaded) => {
-                    let entry =
-                        Arc::new(ModelEntry::from_loaded(id, source, &self.device_id, loaded));
+                    let entry = Arc::new(ModelEntry::from_loaded(
+                        id,
+                        source,
+                        &self.device_id,
+                        loaded,
+                        self.options,
+                    ));
                     slots.insert(id.to_string(), Slot::Loaded(entry.clone()));
                     Ok(entry)
                 }
@@ -309,13 +404,17 @@ impl Registry {
                 tracing::info!(
                     model = id,
                     duration_ms,
-                    memory_bytes = entry.memory_bytes,
+                    memory_bytes = entry.weight_bytes,
+                    quant = entry.quant.map(|q| q.name()),
+                    unquantized_bytes = entry.unquantized_bytes,
                     "loaded"
                 );
                 self.bus.emit(EventKind::ModelLoaded {
                     model: id.to_string(),
                     duration_ms,
-                    memory_bytes: entry.memory_bytes,
+                    memory_bytes: entry.weight_bytes,
+                    quant: entry.quant.map(|q| q.name().to_string()),
+                    unquantized_bytes: entry.unquantized_bytes,
                 });
             }
             Err(err) => {
@@ -335,7 +434,12 @@ impl Registry {
         })
     }
 
-    fn load_blocking(&self, id: &str, source: &str) -> Result<LoadedModel, ApiError> {
+    fn load_blocking(
+        &self,
+        id: &str,
+        source: &str,
+        quant: Option<QuantType>,
+    ) -> Result<LoadedModel, ApiError> {
         let resolved = resolve(source).map_err(load_error)?;
         let needed = match &resolved {
             Resolved::Gguf(p) => gguf::estimate_bytes(p),
@@ -373,11 +477,15 @@ impl Registry {
                 });
             }
         };
-        match &resolved {
-            Resolved::Gguf(p) => gguf::load(p, &self.device, &progress),
-            Resolved::HfDir(p) => safetensors::load(p, &self.device, &progress),
+        let mut loaded = match &resolved {
+            Resolved::Gguf(p) => gguf::load(p, &self.device, quant, &progress),
+            Resolved::HfDir(p) => safetensors::load(p, &self.device, quant, &progress),
         }
-        .map_err(load_error)
+        .map_err(load_error)?;
+        if let Some(m) = Arc::get_mut(&mut loaded.model) {
+            m.set_prefill_chunk(self.options.prefill_chunk);
+        }
+        Ok(loaded)
     }
 
     /// Removes a resident model. Requests already running on it finish;
@@ -434,13 +542,16 @@ fn load_error(err: LoadError) -> ApiError {
         LoadError::NotFound { .. } => "model_source_not_found",
         LoadError::InsufficientMemory { .. } => "insufficient_memory",
         LoadError::Unsupported { .. } => "model_unsupported",
+        LoadError::QuantNotApplicable { .. } => "quant_not_applicable",
         LoadError::Embedded(_) => "embedded_model_unavailable",
         _ => "model_load_failed",
     };
     let kind = match &err {
         LoadError::NotFound { .. } => ErrorKind::NotFound,
         LoadError::InsufficientMemory { .. } => ErrorKind::Overloaded,
-        LoadError::Unsupported { .. } => ErrorKind::InvalidRequest,
+        LoadError::Unsupported { .. } | LoadError::QuantNotApplicable { .. } => {
+            ErrorKind::InvalidRequest
+        }
         _ => ErrorKind::Internal,
     };
     // The whole chain, so the operator sees the root cause.

@@ -1,21 +1,25 @@
-//! Loading a GGUF file: llama, qwen2 and qwen3 architectures through
-//! candle-transformers' quantized models, with the tokenizer and chat
-//! template taken from the file's metadata (or a `tokenizer.json` beside it).
+//! Loading a GGUF file into the neuron's runtime: llama, qwen2 and qwen3,
+//! hyperparameters from the metadata (full context length), quantized
+//! weights kept quantized, the tokenizer and chat template from the
+//! metadata (or a `tokenizer.json` beside the file).
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::Device;
 use candle_core::quantized::gguf_file;
-use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
+use candle_core::{Device, Tensor};
+use neuron_kernels::{QMatrix, QuantType};
 use tokenizers::Tokenizer;
 
-use super::arch::{QuantizedLlama, QuantizedQwen2, QuantizedQwen3};
 use super::progress::ProgressReader;
-use super::{CausalLm, LoadError, LoadedModel, ProgressFn, gguf_tokenizer};
+use super::{LoadError, LoadedModel, ProgressFn, gguf_tokenizer};
 use crate::engine::chat_template::ChatTemplate;
+use crate::runtime::ModelConfig;
+use crate::runtime::embedding::Embedding;
+use crate::runtime::linear::{Linear, quant_of};
+use crate::runtime::weights::{self, Names, TensorSource};
 
 /// Bytes the model will occupy: the tensor data of the file.
 pub fn estimate_bytes(path: &Path) -> Result<u64, LoadError> {
@@ -27,7 +31,100 @@ pub fn estimate_bytes(path: &Path) -> Result<u64, LoadError> {
         })
 }
 
-pub fn load(path: &Path, device: &Device, progress: ProgressFn) -> Result<LoadedModel, LoadError> {
+struct GgufSource<'r, R> {
+    content: gguf_file::Content,
+    reader: &'r mut R,
+    device: Device,
+}
+
+impl<R: Read + Seek> GgufSource<'_, R> {
+    fn qtensor(&mut self, name: &str) -> candle_core::Result<candle_core::quantized::QTensor> {
+        // Quantized weights are read to the CPU first; the runtime places
+        // them (our kernels on CPU, candle's QMatMul on a GPU).
+        self.content.tensor(self.reader, name, &Device::Cpu)
+    }
+}
+
+impl<R: Read + Seek> TensorSource for GgufSource<'_, R> {
+    fn has(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    fn linear(&mut self, name: &str, bias: Option<&str>) -> candle_core::Result<Linear> {
+        let bias = match bias {
+            Some(b) => Some(self.vector(b)?),
+            None => None,
+        };
+        let device = self.device.clone();
+        let q = match device {
+            Device::Cpu => self.qtensor(name)?,
+            _ => self.content.tensor(self.reader, name, &device)?,
+        };
+        Linear::from_qtensor(q, bias, &device)
+    }
+
+    fn vector(&mut self, name: &str) -> candle_core::Result<Tensor> {
+        let q = self.qtensor(name)?;
+        q.dequantize(&Device::Cpu)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_device(&self.device)
+    }
+
+    fn embedding(
+        &mut self,
+        name: &str,
+        tied: bool,
+    ) -> candle_core::Result<(Embedding, Option<Linear>)> {
+        let q = self.qtensor(name)?;
+        match (quant_of(q.dtype()), &self.device) {
+            (Some(qt), Device::Cpu) => {
+                let (rows, cols) = q.shape().dims2()?;
+                let m = QMatrix::new(qt, rows, cols, q.data()?.into_owned())
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                Ok(weights::quant_embedding(Arc::new(m), tied))
+            }
+            _ => {
+                let dense = q
+                    .dequantize(&Device::Cpu)?
+                    .to_dtype(candle_core::DType::F32)?
+                    .to_device(&self.device)?;
+                let head = if tied {
+                    let device = self.device.clone();
+                    let on_device = match device {
+                        Device::Cpu => q,
+                        _ => self.content.tensor(self.reader, name, &device)?,
+                    };
+                    Some(Linear::from_qtensor(on_device, None, &device)?)
+                } else {
+                    None
+                };
+                Ok((Embedding::Dense(dense), head))
+            }
+        }
+    }
+}
+
+/// The first linear-layer weight that is already quantized, if any: `quant`
+/// cannot apply to such a file.
+fn already_quantized(content: &gguf_file::Content) -> Option<(String, QuantType)> {
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    names.into_iter().find_map(|name| {
+        let info = &content.tensor_infos[name];
+        let linear =
+            name.starts_with("blk.") && name.ends_with(".weight") && info.shape.rank() == 2;
+        quant_of(info.ggml_dtype)
+            .filter(|_| linear)
+            .map(|q| (name.clone(), q))
+    })
+}
+
+pub fn load(
+    path: &Path,
+    device: &Device,
+    quant: Option<QuantType>,
+    progress: ProgressFn,
+) -> Result<LoadedModel, LoadError> {
     let shown = path.display().to_string();
     let io = |source| LoadError::Io {
         path: shown.clone(),
@@ -41,15 +138,58 @@ pub fn load(path: &Path, device: &Device, progress: ProgressFn) -> Result<Loaded
     let total = file.metadata().map_err(io)?.len();
     let mut reader = ProgressReader::new(BufReader::with_capacity(1 << 20, file), total, progress);
     let content = gguf_file::Content::read(&mut reader).map_err(candle)?;
+    if let Some(q) = quant
+        && let Some((tensor, have)) = already_quantized(&content)
+    {
+        return Err(LoadError::QuantNotApplicable {
+            path: shown,
+            detail: format!(
+                "`quant = {}` applies to dense weights, but this GGUF is already quantized \
+                 ({tensor} is {}); load it without `quant`",
+                q.name(),
+                have.name()
+            ),
+        });
+    }
     let md = &content.metadata;
     let text = |key: &str| md.get(key).and_then(|v| v.to_string().ok()).cloned();
+    let get_u = |key: &str| {
+        md.get(key).and_then(|v| {
+            v.to_u64()
+                .ok()
+                .or_else(|| v.to_u32().ok().map(u64::from))
+                .or_else(|| v.to_i32().ok().and_then(|n| u64::try_from(n).ok()))
+        })
+    };
+    let get_f = |key: &str| {
+        md.get(key)
+            .and_then(|v| v.to_f32().ok().map(f64::from).or_else(|| v.to_f64().ok()))
+    };
     let architecture = text("general.architecture").unwrap_or_default();
-    let context_length = md
-        .get(&format!("{architecture}.context_length"))
-        .and_then(|v| v.to_u32().ok())
-        .unwrap_or(2048) as usize;
+    let has = |n: &str| content.tensor_infos.contains_key(n);
+    let vocab_from_embedding = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .and_then(|i| i.shape.dims().first().copied())
+        .unwrap_or(0);
+    let config = ModelConfig::from_gguf(
+        &get_u,
+        &get_f,
+        &text,
+        has("output.weight"),
+        has("blk.0.attn_q.bias"),
+        has("blk.0.attn_q_norm.weight"),
+        vocab_from_embedding,
+        content
+            .tensor_infos
+            .get("blk.0.ffn_gate.weight")
+            .and_then(|i| i.shape.dims().first().copied()),
+    )
+    .map_err(|e| LoadError::Unsupported {
+        path: shown.clone(),
+        detail: e.0,
+    })?;
     let template_src = text("tokenizer.chat_template");
-    let memory_bytes = total.saturating_sub(content.tensor_data_offset);
 
     let tok = match sidecar_tokenizer(path) {
         Some(t) => t.map_err(|detail| LoadError::Tokenizer {
@@ -61,31 +201,6 @@ pub fn load(path: &Path, device: &Device, progress: ProgressFn) -> Result<Loaded
             detail,
         })?,
     };
-
-    let model: Box<dyn CausalLm> = match architecture.as_str() {
-        "llama" => Box::new(QuantizedLlama(
-            quantized_llama::ModelWeights::from_gguf(content, &mut reader, device)
-                .map_err(candle)?,
-        )),
-        "qwen2" => Box::new(QuantizedQwen2(
-            quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, device)
-                .map_err(candle)?,
-        )),
-        "qwen3" => Box::new(QuantizedQwen3(
-            quantized_qwen3::ModelWeights::from_gguf(content, &mut reader, device)
-                .map_err(candle)?,
-        )),
-        other => {
-            return Err(LoadError::Unsupported {
-                path: shown,
-                detail: format!(
-                    "architecture `{other}` is not supported (supported: llama, qwen2, qwen3)"
-                ),
-            });
-        }
-    };
-    reader.finish();
-
     let bos = tok.bos_token.clone().unwrap_or_default();
     let eos = tok.eos_token.clone().unwrap_or_default();
     let template = ChatTemplate::new(template_src.as_deref(), &bos, &eos).map_err(|detail| {
@@ -95,16 +210,25 @@ pub fn load(path: &Path, device: &Device, progress: ProgressFn) -> Result<Loaded
         }
     })?;
     let eos_token_ids = super::safetensors::end_token_ids(&tok.tokenizer, tok.eos_token_id, &[]);
-    Ok(LoadedModel {
+
+    let model = {
+        let mut src = GgufSource {
+            content,
+            reader: &mut reader,
+            device: device.clone(),
+        };
+        weights::build(config, &mut src, Names::Gguf, quant, device, &|_, _| {}).map_err(candle)?
+    };
+    reader.finish();
+    Ok(LoadedModel::new(
         architecture,
         model,
-        tokenizer: Arc::new(tok.tokenizer),
-        template: Arc::new(template),
+        tok.tokenizer,
+        template,
         eos_token_ids,
-        context_length,
-        memory_bytes,
-        device: device.clone(),
-    })
+        quant,
+        None,
+    ))
 }
 
 /// A `tokenizer.json` next to the GGUF file wins over the metadata.
@@ -123,4 +247,26 @@ fn sidecar_tokenizer(path: &Path) -> Option<Result<gguf_tokenizer::GgufTokenizer
             })
             .map_err(|e| format!("{}: {e}", candidate.display())),
     )
+}
+
+/// Reads a GGUF into candle-transformers' `quantized_llama`: the reference
+/// the runtime's greedy output is checked against (tests and `neuron bench`).
+pub fn load_reference(
+    path: &Path,
+    device: &Device,
+) -> Result<candle_transformers::models::quantized_llama::ModelWeights, LoadError> {
+    let shown = path.display().to_string();
+    let mut file = File::open(path).map_err(|source| LoadError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let candle = |source| LoadError::Candle {
+        path: shown.clone(),
+        source,
+    };
+    let content = gguf_file::Content::read(&mut file).map_err(candle)?;
+    candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+        content, &mut file, device,
+    )
+    .map_err(candle)
 }

@@ -2,7 +2,6 @@
 //! progress ([`progress`]), and building a runnable [`LoadedModel`] from a
 //! GGUF file ([`gguf`]) or a Hugging Face directory ([`safetensors`]).
 
-pub mod arch;
 pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod progress;
@@ -11,10 +10,11 @@ pub mod safetensors;
 
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use tokenizers::Tokenizer;
 
 use crate::engine::chat_template::ChatTemplate;
+use crate::runtime::{QuantType, Transformer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -47,31 +47,55 @@ pub enum LoadError {
         free_mb: u64,
         total_mb: u64,
     },
+    /// `quant` asked for weights that cannot take it.
+    #[error("{path}: {detail}")]
+    QuantNotApplicable { path: String, detail: String },
     #[error("embedded model: {0}")]
     Embedded(#[from] cortex_common::embedded::EmbeddedError),
-}
-
-/// A causal language model that maps token ids to next-token logits and
-/// keeps its own KV cache.
-pub trait CausalLm: Send {
-    /// `tokens` has shape `(1, seq_len)`; returns logits of the last
-    /// position, shape `(vocab,)`, as f32.
-    fn forward(&mut self, tokens: &Tensor, position: usize) -> candle_core::Result<Tensor>;
-    fn clear_cache(&mut self);
 }
 
 /// Everything needed to run one model: weights, tokenizer, chat template,
 /// end-of-generation tokens and limits.
 pub struct LoadedModel {
     pub architecture: String,
-    pub model: Box<dyn CausalLm>,
+    pub model: Arc<Transformer>,
     pub tokenizer: Arc<Tokenizer>,
     pub template: Arc<ChatTemplate>,
     /// Token ids that end generation.
     pub eos_token_ids: Vec<u32>,
     pub context_length: usize,
+    /// Bytes of the weights as held.
     pub memory_bytes: u64,
+    /// In-situ quantization applied at load, if any.
+    pub quant: Option<QuantType>,
+    /// Bytes the weights would take without it.
+    pub unquantized_bytes: Option<u64>,
     pub device: Device,
+}
+
+impl LoadedModel {
+    pub fn new(
+        architecture: String,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        template: ChatTemplate,
+        eos_token_ids: Vec<u32>,
+        quant: Option<QuantType>,
+        unquantized_bytes: Option<u64>,
+    ) -> Self {
+        LoadedModel {
+            architecture,
+            context_length: model.config().context_length,
+            memory_bytes: model.weight_bytes(),
+            device: model.device().clone(),
+            model: Arc::new(model),
+            tokenizer: Arc::new(tokenizer),
+            template: Arc::new(template),
+            eos_token_ids,
+            quant,
+            unquantized_bytes,
+        }
+    }
 }
 
 /// Progress callback: (bytes done, bytes total).

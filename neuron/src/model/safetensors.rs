@@ -1,19 +1,20 @@
 //! Loading a Hugging Face model directory (`config.json`, `tokenizer.json`,
-//! `tokenizer_config.json`, `*.safetensors`) for dense llama, qwen2 and qwen3.
+//! `tokenizer_config.json`, `*.safetensors`) into the neuron's runtime:
+//! dense llama, qwen2 and qwen3, optionally quantized in situ (`quant`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::{llama, qwen2, qwen3};
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
-use super::arch::{DenseLlama, DenseQwen2, DenseQwen3};
-use super::{CausalLm, LoadError, LoadedModel, ProgressFn};
+use super::{LoadError, LoadedModel, ProgressFn};
 use crate::engine::chat_template::ChatTemplate;
+use crate::runtime::embedding::Embedding;
+use crate::runtime::linear::{Linear, dense_dtype};
+use crate::runtime::weights::{self, Names, TensorSource};
+use crate::runtime::{ModelConfig, QuantType};
 
 /// Tokens that end a turn in the common chat formats.
 const END_TOKENS: &[&str] = &[
@@ -28,10 +29,48 @@ const END_TOKENS: &[&str] = &[
 /// The weight dtype used on a device: f32 on CPU (fast kernels everywhere),
 /// half precision on GPUs.
 pub fn dtype_for(device: &Device) -> DType {
-    match device {
-        Device::Cpu => DType::F32,
-        Device::Cuda(_) => DType::BF16,
-        Device::Metal(_) => DType::F16,
+    dense_dtype(device)
+}
+
+/// Tensors read from safetensors shards, handed out by name.
+struct DenseSource {
+    tensors: HashMap<String, Tensor>,
+    device: Device,
+}
+
+impl DenseSource {
+    fn take(&mut self, name: &str) -> candle_core::Result<Tensor> {
+        self.tensors
+            .remove(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` is missing")))
+    }
+}
+
+impl TensorSource for DenseSource {
+    fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    fn linear(&mut self, name: &str, bias: Option<&str>) -> candle_core::Result<Linear> {
+        let w = self.take(name)?.to_dtype(dense_dtype(&self.device))?;
+        let b = match bias {
+            Some(b) => Some(self.take(b)?.to_dtype(DType::F32)?),
+            None => None,
+        };
+        Linear::dense(w, b)
+    }
+
+    fn vector(&mut self, name: &str) -> candle_core::Result<Tensor> {
+        self.take(name)?.to_dtype(DType::F32)
+    }
+
+    fn embedding(
+        &mut self,
+        name: &str,
+        tied: bool,
+    ) -> candle_core::Result<(Embedding, Option<Linear>)> {
+        let t = self.take(name)?.to_dtype(dense_dtype(&self.device))?;
+        weights::dense_embedding(t, tied)
     }
 }
 
@@ -117,18 +156,23 @@ pub fn end_token_ids(tokenizer: &Tokenizer, eos: Option<u32>, extra: &[u32]) -> 
     ids
 }
 
-pub fn load(dir: &Path, device: &Device, progress: ProgressFn) -> Result<LoadedModel, LoadError> {
+pub fn load(
+    dir: &Path,
+    device: &Device,
+    quant: Option<QuantType>,
+    progress: ProgressFn,
+) -> Result<LoadedModel, LoadError> {
     let shown = dir.display().to_string();
-    let config = read_json(&dir.join("config.json"))?;
-    let arch = config
+    let config_json = read_json(&dir.join("config.json"))?;
+    let arch = config_json
         .get("model_type")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let context_length = config
-        .get("max_position_embeddings")
-        .and_then(Value::as_u64)
-        .unwrap_or(2048) as usize;
+    let config = ModelConfig::from_hf_json(&config_json).map_err(|e| LoadError::Unsupported {
+        path: shown.clone(),
+        detail: e.0,
+    })?;
 
     // Tokenizer and template first: they fail fast and cheaply.
     let tok_path = dir.join("tokenizer.json");
@@ -156,7 +200,7 @@ pub fn load(dir: &Path, device: &Device, progress: ProgressFn) -> Result<LoadedM
         }
     })?;
     let generation = read_json(&dir.join("generation_config.json")).unwrap_or(Value::Null);
-    let mut extra = token_ids(config.get("eos_token_id"));
+    let mut extra = token_ids(config_json.get("eos_token_id"));
     extra.extend(token_ids(generation.get("eos_token_id")));
     let eos_id = tokenizer.token_to_id(&eos);
     let eos_token_ids = end_token_ids(&tokenizer, eos_id, &extra);
@@ -182,60 +226,38 @@ pub fn load(dir: &Path, device: &Device, progress: ProgressFn) -> Result<LoadedM
         tensors.extend(loaded);
     }
     progress(total, total);
-    let memory_bytes: u64 = tensors
+    let dense_bytes: u64 = tensors
         .values()
         .map(|t| (t.elem_count() * dtype.size_in_bytes()) as u64)
         .sum();
-    let vb = VarBuilder::from_tensors(tensors, dtype, device);
-    let parse = |e: serde_json::Error| LoadError::Unsupported {
-        path: shown.clone(),
-        detail: format!("config.json does not describe a {arch} model: {e}"),
-    };
-    let model: Box<dyn CausalLm> = match arch.as_str() {
-        "llama" => {
-            let cfg: llama::LlamaConfig = serde_json::from_value(config.clone()).map_err(parse)?;
-            let cfg = cfg.into_config(false);
-            let model = llama::Llama::load(vb, &cfg).map_err(candle)?;
-            let cache = llama::Cache::new(true, dtype, &cfg, device).map_err(candle)?;
-            Box::new(DenseLlama {
-                model,
-                config: cfg,
-                cache,
-                dtype,
-                device: device.clone(),
-            })
-        }
-        "qwen2" => {
-            let cfg: qwen2::Config = serde_json::from_value(config.clone()).map_err(parse)?;
-            Box::new(DenseQwen2(
-                qwen2::ModelForCausalLM::new(&cfg, vb).map_err(candle)?,
-            ))
-        }
-        "qwen3" => {
-            let cfg: qwen3::Config = serde_json::from_value(config.clone()).map_err(parse)?;
-            Box::new(DenseQwen3(
-                qwen3::ModelForCausalLM::new(&cfg, vb).map_err(candle)?,
-            ))
-        }
-        other => {
-            return Err(LoadError::Unsupported {
-                path: shown,
-                detail: format!(
-                    "model_type `{other}` is not supported (supported: llama, qwen2, qwen3)"
-                ),
-            });
-        }
-    };
-    Ok(LoadedModel {
-        architecture: arch,
-        model,
-        tokenizer: Arc::new(tokenizer),
-        template: Arc::new(template),
-        eos_token_ids,
-        context_length,
-        memory_bytes,
+    let mut src = DenseSource {
+        tensors,
         device: device.clone(),
-    })
+    };
+    let model = weights::build(
+        config,
+        &mut src,
+        Names::HuggingFace,
+        quant,
+        device,
+        &|_, _| {},
+    )
+    .map_err(|e| match e {
+        candle_core::Error::Msg(m) if m.starts_with("tensor `") => LoadError::Unsupported {
+            path: shown.clone(),
+            detail: format!("not a {arch} checkpoint: {m}"),
+        },
+        other => candle(other),
+    })?;
+    Ok(LoadedModel::new(
+        arch,
+        model,
+        tokenizer,
+        template,
+        eos_token_ids,
+        quant,
+        quant.map(|_| dense_bytes),
+    ))
 }
 
 fn read_with_progress(

@@ -2,6 +2,8 @@
 //! HTTP to it.
 #![allow(dead_code)]
 
+pub mod tiny;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

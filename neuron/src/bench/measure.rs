@@ -1,0 +1,240 @@
+//! The measures themselves: the runtime and the reference called
+//! directly (prefill and decode), and the neuron over HTTP (first-turn and
+//! follow-up time to first token).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use candle_core::{Device, Tensor};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::{BenchArgs, Figures};
+use crate::model::resolve::{Resolved, resolve};
+use crate::model::{LoadedModel, gguf, safetensors};
+use crate::node::Neuron;
+use crate::settings::Settings;
+
+/// English text repeated to build prompts of a given length.
+const PARAGRAPH: &str = "The lighthouse keeper climbed the spiral stairs every evening, \
+    counting the steps as his father had taught him, and lit the great lamp that warned \
+    the fishing boats away from the rocks. Storms came often in the autumn, and he kept \
+    a log of every ship that passed, the direction of the wind, and the height of the waves. ";
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied()
+}
+
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Exactly `n` tokens of English text.
+fn prompt_ids(tokenizer: &tokenizers::Tokenizer, n: usize) -> Result<Vec<u32>> {
+    let mut text = String::new();
+    loop {
+        text.push_str(PARAGRAPH);
+        let ids = tokenizer
+            .encode(text.as_str(), false)
+            .map_err(|e| anyhow::anyhow!("tokenize: {e}"))?
+            .get_ids()
+            .to_vec();
+        if ids.len() >= n {
+            return Ok(ids[..n].to_vec());
+        }
+    }
+}
+
+fn load(source: &str) -> Result<LoadedModel> {
+    let progress = |_: u64, _: u64| {};
+    Ok(match resolve(source)? {
+        Resolved::Gguf(p) => gguf::load(&p, &Device::Cpu, None, &progress)?,
+        Resolved::HfDir(p) => safetensors::load(&p, &Device::Cpu, None, &progress)?,
+    })
+}
+
+fn argmax(logits: &Tensor) -> Result<u32> {
+    Ok(logits.flatten_all()?.argmax(0)?.to_scalar::<u32>()?)
+}
+
+/// The runtime, called directly: prefill from an empty cache, then greedy
+/// decode.
+pub async fn runtime(args: &BenchArgs, _path: &std::path::Path) -> Result<Figures> {
+    let args = args.clone();
+    tokio::task::spawn_blocking(move || -> Result<Figures> {
+        let m = load(&args.source)?;
+        let ids = prompt_ids(&m.tokenizer, args.prompt_tokens)?;
+        let model = &m.model;
+        // Warm-up: page the weights in, start the threads.
+        let mut cache = model.new_cache();
+        model.forward(&ids[..16.min(ids.len())], &mut cache)?;
+        let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            let mut cache = model.new_cache();
+            let t = Instant::now();
+            let logits = model.forward(&ids, &mut cache)?;
+            prefill.push(ids.len() as f64 / t.elapsed().as_secs_f64());
+            let mut next = argmax(&logits)?;
+            let t = Instant::now();
+            for _ in 0..args.tokens {
+                next = argmax(&model.forward(&[next], &mut cache)?)?;
+            }
+            decode.push(args.tokens as f64 / t.elapsed().as_secs_f64());
+        }
+        let f = Figures {
+            prefill_tok_s: median(prefill),
+            decode_tok_s: median(decode),
+            peak_rss_mb: peak_rss_mb(),
+            ..Figures::default()
+        };
+        println!(
+            "runtime:   prefill {:.1} tok/s, decode {:.1} tok/s",
+            f.prefill_tok_s.unwrap_or(0.0),
+            f.decode_tok_s.unwrap_or(0.0)
+        );
+        Ok(f)
+    })
+    .await?
+}
+
+/// candle-transformers' `quantized_llama` on the same GGUF.
+pub async fn reference(args: &BenchArgs, path: &std::path::Path) -> Result<Figures> {
+    if path.extension().is_none_or(|e| e != "gguf") {
+        bail!("the reference runs GGUF llama models only");
+    }
+    let args = args.clone();
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<Figures> {
+        let tokenizer = load(&args.source)?.tokenizer;
+        let mut model = gguf::load_reference(&path, &Device::Cpu)?;
+        let ids = prompt_ids(&tokenizer, args.prompt_tokens)?;
+        let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            let t = Instant::now();
+            let input = Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+            let logits = model.forward(&input, 0)?;
+            prefill.push(ids.len() as f64 / t.elapsed().as_secs_f64());
+            let mut next = argmax(&logits)?;
+            let t = Instant::now();
+            for i in 0..args.tokens {
+                let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
+                next = argmax(&model.forward(&input, ids.len() + i)?)?;
+            }
+            decode.push(args.tokens as f64 / t.elapsed().as_secs_f64());
+        }
+        let f = Figures {
+            prefill_tok_s: median(prefill),
+            decode_tok_s: median(decode),
+            ..Figures::default()
+        };
+        println!(
+            "reference: prefill {:.1} tok/s, decode {:.1} tok/s",
+            f.prefill_tok_s.unwrap_or(0.0),
+            f.decode_tok_s.unwrap_or(0.0)
+        );
+        Ok(f)
+    })
+    .await?
+}
+
+/// Streams one chat completion; returns (TTFT ms, answer text).
+async fn chat(client: &reqwest::Client, url: &str, messages: &Value) -> Result<(f64, String)> {
+    let body = json!({
+        "model": "bench", "messages": messages, "temperature": 0,
+        "max_tokens": 32, "stream": true,
+    });
+    let start = Instant::now();
+    let resp = client
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        bail!(
+            "HTTP {}: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    let mut first = None;
+    let mut text = String::new();
+    let mut buf = String::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk?));
+        while let Some(at) = buf.find("\n\n") {
+            let event: String = buf.drain(..at + 2).collect();
+            let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                continue;
+            };
+            if data == "[DONE]" {
+                continue;
+            }
+            let v: Value = serde_json::from_str(data)?;
+            if let Some(piece) = v["choices"][0]["delta"]["content"].as_str()
+                && !piece.is_empty()
+            {
+                first.get_or_insert_with(Instant::now);
+                text.push_str(piece);
+            }
+        }
+    }
+    let first = first.context("no tokens streamed")?;
+    Ok((first.duration_since(start).as_secs_f64() * 1000.0, text))
+}
+
+/// The neuron over HTTP, in this process: a ~500-token first turn from a
+/// cold cache, then its follow-up turn.
+pub async fn http(args: &BenchArgs, settings: Settings, threads: usize) -> Result<Figures> {
+    let neuron = Neuron::start(Settings {
+        listen: "127.0.0.1:0".into(),
+        threads,
+        ..settings
+    })?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let app = crate::api::router(neuron.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()?;
+    let r = client
+        .post(format!("{url}/models/load"))
+        .json(&json!({"model": "bench", "source": args.source}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("load failed: {}", r.text().await.unwrap_or_default());
+    }
+    let long = PARAGRAPH.repeat(8);
+    let (mut first, mut follow) = (Vec::new(), Vec::new());
+    for run in 0..args.runs {
+        // A different opening each run, so the first turn is never cached.
+        let user = format!("Story {run}. {long} What did the keeper count?");
+        let turn1 = json!([{"role": "user", "content": user}]);
+        let (ttft1, answer) = chat(&client, &url, &turn1).await?;
+        let turn2 = json!([
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": "And what did he log?"}
+        ]);
+        let (ttft2, _) = chat(&client, &url, &turn2).await?;
+        first.push(ttft1);
+        follow.push(ttft2);
+    }
+    let f = Figures {
+        first_ttft_ms: median(first),
+        followup_ttft_ms: median(follow),
+        ..Figures::default()
+    };
+    println!(
+        "HTTP:      first-turn TTFT {:.1} ms, follow-up TTFT {:.1} ms",
+        f.first_ttft_ms.unwrap_or(0.0),
+        f.followup_ttft_ms.unwrap_or(0.0)
+    );
+    Ok(f)
+}

@@ -1,0 +1,153 @@
+//! `neuron bench`: the runtime's speed beside its references, in one run,
+//! on the same file and thread count:
+//! - the neuron's runtime, called directly: prefill tok/s of a ~512-token
+//!   prompt, greedy decode tok/s over 128 tokens;
+//! - candle-transformers' `quantized_llama` on the same GGUF (the
+//!   reference the runtime replaced), same measures;
+//! - the neuron over HTTP: time to first token of a chat's first turn and
+//!   of its follow-up (which the prompt cache should make cheap);
+//! - llama.cpp (llama-cpp-python, when a Python with it is given).
+//!
+//! Figures are reported as ratios against llama.cpp when it ran.
+
+mod llama_cpp;
+mod measure;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::settings::Settings;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Model source (same forms as /models/load). The reference and
+    /// llama.cpp columns need a GGUF llama model (the default).
+    #[arg(long, default_value = "embedded")]
+    pub source: String,
+    /// Prompt tokens for the prefill measure.
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    /// Tokens to decode per run.
+    #[arg(long, default_value_t = 128)]
+    pub tokens: usize,
+    /// Runs of each measure; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// CPU threads (default: the machine's cores), for every engine.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// A Python interpreter with llama-cpp-python installed (see
+    /// neuron/benches/llama_cpp_bench.py); also `CORTEX_LLAMA_CPP_PYTHON`.
+    #[arg(long, env = "CORTEX_LLAMA_CPP_PYTHON")]
+    pub llama_cpp_python: Option<PathBuf>,
+    /// Skip candle-transformers' reference implementation.
+    #[arg(long)]
+    pub no_reference: bool,
+}
+
+/// One engine's figures; `None` where the engine was not measured.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub prefill_tok_s: Option<f64>,
+    pub decode_tok_s: Option<f64>,
+    pub first_ttft_ms: Option<f64>,
+    pub followup_ttft_ms: Option<f64>,
+    pub peak_rss_mb: Option<f64>,
+}
+
+pub async fn run(args: BenchArgs, settings: Settings) -> Result<()> {
+    let threads = args.threads.unwrap_or(settings.threads);
+    neuron_kernels::set_threads(threads);
+    let model_path = crate::model::resolve::resolve(&args.source)
+        .context("resolving the model")?
+        .path()
+        .to_path_buf();
+    println!(
+        "model {} · {} threads · kernels {} · prompt {} tokens · decode {} tokens · {} runs",
+        args.source,
+        threads,
+        neuron_kernels::simd_level(),
+        args.prompt_tokens,
+        args.tokens,
+        args.runs
+    );
+
+    let runtime = measure::runtime(&args, &model_path).await?;
+    let http = measure::http(&args, settings, threads).await?;
+    let runtime = Figures {
+        first_ttft_ms: http.first_ttft_ms,
+        followup_ttft_ms: http.followup_ttft_ms,
+        ..runtime
+    };
+    let reference = if args.no_reference {
+        None
+    } else {
+        match measure::reference(&args, &model_path).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                println!("reference: skipped ({e:#})");
+                None
+            }
+        }
+    };
+    let llama = match &args.llama_cpp_python {
+        Some(python) => match llama_cpp::run(python, &model_path, threads, &args).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                println!("llama.cpp: skipped ({e:#})");
+                None
+            }
+        },
+        None => {
+            println!("llama.cpp: not measured (pass --llama-cpp-python PATH)");
+            None
+        }
+    };
+    report(&runtime, reference.as_ref(), llama.as_ref());
+    Ok(())
+}
+
+fn cell(v: Option<f64>, unit: &str) -> String {
+    v.map(|v| format!("{v:.1} {unit}"))
+        .unwrap_or_else(|| "—".into())
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "—".into(),
+    }
+}
+
+fn report(runtime: &Figures, reference: Option<&Figures>, llama: Option<&Figures>) {
+    let none = Figures::default();
+    let reference = reference.unwrap_or(&none);
+    let llama = llama.unwrap_or(&none);
+    println!();
+    println!("| | neuron runtime | candle-transformers | llama.cpp | runtime / llama.cpp |");
+    println!("|---|---|---|---|---|");
+    type Get = fn(&Figures) -> Option<f64>;
+    let rows: [(&str, Get, &str); 5] = [
+        ("prefill", |f| f.prefill_tok_s, "tok/s"),
+        ("decode", |f| f.decode_tok_s, "tok/s"),
+        ("first-turn TTFT", |f| f.first_ttft_ms, "ms"),
+        ("follow-up TTFT", |f| f.followup_ttft_ms, "ms"),
+        ("peak RSS", |f| f.peak_rss_mb, "MiB"),
+    ];
+    for (name, get, unit) in rows {
+        println!(
+            "| {name} | {} | {} | {} | {} |",
+            cell(get(runtime), unit),
+            cell(get(reference), unit),
+            cell(get(llama), unit),
+            ratio(get(runtime), get(llama)),
+        );
+    }
+    if let (Some(first), Some(follow)) = (runtime.first_ttft_ms, runtime.followup_ttft_ms) {
+        println!(
+            "follow-up / first-turn TTFT (neuron): {:.3}",
+            follow / first.max(1e-9)
+        );
+    }
+}
