@@ -256,11 +256,11 @@ fn model() -> ModelInfo {
         progress: None,
         error: None,
         context_length: None,
+        quant: None,
+        unquantized_bytes: None,
+        kv_cache_bytes: 0,
+        prompt_cache_entries: 0,
     }
-    quant: None,
-    unquantized_bytes: None,
-    kv_cache_bytes: 0,
-    prompt_cache_entries: 0,
 }
 
 async fn start_upstream() -> anyhow::Result<String> {
