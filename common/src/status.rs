@@ -75,6 +75,9 @@ pub struct ModelStatus {
     pub memory_mb: u64,
     pub placements: Vec<Placement>,
     pub in_flight: u32,
+    /// Requests waiting at the gateway because every replica is full.
+    #[serde(default)]
+    pub waiting: u32,
     pub requests_total: u64,
     pub errors_total: u64,
     pub ttft_ms: Percentiles,

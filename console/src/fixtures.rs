@@ -73,6 +73,7 @@ pub fn model(id: &str, placements: Vec<Placement>, seed: u64) -> ModelStatus {
         residency_priority: 1,
         memory_mb: 180,
         in_flight: placements.iter().map(|p| p.in_flight).sum(),
+        waiting: 0,
         placements,
         requests_total: n,
         errors_total: seed % 3,

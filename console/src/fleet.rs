@@ -75,6 +75,7 @@ impl ModelView {
             memory_mb: 0,
             placements: Vec::new(),
             in_flight: 0,
+            waiting: 0,
             requests_total: 0,
             errors_total: 0,
             ttft_ms: Default::default(),

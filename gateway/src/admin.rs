@@ -70,8 +70,14 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
 }
 
 pub fn fleet_status(state: &AppState) -> FleetStatus {
-    let mut g = state.fleet.lock();
-    g.status(&state.fleet.catalogue, state.fleet.strategy)
+    let mut status = {
+        let mut g = state.fleet.lock();
+        g.status(&state.fleet.catalogue, state.fleet.strategy)
+    };
+    for m in &mut status.models {
+        m.waiting = state.waitlists.waiting(&m.id);
+    }
+    status
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> axum::Json<FleetStatus> {

@@ -64,6 +64,9 @@ pub fn from_upstream_body(status: u16, body: &[u8]) -> ApiError {
         _ => ErrorKind::from_status(status),
     };
     let parsed: Option<cortex_common::error::ErrorEnvelope> = serde_json::from_slice(body).ok();
+    let full = parsed
+        .as_ref()
+        .is_some_and(|e| e.error.code.as_deref() == Some("queue_full"));
     let message = match parsed {
         Some(env) => env.error.message,
         None => format!(
@@ -71,8 +74,17 @@ pub fn from_upstream_body(status: u16, body: &[u8]) -> ApiError {
             String::from_utf8_lossy(&body[..body.len().min(300)])
         ),
     };
-    ApiError::new(kind, upstream_code(status), message)
+    let code = if status == 503 && full {
+        UPSTREAM_QUEUE_FULL
+    } else {
+        upstream_code(status)
+    };
+    ApiError::new(kind, code, message)
 }
+
+/// A neuron refused for want of a slot: its batch and queue are full. The
+/// gateway waits for room (see `waitlist`) rather than passing this on.
+pub const UPSTREAM_QUEUE_FULL: &str = "upstream_queue_full";
 
 fn upstream_code(status: u16) -> &'static str {
     match status {

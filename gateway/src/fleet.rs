@@ -653,6 +653,7 @@ impl FleetInner {
                 })
                 .unwrap_or(0),
             in_flight: placements.iter().map(|p| p.in_flight).sum(),
+            waiting: 0,
             placements,
             requests_total: rt.map(|r| r.requests_total).unwrap_or(0),
             errors_total: rt.map(|r| r.errors_total).unwrap_or(0),

@@ -16,6 +16,7 @@ mod proxy;
 mod router;
 mod serve;
 mod status_cmd;
+mod waitlist;
 mod watch;
 
 use std::path::PathBuf;

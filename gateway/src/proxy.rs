@@ -17,7 +17,7 @@ use cortex_common::error::{ApiError, ErrorKind};
 use cortex_common::event::EventKind;
 use futures::StreamExt;
 
-use crate::error::{AppError, from_upstream_body, upstream};
+use crate::error::{AppError, UPSTREAM_QUEUE_FULL, from_upstream_body, unavailable, upstream};
 use crate::metrics::{ErrorLabels, model_node};
 use crate::router::{Lease, acquire, forget};
 use crate::serve::AppState;
@@ -141,7 +141,7 @@ pub async fn forward(state: Arc<AppState>, req: Forward) -> Response {
                 };
                 // A replica was at hand: errors before the first byte can
                 // still be answered with their own status.
-                match send_with_retry(&state, &req, lease, &mut record).await {
+                match send_queued(&state, &req, lease, &mut record).await {
                     Ok((lease, resp)) => stream_response(state, record, lease, resp),
                     Err(e) => failed(record, e),
                 }
@@ -153,7 +153,7 @@ pub async fn forward(state: Arc<AppState>, req: Forward) -> Response {
             Ok(l) => l,
             Err(e) => return failed(record, e),
         };
-        let (lease, resp) = match send_with_retry(&state, &req, lease, &mut record).await {
+        let (lease, resp) = match send_queued(&state, &req, lease, &mut record).await {
             Ok(x) => x,
             Err(e) => return failed(record, e),
         };
@@ -194,6 +194,64 @@ fn failed(record: Record, e: ApiError) -> Response {
 fn set_node(r: &mut Response, node: &str) {
     if let Ok(v) = HeaderValue::from_str(node) {
         r.headers_mut().insert(NODE_HEADER, v);
+    }
+}
+
+/// Sends the request; when every replica is full, waits in the model's line
+/// at the gateway (arrival order) and retries as room frees, until the
+/// queue timeout. 503 only when the line itself is full or time is up.
+async fn send_queued(
+    state: &Arc<AppState>,
+    req: &Forward,
+    lease: Lease,
+    record: &mut Record,
+) -> Result<(Lease, reqwest::Response), ApiError> {
+    let first = match send_with_retry(state, req, lease, record).await {
+        Err(e) if e.code == UPSTREAM_QUEUE_FULL => e,
+        other => return other,
+    };
+    let retry = state.cfg.gateway.retry_after_secs;
+    let timeout = state.cfg.gateway.queue_timeout();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let Some(place) = state.waitlists.enter(&req.model) else {
+        return Err(unavailable(
+            "gateway_queue_full",
+            format!(
+                "`{}` is busy on every replica and {} requests already wait at the gateway: {}",
+                req.model, state.cfg.gateway.max_waiting, first.message
+            ),
+            retry,
+        ));
+    };
+    tracing::info!(id = %record.id, model = %req.model, waiting = state.waitlists.waiting(&req.model), "every replica is full; waiting at the gateway");
+    let timed_out = || {
+        unavailable(
+            "queue_timeout",
+            format!(
+                "`{}` stayed busy on every replica for {} s",
+                req.model,
+                timeout.as_secs()
+            ),
+            retry,
+        )
+    };
+    let _head = tokio::time::timeout_at(deadline, place.head())
+        .await
+        .map_err(|_| timed_out())?;
+    loop {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(timed_out());
+        }
+        tokio::time::timeout_at(deadline, place.capacity_freed())
+            .await
+            .map_err(|_| timed_out())?;
+        let lease = tokio::time::timeout_at(deadline, acquire(state.clone(), req.model.clone()))
+            .await
+            .map_err(|_| timed_out())??;
+        match send_with_retry(state, req, lease, record).await {
+            Err(e) if e.code == UPSTREAM_QUEUE_FULL => continue,
+            other => return other,
+        }
     }
 }
 
@@ -322,7 +380,7 @@ fn stream_response_after_load(
             }
         };
         let sent = {
-            let sending = send_with_retry(&state, &req, lease, &mut record);
+            let sending = send_queued(&state, &req, lease, &mut record);
             tokio::pin!(sending);
             loop {
                 tokio::select! {

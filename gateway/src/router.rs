@@ -28,6 +28,7 @@ impl Drop for Lease {
             g.end(self.replica.idx, &self.model);
             g.nodes[self.replica.idx].in_flight_total()
         };
+        self.state.waitlists.freed(&self.model);
         self.state
             .metrics
             .node_in_flight

@@ -39,6 +39,8 @@ pub struct AppState {
     /// Control path (events, state reads, load, unload): per-call timeouts.
     pub control: reqwest::Client,
     pub loads: Loads,
+    /// Requests waiting at the gateway for room on a replica, per model.
+    pub waitlists: crate::waitlist::Waitlists,
     next_request: AtomicU64,
     boot_id: u64,
 }
@@ -64,6 +66,7 @@ impl AppState {
             upstream,
             control,
             loads: Loads::default(),
+            waitlists: crate::waitlist::Waitlists::new(cfg.gateway.max_waiting),
             next_request: AtomicU64::new(1),
             boot_id: cortex_common::now_ms() % 1_000_000,
             cfg,

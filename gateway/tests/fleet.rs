@@ -219,6 +219,84 @@ async fn twenty_concurrent_requests_for_a_cold_model_make_one_load() {
     assert_eq!((loads, cold), (1, 1), "{seen:?}");
 }
 
+/// A burst larger than the neuron's batch and queue together: the gateway
+/// holds the overflow in its own line and every request is served, with
+/// one cold start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forty_concurrent_requests_wait_at_the_gateway_and_all_succeed() {
+    let a = neuron_with(
+        "a",
+        250,
+        "127.0.0.1:0",
+        &["--max-batch", "2", "--max-queue", "2"],
+    );
+    let gw = gateway(&[&a], "lru", &models_toml(&[("smol", "")]), "").await;
+    let requests = (0..40).map(|_| gw.chat("smol", 4));
+    let results = futures::future::join_all(requests).await;
+    for (status, _, body) in &results {
+        assert_eq!(*status, 200, "{body}");
+    }
+    assert_eq!(gw.metric_sum("cortex_cold_starts_total", &[]).await, 1.0);
+    let status = gw.status().await;
+    assert_eq!(status.models[0].waiting, 0, "the line is empty afterwards");
+}
+
+/// With the gateway's line set small, the overflow gets a 503 with
+/// `Retry-After` and an envelope saying why; the rest are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_gateway_line_answers_503_with_retry_after() {
+    let a = neuron_with(
+        "a",
+        250,
+        "127.0.0.1:0",
+        &["--max-batch", "1", "--max-queue", "0"],
+    );
+    let gw = gateway(
+        &[&a],
+        "lru",
+        &models_toml(&[("smol", "")]),
+        "max_waiting = 2\nretry_after_secs = 3",
+    )
+    .await;
+    // Warm: the model is loaded before the burst.
+    assert_eq!(gw.chat("smol", 1).await.0, 200);
+    let send = || async {
+        let r = gw
+            .http
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat_body("smol", 24, false))
+            .send()
+            .await
+            .expect("chat");
+        let status = r.status().as_u16();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        (
+            status,
+            retry,
+            r.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    let results = futures::future::join_all((0..10).map(|_| send())).await;
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let refused: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    assert_eq!(ok + refused.len(), 10, "{results:?}");
+    // One running, two waiting at the gateway: at least those are served.
+    assert!(ok >= 3, "{results:?}");
+    assert!(!refused.is_empty(), "the line of 2 overflowed: {results:?}");
+    for (_, retry, body) in refused {
+        assert_eq!(retry.as_deref(), Some("3"));
+        assert_eq!(body["error"]["code"], "gateway_queue_full", "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("wait"),
+            "{body}"
+        );
+    }
+}
+
 /// Loads `old` (priority 200) then `cheap` (priority 50) on a node with room
 /// for two, then asks for `new` (priority 100): returns the status after.
 async fn fill_then_ask_for_new(gw: &Gateway) -> cortex_common::status::FleetStatus {

@@ -85,7 +85,7 @@ impl Neuron {
             bus.clone(),
             settings.runtime,
         ));
-        let worker = Worker::spawn(&device_id, bus.clone())?;
+        let worker = Worker::spawn(&device_id, bus.clone(), registry.clone(), settings.batch)?;
         let device_name = if device_kind == "cpu" {
             host.cpu_model.clone()
         } else {

@@ -27,7 +27,10 @@ pub struct Cli {
     /// Memory models may use, MiB [default: the device's memory].
     #[arg(long)]
     pub memory_limit_mb: Option<u64>,
-    /// Requests that may wait per model behind the running one [default: 16].
+    /// Sequences a device runs together in one batch [default: 8].
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    /// Requests that may wait per model behind the running ones [default: 16].
     #[arg(long)]
     pub max_queue: Option<u32>,
     /// Device: cpu, cuda:N, metal:N [default: cpu].
@@ -63,6 +66,8 @@ pub struct Settings {
     /// CPU threads for the kernels.
     pub threads: usize,
     pub runtime: crate::engine::registry::RuntimeOptions,
+    /// Continuous batching on the device.
+    pub batch: crate::engine::scheduler::BatchLimits,
     /// (id, source) pairs to load at start.
     pub preload: Vec<(String, String)>,
 }
@@ -112,6 +117,14 @@ impl Settings {
                 prefill_chunk: file
                     .prefill_chunk
                     .unwrap_or(crate::runtime::transformer::DEFAULT_PREFILL_CHUNK),
+            },
+            batch: {
+                let d = crate::engine::scheduler::BatchLimits::default();
+                crate::engine::scheduler::BatchLimits {
+                    max_batch: cli.max_batch.or(file.max_batch).unwrap_or(d.max_batch),
+                    max_batched_tokens: file.max_batched_tokens.unwrap_or(d.max_batched_tokens),
+                    prefill_chunk: file.prefill_chunk.unwrap_or(d.prefill_chunk),
+                }
             },
             preload,
         })

@@ -39,7 +39,7 @@ async fn unload_frees_memory_and_the_budget_is_enforced() {
 
 #[tokio::test]
 async fn a_full_queue_answers_503_and_a_departed_client_frees_its_slot() {
-    let n = Neuron::start(&["--max-queue", "0"]);
+    let n = Neuron::start(&["--max-batch", "1", "--max-queue", "0"]);
     n.load("smol", "embedded").await;
     let mut events = n.events().await;
     let mut long = france(500);

@@ -67,6 +67,10 @@ pub struct GatewaySection {
     /// `Retry-After` seconds sent with 503 answers.
     #[serde(default = "default_retry_after")]
     pub retry_after_secs: u32,
+    /// Requests that may wait per model at the gateway while every replica
+    /// is full (beyond it: 503). Default 256.
+    #[serde(default = "default_max_waiting")]
+    pub max_waiting: u32,
     /// Fleet events kept for `Last-Event-ID` replay.
     #[serde(default = "default_event_buffer")]
     pub event_buffer: usize,
@@ -87,6 +91,9 @@ fn default_max_body() -> usize {
 fn default_retry_after() -> u32 {
     2
 }
+fn default_max_waiting() -> u32 {
+    256
+}
 fn default_event_buffer() -> usize {
     4096
 }
@@ -101,6 +108,7 @@ impl Default for GatewaySection {
             keepalive_interval: None,
             queue_timeout: None,
             retry_after_secs: default_retry_after(),
+            max_waiting: default_max_waiting(),
             event_buffer: default_event_buffer(),
             histogram_interval: None,
         }

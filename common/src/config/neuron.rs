@@ -18,7 +18,7 @@ pub struct NeuronConfig {
     pub name: Option<String>,
     /// Memory the neuron may fill with models, in MiB (default: the device's).
     pub memory_limit_mb: Option<u64>,
-    /// Requests waiting per model beyond the one running (default 16).
+    /// Requests waiting per model beyond the running batch (default 16).
     pub max_queue: Option<u32>,
     /// Largest request body accepted, in bytes (default 4 MiB).
     pub max_body_bytes: Option<usize>,
@@ -32,8 +32,13 @@ pub struct NeuronConfig {
     pub threads: Option<usize>,
     /// Memory per model for the prompt cache, MiB (default 512; 0 turns it off).
     pub prompt_cache_mb: Option<u64>,
-    /// Prompt tokens per forward pass during prefill (default 512).
+    /// Prompt tokens one sequence prefills per step (default 256): the
+    /// longest pause a long prompt can put between a running stream's tokens.
     pub prefill_chunk: Option<usize>,
+    /// Sequences a device runs together in one batch (default 8).
+    pub max_batch: Option<usize>,
+    /// Tokens one step may run, decode tokens and prefill chunks (default 256).
+    pub max_batched_tokens: Option<usize>,
 }
 
 impl NeuronConfig {
@@ -60,6 +65,8 @@ impl NeuronConfig {
         for (field, zero) in [
             ("threads", cfg.threads == Some(0)),
             ("prefill_chunk", cfg.prefill_chunk == Some(0)),
+            ("max_batch", cfg.max_batch == Some(0)),
+            ("max_batched_tokens", cfg.max_batched_tokens == Some(0)),
         ] {
             if zero {
                 return Err(ConfigError::invalid_value(

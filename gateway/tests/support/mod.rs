@@ -25,10 +25,15 @@ pub fn neuron_bin() -> PathBuf {
 
 /// A neuron with a small memory limit, on `listen` (port 0 for a fresh one).
 pub fn neuron_at(name: &str, limit_mb: u64, listen: &str) -> Child {
+    neuron_with(name, limit_mb, listen, &["--max-queue", "64"])
+}
+
+/// A neuron with extra flags (batch and queue sizes).
+pub fn neuron_with(name: &str, limit_mb: u64, listen: &str, flags: &[&str]) -> Child {
     let mut cmd = Command::new(neuron_bin());
     cmd.args(["--listen", listen, "--name", name])
         .args(["--memory-limit-mb", &limit_mb.to_string()])
-        .args(["--max-queue", "64"])
+        .args(flags)
         .env("RUST_LOG", "warn");
     spawn_server(name, cmd, READY, false).unwrap_or_else(|e| panic!("starting neuron {name}: {e}"))
 }

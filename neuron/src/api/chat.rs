@@ -19,10 +19,9 @@ use tokio::sync::mpsc;
 
 use super::error::{Failure, JsonBody};
 use crate::engine::admission::admit;
-use crate::engine::generate::{GenEvent, GenRequest, GenSummary};
 use crate::engine::registry::ModelEntry;
 use crate::engine::sampling::SamplingParams;
-use crate::engine::worker::Job;
+use crate::engine::sequence::{GenEvent, GenRequest, GenSummary, Job};
 use crate::node::Neuron;
 
 /// OpenAI allows at most four stop sequences.
@@ -50,7 +49,7 @@ pub async fn chat_completions(
     let prompt_ids = tokenize_prompt(&entry, &req).await?;
     let max_new_tokens =
         max_new_tokens(&req, &entry, prompt_ids.len(), n.settings.max_tokens_limit)?;
-    let permit = admit(&entry, n.settings.max_queue)?;
+    let permit = admit(&entry, n.settings.max_queue, n.settings.batch.max_batch)?;
 
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let (tx, rx) = mpsc::unbounded_channel();

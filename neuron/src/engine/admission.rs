@@ -1,5 +1,5 @@
 //! The bounded queue in front of each model: a request is admitted while
-//! fewer than `1 + max_queue` are in flight, and holds a [`Permit`] that
+//! fewer than `max_batch + max_queue` are in flight (running plus waiting), and holds a [`Permit`] that
 //! frees its place when dropped — whether the request finished, failed, or
 //! its client went away.
 
@@ -23,8 +23,12 @@ impl Drop for Permit {
 /// Seconds a client is told to wait when the queue is full.
 const RETRY_AFTER_SECS: u32 = 1;
 
-pub fn admit(entry: &Arc<ModelEntry>, max_queue: u32) -> Result<Permit, ApiError> {
-    let limit = 1 + max_queue;
+pub fn admit(
+    entry: &Arc<ModelEntry>,
+    max_queue: u32,
+    max_batch: usize,
+) -> Result<Permit, ApiError> {
+    let limit = max_batch as u32 + max_queue;
     let admitted = entry
         .in_flight
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {

@@ -2,10 +2,12 @@
 //! deltas, holding back bytes until they form whole UTF-8 characters, so a
 //! multi-byte character split across tokens is never emitted in halves.
 
+use std::sync::Arc;
+
 use tokenizers::Tokenizer;
 
-pub struct IncrementalDecoder<'a> {
-    tokenizer: &'a Tokenizer,
+pub struct IncrementalDecoder {
+    tokenizer: Arc<Tokenizer>,
     tokens: Vec<u32>,
     /// Start of the window decoded for context (text before `read` is
     /// already emitted).
@@ -15,8 +17,8 @@ pub struct IncrementalDecoder<'a> {
     prefix_text: String,
 }
 
-impl<'a> IncrementalDecoder<'a> {
-    pub fn new(tokenizer: &'a Tokenizer) -> Self {
+impl IncrementalDecoder {
+    pub fn new(tokenizer: Arc<Tokenizer>) -> Self {
         IncrementalDecoder {
             tokenizer,
             tokens: Vec::new(),
@@ -93,7 +95,7 @@ mod tests {
         let text = "a é 🦀 b";
         let ids = tok.encode(text, false).unwrap().get_ids().to_vec();
         assert!(ids.len() > text.chars().count(), "bytes, not chars");
-        let mut dec = IncrementalDecoder::new(&tok);
+        let mut dec = IncrementalDecoder::new(Arc::new(tok.clone()));
         let mut out = String::new();
         for id in ids {
             if let Some(delta) = dec.push(id).unwrap() {
@@ -114,7 +116,7 @@ mod tests {
     fn a_dangling_partial_character_is_flushed() {
         let tok = bytes_tokenizer();
         let ids = tok.encode("é", false).unwrap().get_ids().to_vec();
-        let mut dec = IncrementalDecoder::new(&tok);
+        let mut dec = IncrementalDecoder::new(Arc::new(tok.clone()));
         assert_eq!(dec.push(ids[0]).unwrap(), None);
         assert!(dec.flush().unwrap().is_some());
     }

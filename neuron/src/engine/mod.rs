@@ -1,11 +1,12 @@
-//! Inference: the model registry, admission, the device worker and what it
-//! runs for each request.
+//! Inference: the model registry, admission, the device worker, its
+//! continuous-batching scheduler and the sequences it steps.
 
 pub mod admission;
 pub mod chat_template;
 pub mod detokenize;
-pub mod generate;
 pub mod registry;
 pub mod sampling;
+pub mod scheduler;
+pub mod sequence;
 pub mod stop;
 pub mod worker;

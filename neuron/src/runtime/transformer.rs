@@ -19,7 +19,7 @@ use super::rope::Rope;
 
 /// Prompt tokens run per forward pass by default: big enough to run like a
 /// GEMM, small enough that attention scores stay modest in memory.
-pub const DEFAULT_PREFILL_CHUNK: usize = 512;
+pub const DEFAULT_PREFILL_CHUNK: usize = 256;
 
 #[derive(Clone)]
 pub struct Block {
