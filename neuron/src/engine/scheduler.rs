@@ -19,7 +19,7 @@ use candle_core::Tensor;
 use super::registry::Registry;
 use super::sequence::{Job, Sequence, Status};
 use crate::events::EventBus;
-use crate::runtime::Step;
+use crate::runtime::{Step, StepKind};
 
 /// How much one step may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,17 +151,18 @@ impl Scheduler {
         // Decode tokens first, so running streams keep flowing; prefill
         // chunks share what is left, oldest sequence first.
         let mut inputs: Vec<Vec<u32>> = vec![Vec::new(); self.running.len()];
+        let mut kinds = vec![StepKind::Decode; self.running.len()];
         for (i, seq) in self.running.iter_mut().enumerate() {
             if !seq.prefilling() {
-                inputs[i] = seq.input(1);
+                (inputs[i], kinds[i]) = seq.input(1);
                 budget = budget.saturating_sub(inputs[i].len());
             }
         }
         for (i, seq) in self.running.iter_mut().enumerate() {
             if seq.prefilling() && budget > 0 {
                 let take = seq.prompt_left().min(self.limits.prefill_chunk).min(budget);
-                inputs[i] = seq.input(take);
-                budget -= inputs[i].len();
+                (inputs[i], kinds[i]) = seq.input(take);
+                budget = budget.saturating_sub(inputs[i].len());
             }
         }
         // Group by model: one pass each.
@@ -183,6 +184,7 @@ impl Scheduler {
                         steps.push(Step {
                             tokens: &inputs[i],
                             cache: seq.cache_mut(),
+                            kind: kinds[i],
                         });
                     }
                 }

@@ -20,7 +20,7 @@ use super::registry::ModelEntry;
 use super::sampling::{Sampler, SamplingParams};
 use super::stop::{StopMatcher, StopOutcome};
 use crate::events::EventBus;
-use crate::runtime::KvCache;
+use crate::runtime::{KvCache, StepKind};
 
 /// What the scheduler needs to know about a request.
 #[derive(Debug, Clone)]
@@ -204,15 +204,23 @@ impl Sequence {
         self.tx.is_closed()
     }
 
-    /// The tokens to run in the next pass: up to `budget` prompt tokens
-    /// while prefilling, else the token sampled last.
-    pub fn input(&mut self, budget: usize) -> Vec<u32> {
-        if self.prefilling() {
+    /// The tokens to run in the next pass and their kind: up to `budget`
+    /// prompt tokens while prefilling (the prompt's last token always in a
+    /// pass of its own, as a decode step), else the token sampled last.
+    pub fn input(&mut self, budget: usize) -> (Vec<u32>, StepKind) {
+        let n = self.request.prompt_ids.len();
+        if self.fed + 1 < n {
             self.prefill_started.get_or_insert_with(Instant::now);
-            let end = (self.fed + budget.max(1)).min(self.request.prompt_ids.len());
-            self.request.prompt_ids[self.fed..end].to_vec()
+            let end = (self.fed + budget.max(1)).min(n - 1);
+            (
+                self.request.prompt_ids[self.fed..end].to_vec(),
+                StepKind::Prefill,
+            )
+        } else if self.fed + 1 == n {
+            self.prefill_started.get_or_insert_with(Instant::now);
+            (vec![self.request.prompt_ids[n - 1]], StepKind::Decode)
         } else {
-            self.next.into_iter().collect()
+            (self.next.into_iter().collect(), StepKind::Decode)
         }
     }
 
@@ -401,20 +409,21 @@ impl Sequence {
         });
     }
 
-    /// Hands the KV cache to the prompt cache: it holds exactly the tokens
-    /// that ran, for the next request that shares their prefix.
+    /// Hands the KV cache to the prompt cache, up to the prefill boundary:
+    /// the prompt tokens that ran as prompt rows (all but the last). Those
+    /// positions are what a later request would compute itself, bit for bit,
+    /// so reusing them never changes an answer; the last prompt token and
+    /// the generated ones ran as decode rows and are recomputed.
     pub fn retire(self) {
         let Sequence {
             entry,
             mut context,
             cache,
-            next,
+            request,
             ..
         } = self;
-        if let Some(t) = next {
-            context.push(t);
-        }
-        let ran = cache.len().min(context.len());
+        let boundary = request.prompt_ids.len().saturating_sub(1);
+        let ran = cache.len().min(boundary);
         context.truncate(ran);
         entry.prompt_cache().insert(context, cache);
     }

@@ -77,11 +77,13 @@ impl Attention {
             + self.k_norm.as_ref().map(RmsNorm::bytes).unwrap_or(0)
     }
 
-    /// `x`: `(rows, hidden)` for every sequence in `seqs`; returns the
-    /// attention output for the same rows.
+    /// `x`: `(rows, hidden)` for every sequence in `seqs` (the first
+    /// `decode_rows` rows single tokens); returns the attention output for
+    /// the same rows.
     pub fn forward(
         &self,
         x: &Tensor,
+        decode_rows: usize,
         layer: usize,
         seqs: &mut [SeqRows<'_>],
         rope: &Rope,
@@ -90,14 +92,18 @@ impl Attention {
         let kv_dim = self.num_kv_heads * self.head_dim;
         let (q, k, v) = match &self.qkv {
             Qkv::Fused(l) => {
-                let y = l.forward(x)?;
+                let y = l.forward_split(x, decode_rows)?;
                 (
                     y.narrow(D::Minus1, 0, q_dim)?,
                     y.narrow(D::Minus1, q_dim, kv_dim)?,
                     y.narrow(D::Minus1, q_dim + kv_dim, kv_dim)?,
                 )
             }
-            Qkv::Separate(lq, lk, lv) => (lq.forward(x)?, lk.forward(x)?, lv.forward(x)?),
+            Qkv::Separate(lq, lk, lv) => (
+                lq.forward_split(x, decode_rows)?,
+                lk.forward_split(x, decode_rows)?,
+                lv.forward_split(x, decode_rows)?,
+            ),
         };
         let mut outs = Vec::with_capacity(seqs.len());
         for s in seqs.iter_mut() {
@@ -115,7 +121,7 @@ impl Attention {
         } else {
             Tensor::cat(&outs, 0)?
         };
-        self.o.forward(&y)
+        self.o.forward_split(&y, decode_rows)
     }
 
     /// One sequence: `q` `(len, q_dim)`, `k`/`v` `(len, kv_dim)`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{CpuStorage, DType, Device, Layout, Module, Result, Shape, Tensor};
-use neuron_kernels::{QMatrix, QuantType};
+use neuron_kernels::{Mode, QMatrix, QuantType};
 
 /// Where a layer's weight matrix `(out_features, in_features)` lives.
 #[derive(Clone)]
@@ -224,10 +224,23 @@ impl Linear {
         }))
     }
 
-    /// `x`: `(rows, in_features)` f32 → `(rows, out_features)` f32.
+    /// `x`: `(rows, in_features)` f32 → `(rows, out_features)` f32; every
+    /// row a decode row (see [`Linear::forward_split`]).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_split(x, usize::MAX)
+    }
+
+    /// Like [`Linear::forward`], where the first `decode_rows` rows are
+    /// single tokens (decode, a prompt's last token) and the rest prompt
+    /// chunks. On the CPU each kind always runs the same kernel (row-wise
+    /// GEMV, tiled GEMM), so a row's result never depends on what else is
+    /// in the pass: batching and prompt-cache reuse change no answer.
+    pub fn forward_split(&self, x: &Tensor, decode_rows: usize) -> Result<Tensor> {
         let y = match &self.weight {
-            Weight::QuantCpu(q) => x.apply_op1_no_bwd(&QuantMatMul(q.clone()))?,
+            Weight::QuantCpu(q) => x.apply_op1_no_bwd(&QuantMatMul {
+                weight: q.clone(),
+                decode_rows,
+            })?,
             Weight::QuantDevice(q, _) => q.forward(x)?,
             Weight::Dense(w) => {
                 let xd = if x.dtype() == w.dtype() {
@@ -262,8 +275,12 @@ pub fn dense_dtype(device: &Device) -> DType {
     }
 }
 
-/// candle op: `x (m, k) · Wᵀ` with the neuron's quantized CPU kernels.
-struct QuantMatMul(Arc<QMatrix>);
+/// candle op: `x (m, k) · Wᵀ` with the neuron's quantized CPU kernels; the
+/// first `decode_rows` rows row-wise, the rest tiled.
+struct QuantMatMul {
+    weight: Arc<QMatrix>,
+    decode_rows: usize,
+}
 
 impl candle_core::CustomOp1 for QuantMatMul {
     fn name(&self) -> &'static str {
@@ -274,21 +291,31 @@ impl candle_core::CustomOp1 for QuantMatMul {
         let CpuStorage::F32(data) = storage else {
             candle_core::bail!("quantized matmul takes f32 activations");
         };
+        let w = &self.weight;
         let (m, k) = layout.shape().dims2()?;
-        if k != self.0.cols() {
+        if k != w.cols() {
             candle_core::bail!(
                 "quantized matmul: activations have {k} columns, weights {}",
-                self.0.cols()
+                w.cols()
             );
         }
         let Some((start, end)) = layout.contiguous_offsets() else {
             candle_core::bail!("quantized matmul needs contiguous activations");
         };
-        let n = self.0.rows();
+        let x = &data[start..end];
+        let n = w.rows();
         let mut out = vec![0f32; m * n];
-        self.0
-            .matmul(&data[start..end], m, &mut out)
-            .map_err(kernel_err)?;
+        let d = self.decode_rows.min(m);
+        let (x_dec, x_pre) = x.split_at(d * k);
+        let (o_dec, o_pre) = out.split_at_mut(d * n);
+        if d > 0 {
+            w.matmul_mode(Mode::Rowwise, x_dec, d, o_dec)
+                .map_err(kernel_err)?;
+        }
+        if m > d {
+            w.matmul_mode(Mode::Tiled, x_pre, m - d, o_pre)
+                .map_err(kernel_err)?;
+        }
         Ok((CpuStorage::F32(out), Shape::from((m, n))))
     }
 }

@@ -35,19 +35,22 @@ impl Mlp {
             }
     }
 
-    /// `x`: `(rows, hidden)`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `x`: `(rows, hidden)`, the first `decode_rows` single tokens.
+    pub fn forward(&self, x: &Tensor, decode_rows: usize) -> Result<Tensor> {
         let (gate, up) = match &self.gate_up {
             GateUp::Fused(l, width) => {
-                let y = l.forward(x)?;
+                let y = l.forward_split(x, decode_rows)?;
                 (
                     y.narrow(D::Minus1, 0, *width)?,
                     y.narrow(D::Minus1, *width, *width)?,
                 )
             }
-            GateUp::Separate(g, u) => (g.forward(x)?, u.forward(x)?),
+            GateUp::Separate(g, u) => (
+                g.forward_split(x, decode_rows)?,
+                u.forward_split(x, decode_rows)?,
+            ),
         };
         let h = (candle_nn::ops::silu(&gate)? * up)?;
-        self.down.forward(&h)
+        self.down.forward_split(&h, decode_rows)
     }
 }

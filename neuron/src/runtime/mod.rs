@@ -34,4 +34,4 @@ pub use config::{Architecture, ModelConfig};
 pub use kv_cache::KvCache;
 pub use neuron_kernels::QuantType;
 pub use prompt_cache::PromptCache;
-pub use transformer::{Step, Transformer};
+pub use transformer::{Step, StepKind, Transformer};

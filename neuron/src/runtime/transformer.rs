@@ -53,6 +53,19 @@ pub struct Transformer {
 pub struct Step<'a> {
     pub tokens: &'a [u32],
     pub cache: &'a mut KvCache,
+    pub kind: StepKind,
+}
+
+/// What a step's tokens are. Each kind always runs the same kernels (on the
+/// CPU: row-wise GEMV for `Decode`, tiled GEMM for `Prefill`), so a
+/// sequence's numbers never depend on what else shares its pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// Prompt tokens before the last one.
+    Prefill,
+    /// One token whose logits are sampled: the prompt's last, or the token
+    /// generated last.
+    Decode,
 }
 
 impl Transformer {
@@ -132,29 +145,74 @@ impl Transformer {
         KvCache::new(self.kv_layout.clone(), self.kv_meter.clone())
     }
 
-    /// Runs `tokens` after what `cache` holds (prompt chunks of at most
-    /// the prefill size per pass) and returns the next-token logits,
-    /// `(vocab,)` f32.
+    /// Runs `tokens` after what `cache` holds and returns the next-token
+    /// logits, `(vocab,)` f32. A prompt runs in chunks of at most the
+    /// prefill size, and its last token alone — the same passes the
+    /// scheduler makes, so the numbers match it exactly.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        if tokens.is_empty() {
+        let Some((last, prompt)) = tokens.split_last() else {
             candle_core::bail!("forward needs at least one token");
-        }
+        };
         cache.reserve(cache.len() + tokens.len())?;
-        let mut logits = None;
-        for chunk in tokens.chunks(self.prefill_chunk) {
+        for chunk in prompt.chunks(self.prefill_chunk) {
             let mut steps = [Step {
                 tokens: chunk,
                 cache: &mut *cache,
+                kind: StepKind::Prefill,
             }];
-            logits = self.forward_batch(&mut steps)?.pop();
+            self.forward_batch(&mut steps)?;
         }
-        logits.ok_or_else(|| candle_core::Error::Msg("no logits".into()))
+        let mut steps = [Step {
+            tokens: std::slice::from_ref(last),
+            cache,
+            kind: StepKind::Decode,
+        }];
+        self.forward_batch(&mut steps)?
+            .pop()
+            .ok_or_else(|| candle_core::Error::Msg("no logits".into()))
     }
 
     /// One pass over several sequences at once: their rows are stacked for
     /// every matmul, attention runs per sequence. Returns each sequence's
     /// last-position logits, `(vocab,)` f32, in order.
+    ///
+    /// Decode rows and prefill rows each always run the same kernels, so a
+    /// sequence gets the same numbers whatever else is in the batch.
     pub fn forward_batch(&self, steps: &mut [Step<'_>]) -> Result<Vec<Tensor>> {
+        // Decode rows first: the matmuls split the stacked rows there.
+        let mut order: Vec<usize> = (0..steps.len()).collect();
+        order.sort_by_key(|&i| steps[i].kind == StepKind::Prefill);
+        let mut decode_rows = 0;
+        for s in steps.iter() {
+            if s.kind == StepKind::Decode {
+                if s.tokens.len() != 1 {
+                    candle_core::bail!("a decode step runs exactly one token");
+                }
+                decode_rows += 1;
+            }
+        }
+        let mut sorted: Vec<Step<'_>> = Vec::with_capacity(steps.len());
+        let mut slots: Vec<Option<&mut Step<'_>>> = steps.iter_mut().map(Some).collect();
+        for &i in &order {
+            if let Some(s) = slots[i].take() {
+                sorted.push(Step {
+                    tokens: s.tokens,
+                    cache: &mut *s.cache,
+                    kind: s.kind,
+                });
+            }
+        }
+        let logits = self.forward_sorted(&mut sorted, decode_rows)?;
+        let mut out: Vec<Option<Tensor>> = vec![None; logits.len()];
+        for (l, &i) in logits.into_iter().zip(&order) {
+            out[i] = Some(l);
+        }
+        out.into_iter()
+            .map(|l| l.ok_or_else(|| candle_core::Error::Msg("a sequence got no logits".into())))
+            .collect()
+    }
+
+    fn forward_sorted(&self, steps: &mut [Step<'_>], decode_rows: usize) -> Result<Vec<Tensor>> {
         let ctx = self.config.context_length;
         let mut ids = Vec::new();
         for s in steps.iter() {
@@ -182,10 +240,12 @@ impl Transformer {
         }
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(&x)?;
-            let a = block.attn.forward(&h, layer, &mut rows, &self.rope)?;
+            let a = block
+                .attn
+                .forward(&h, decode_rows, layer, &mut rows, &self.rope)?;
             x = (x + a)?;
             let h = block.mlp_norm.forward(&x)?;
-            x = (&x + block.mlp.forward(&h)?)?;
+            x = (&x + block.mlp.forward(&h, decode_rows)?)?;
         }
         let mut last = Vec::with_capacity(rows.len());
         for r in rows.iter_mut() {
