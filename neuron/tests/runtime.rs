@@ -207,6 +207,9 @@ fn one_batch_of_sequences_matches_each_alone() {
     }
 }
 
+/// One reference forward pass: tokens at a position → logits.
+type Forward = dyn FnMut(&[u32], usize) -> Tensor;
+
 enum Family {
     Llama,
     Qwen2,
@@ -225,7 +228,7 @@ fn dense_reference(family: Family, dir: &Path, prompt: &[u32], n: usize) -> (Vec
         )
         .unwrap()
     };
-    let mut step: Box<dyn FnMut(&[u32], usize) -> Tensor> = match family {
+    let mut step: Box<Forward> = match family {
         Family::Llama => {
             let cfg: llama::LlamaConfig = serde_json::from_value(config).unwrap();
             let cfg = cfg.into_config(false);

@@ -143,9 +143,21 @@ pub async fn reference(args: &BenchArgs, path: &std::path::Path) -> Result<Figur
 
 /// Streams one chat completion; returns (TTFT ms, answer text).
 async fn chat(client: &reqwest::Client, url: &str, messages: &Value) -> Result<(f64, String)> {
+    let (ttft, text, _) = chat_timed(client, url, messages, 32).await?;
+    Ok((ttft, text))
+}
+
+/// Streams one chat completion of up to `max_tokens`; returns TTFT ms, the
+/// answer, and the arrival time of every content delta.
+async fn chat_timed(
+    client: &reqwest::Client,
+    url: &str,
+    messages: &Value,
+    max_tokens: u32,
+) -> Result<(f64, String, Vec<Instant>)> {
     let body = json!({
         "model": "bench", "messages": messages, "temperature": 0,
-        "max_tokens": 32, "stream": true,
+        "max_tokens": max_tokens, "stream": true,
     });
     let start = Instant::now();
     let resp = client
@@ -161,6 +173,7 @@ async fn chat(client: &reqwest::Client, url: &str, messages: &Value) -> Result<(
         );
     }
     let mut first = None;
+    let mut times = Vec::new();
     let mut text = String::new();
     let mut buf = String::new();
     let mut stream = resp.bytes_stream();
@@ -178,18 +191,27 @@ async fn chat(client: &reqwest::Client, url: &str, messages: &Value) -> Result<(
             if let Some(piece) = v["choices"][0]["delta"]["content"].as_str()
                 && !piece.is_empty()
             {
-                first.get_or_insert_with(Instant::now);
+                let now = Instant::now();
+                first.get_or_insert(now);
+                times.push(now);
                 text.push_str(piece);
             }
         }
     }
     let first = first.context("no tokens streamed")?;
-    Ok((first.duration_since(start).as_secs_f64() * 1000.0, text))
+    Ok((
+        first.duration_since(start).as_secs_f64() * 1000.0,
+        text,
+        times,
+    ))
 }
 
-/// The neuron over HTTP, in this process: a ~500-token first turn from a
-/// cold cache, then its follow-up turn.
-pub async fn http(args: &BenchArgs, settings: Settings, threads: usize) -> Result<Figures> {
+/// A neuron in this process on loopback, with the bench model loaded.
+async fn serve(
+    args: &BenchArgs,
+    settings: Settings,
+    threads: usize,
+) -> Result<(reqwest::Client, String)> {
     let neuron = Neuron::start(Settings {
         listen: "127.0.0.1:0".into(),
         threads,
@@ -210,6 +232,13 @@ pub async fn http(args: &BenchArgs, settings: Settings, threads: usize) -> Resul
     if !r.status().is_success() {
         bail!("load failed: {}", r.text().await.unwrap_or_default());
     }
+    Ok((client, url))
+}
+
+/// The neuron over HTTP, in this process: a ~500-token first turn from a
+/// cold cache, then its follow-up turn.
+pub async fn http(args: &BenchArgs, settings: Settings, threads: usize) -> Result<Figures> {
+    let (client, url) = serve(args, settings, threads).await?;
     let long = PARAGRAPH.repeat(8);
     let (mut first, mut follow) = (Vec::new(), Vec::new());
     for run in 0..args.runs {
@@ -237,4 +266,75 @@ pub async fn http(args: &BenchArgs, settings: Settings, threads: usize) -> Resul
         f.followup_ttft_ms.unwrap_or(0.0)
     );
     Ok(f)
+}
+
+/// Continuous batching: aggregate decode tok/s of 1, 2, 4 and 8 concurrent
+/// greedy streams, each relative to one stream; then the inter-token gaps
+/// of 3 running streams while a ~1500-token prompt arrives.
+pub async fn concurrency(args: &BenchArgs, settings: Settings, threads: usize) -> Result<()> {
+    let (client, url) = serve(args, settings, threads).await?;
+    let tokens = args.tokens as u32;
+    let question = |i: usize| json!([{"role": "user", "content": format!("Tell me story number {i} about a lighthouse keeper.")}]);
+    println!();
+    println!("| concurrent streams | aggregate decode tok/s | vs 1 stream |");
+    println!("|---|---|---|");
+    let mut single = None;
+    for n in [1usize, 2, 4, 8] {
+        let prompts: Vec<Value> = (0..n).map(question).collect();
+        let runs =
+            futures::future::join_all(prompts.iter().map(|q| chat_timed(&client, &url, q, tokens)))
+                .await;
+        let mut produced = 0usize;
+        let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+        for r in runs {
+            let (_, _, times) = r?;
+            produced += times.len().saturating_sub(1);
+            if let (Some(a), Some(b)) = (times.first(), times.last()) {
+                first = Some(first.map_or(*a, |f| f.min(*a)));
+                last = Some(last.map_or(*b, |l| l.max(*b)));
+            }
+        }
+        let secs = match (first, last) {
+            (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        };
+        let rate = produced as f64 / secs.max(1e-9);
+        let base = *single.get_or_insert(rate);
+        println!("| {n} | {rate:.1} | {:.2}x |", rate / base);
+    }
+    // Three streams decode; a long prompt arrives after 300 ms.
+    let prompts: Vec<Value> = (100..103).map(question).collect();
+    let streams =
+        futures::future::join_all(prompts.iter().map(|q| chat_timed(&client, &url, q, tokens)));
+    let intruder = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let long = json!([{"role": "user", "content": PARAGRAPH.repeat(24)}]);
+        chat_timed(&client, &url, &long, 1).await
+    };
+    let (runs, long) = tokio::join!(streams, intruder);
+    let (long_ttft, _, _) = long?;
+    let mut gaps: Vec<f64> = Vec::new();
+    for r in runs {
+        let (_, _, times) = r?;
+        gaps.extend(
+            times
+                .windows(2)
+                .map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0),
+        );
+    }
+    gaps.sort_by(|a, b| a.total_cmp(b));
+    let pct = |q: f64| {
+        gaps.get(((gaps.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!();
+    println!(
+        "3 streams + a ~1500-token prompt arriving: inter-token p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (the long prompt's TTFT {:.0} ms)",
+        pct(0.5),
+        pct(0.99),
+        gaps.last().copied().unwrap_or(0.0),
+        long_ttft
+    );
+    Ok(())
 }

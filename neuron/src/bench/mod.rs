@@ -6,7 +6,10 @@
 //!   reference the runtime replaced), same measures;
 //! - the neuron over HTTP: time to first token of a chat's first turn and
 //!   of its follow-up (which the prompt cache should make cheap);
-//! - llama.cpp (llama-cpp-python, when a Python with it is given).
+//! - llama.cpp (llama-cpp-python, when a Python with it is given);
+//! - with `--concurrency`, continuous batching: aggregate decode tok/s of
+//!   1/2/4/8 streams, and running streams' token gaps while a long prompt
+//!   is prefilled.
 //!
 //! Figures are reported as ratios against llama.cpp when it ran.
 
@@ -44,6 +47,10 @@ pub struct BenchArgs {
     /// Skip candle-transformers' reference implementation.
     #[arg(long)]
     pub no_reference: bool,
+    /// Also measure continuous batching: 1, 2, 4, 8 concurrent streams, and
+    /// running streams' token gaps while a long prompt arrives.
+    #[arg(long)]
+    pub concurrency: bool,
 }
 
 /// One engine's figures; `None` where the engine was not measured.
@@ -74,7 +81,7 @@ pub async fn run(args: BenchArgs, settings: Settings) -> Result<()> {
     );
 
     let runtime = measure::runtime(&args, &model_path).await?;
-    let http = measure::http(&args, settings, threads).await?;
+    let http = measure::http(&args, settings.clone(), threads).await?;
     let runtime = Figures {
         first_ttft_ms: http.first_ttft_ms,
         followup_ttft_ms: http.followup_ttft_ms,
@@ -105,6 +112,9 @@ pub async fn run(args: BenchArgs, settings: Settings) -> Result<()> {
         }
     };
     report(&runtime, reference.as_ref(), llama.as_ref());
+    if args.concurrency {
+        measure::concurrency(&args, settings, threads).await?;
+    }
     Ok(())
 }
 
