@@ -12,20 +12,20 @@ sdist with native CPU flags (AVX-512 etc. on Zen 4). It takes a while on 2 cores
 cmake and ninja come from PyPI through pip's build isolation; only gcc/g++ are
 needed on the machine.
 
-    python3 -m venv /work/venvs/llama-cpp
-    /work/venvs/llama-cpp/bin/pip install --upgrade pip
+    python3 -m venv ~/.venvs/llama-cpp
+    ~/.venvs/llama-cpp/bin/pip install --upgrade pip
     CMAKE_ARGS="-DGGML_NATIVE=ON" nice -n 10 \\
-        /work/venvs/llama-cpp/bin/pip install llama-cpp-python==0.3.36
+        ~/.venvs/llama-cpp/bin/pip install llama-cpp-python==0.3.36
 
 Running it by hand
 ------------------
-    /work/venvs/llama-cpp/bin/python neuron/benches/llama_cpp_bench.py \\
+    ~/.venvs/llama-cpp/bin/python neuron/benches/llama_cpp_bench.py \\
         --model ~/.cache/cortex/models/SmolLM2-135M-Instruct.Q4_1.gguf \\
         --threads 2 --prompt-tokens 512 --decode-tokens 128 --runs 3
 
 How `neuron bench` calls it
 ---------------------------
-    neuron bench --llama-cpp-python /work/venvs/llama-cpp/bin/python
+    neuron bench --llama-cpp-python ~/.venvs/llama-cpp/bin/python
 
 runs `<python> neuron/benches/llama_cpp_bench.py --model PATH --threads N
 --prompt-tokens P --decode-tokens D --runs R` and parses stdout.

@@ -50,7 +50,39 @@ pub struct Cli {
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Measure decode speed and TTFT: the HTTP path against a bare candle loop.
-    Bench(crate::bench::BenchArgs),
+    Bench(BenchArgs),
+}
+
+/// `neuron bench`: see [`crate::bench`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Model source (same forms as /models/load). The reference and
+    /// llama.cpp columns need a GGUF llama model (the default).
+    #[arg(long, default_value = "embedded")]
+    pub source: String,
+    /// Prompt tokens for the prefill measure.
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    /// Tokens to decode per run.
+    #[arg(long, default_value_t = 128)]
+    pub tokens: usize,
+    /// Runs of each measure; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// CPU threads (default: the machine's cores), for every engine.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// A Python interpreter with llama-cpp-python installed (see
+    /// neuron/benches/llama_cpp_bench.py); also `CORTEX_LLAMA_CPP_PYTHON`.
+    #[arg(long, env = "CORTEX_LLAMA_CPP_PYTHON")]
+    pub llama_cpp_python: Option<PathBuf>,
+    /// Skip candle-transformers' reference implementation.
+    #[arg(long)]
+    pub no_reference: bool,
+    /// Also measure continuous batching: 1, 2, 4, 8 concurrent streams, and
+    /// running streams' token gaps while a long prompt arrives.
+    #[arg(long)]
+    pub concurrency: bool,
 }
 
 #[derive(Debug, Clone)]

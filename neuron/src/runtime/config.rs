@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::rope::RopeScaling;
+pub use super::rope::{RopeScaling, RopeStyle};
 
 /// The families the runtime implements. They share one transformer and
 /// differ only in the flags of [`ModelConfig`].
@@ -32,15 +32,6 @@ impl Architecture {
             Self::Qwen3 => "qwen3",
         }
     }
-}
-
-/// How the two halves of each rotated pair sit in a head: adjacent
-/// (GGUF llama, whose q/k rows were permuted by the converter) or split
-/// into halves (Hugging Face layout, and GGUF qwen).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RopeStyle {
-    Interleaved,
-    Halves,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +101,7 @@ impl ModelConfig {
             .and_then(Value::as_u64)
             .map(|n| n as usize)
             .unwrap_or(2048);
-        let rope_scaling = RopeScaling::from_hf_json(v.get("rope_scaling"))?;
+        let rope_scaling = RopeScaling::from_hf_json(v.get("rope_scaling")).map_err(ConfigError)?;
         let cfg = ModelConfig {
             architecture,
             hidden_size,
@@ -187,7 +178,8 @@ impl ModelConfig {
             get_s(&key("rope.scaling.type")).as_deref(),
             get_f(&key("rope.scaling.factor")),
             get_u(&key("rope.scaling.original_context_length")).map(|n| n as usize),
-        )?;
+        )
+        .map_err(ConfigError)?;
         let cfg = ModelConfig {
             architecture,
             hidden_size,

@@ -5,7 +5,14 @@
 use candle_core::{Device, Result, Tensor};
 use serde_json::Value;
 
-use super::config::{ConfigError, RopeStyle};
+/// How the two halves of each rotated pair sit in a head: adjacent
+/// (GGUF llama, whose q/k rows were permuted by the converter) or split
+/// into halves (Hugging Face layout, and GGUF qwen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    Interleaved,
+    Halves,
+}
 
 /// How the rotary frequencies are stretched for long contexts.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +39,7 @@ pub enum RopeScaling {
 }
 
 impl RopeScaling {
-    pub fn from_hf_json(v: Option<&Value>) -> std::result::Result<Self, ConfigError> {
+    pub fn from_hf_json(v: Option<&Value>) -> std::result::Result<Self, String> {
         let Some(v) = v.filter(|v| !v.is_null()) else {
             return Ok(Self::None);
         };
@@ -56,10 +63,8 @@ impl RopeScaling {
                 low_freq_factor: f("low_freq_factor").unwrap_or(1.0),
                 high_freq_factor: f("high_freq_factor").unwrap_or(4.0),
                 original_context: original.ok_or_else(|| {
-                    ConfigError(
-                        "config.json: rope_scaling.original_max_position_embeddings is missing"
-                            .into(),
-                    )
+                    "config.json: rope_scaling.original_max_position_embeddings is missing"
+                        .to_string()
                 })?,
             }),
             other => Ok(Self::Unsupported {
@@ -73,7 +78,7 @@ impl RopeScaling {
         kind: Option<&str>,
         factor: Option<f64>,
         original_context: Option<usize>,
-    ) -> std::result::Result<Self, ConfigError> {
+    ) -> std::result::Result<Self, String> {
         match kind {
             None | Some("none") | Some("") => Ok(Self::None),
             Some("linear") => Ok(Self::Linear {
