@@ -196,42 +196,51 @@ fn quantize_act(
     });
 }
 
-/// One GEMV over weight rows `rows` for activation row `act`.
-fn gemv_one(
+/// One GEMV over weight rows `rows` for activation rows `acts` (row `i`'s
+/// results at `out[i * out_stride..]`): each weight block is read once for
+/// all of them.
+fn gemv_some(
     qm: &QMatrix,
     level: SimdLevel,
     rows: std::ops::Range<usize>,
-    act: ActRow<'_>,
+    acts: &[ActRow<'_>],
     out: &mut [f32],
+    out_stride: usize,
 ) {
     let (qt, w, rb, cols) = (qm.qtype(), qm.data(), qm.row_bytes(), qm.cols());
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `run` checked the level against the CPU; `QMatrix::new`
-        // checked `w` holds `rows * row_bytes` bytes; `act` and `out` are
+        // checked `w` holds `rows * row_bytes` bytes; `acts` and `out` are
         // sized by the callers below.
         SimdLevel::Avx512Vnni => unsafe {
-            crate::dot::avx512::gemv(qt, w, rb, cols, rows, act, out)
+            crate::dot::avx512::gemv(qt, w, rb, cols, rows, acts, out, out_stride)
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        SimdLevel::Avx2 => unsafe { crate::dot::avx2::gemv(qt, w, rb, cols, rows, act, out) },
-        _ => scalar::gemv(qt, w, rb, cols, rows, act, out),
+        SimdLevel::Avx2 => unsafe {
+            crate::dot::avx2::gemv(qt, w, rb, cols, rows, acts, out, out_stride)
+        },
+        _ => {
+            let n = rows.len();
+            for (i, act) in acts.iter().enumerate() {
+                let o = &mut out[i * out_stride..i * out_stride + n];
+                scalar::gemv(qt, w, rb, cols, rows.clone(), *act, o);
+            }
+        }
     }
+}
+
+thread_local! {
+    /// Per-thread output buffer of a GEMV chunk (`m` rows of its columns).
+    static GEMV_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn gemv_all(qm: &QMatrix, level: SimdLevel, m: usize, out: &mut [f32], qa: &QAct, parts: usize) {
     let (rows, cols) = (qm.rows(), qm.cols());
+    let acts: Vec<ActRow<'_>> = (0..m).map(|i| qa.row(i, cols)).collect();
     if parts <= 1 {
-        for i in 0..m {
-            gemv_one(
-                qm,
-                level,
-                0..rows,
-                qa.row(i, cols),
-                &mut out[i * rows..(i + 1) * rows],
-            );
-        }
+        gemv_some(qm, level, 0..rows, &acts, out, rows);
         return;
     }
     // Small chunks (cheap to claim: each thread walks its own contiguous
@@ -240,13 +249,25 @@ fn gemv_all(qm: &QMatrix, level: SimdLevel, m: usize, out: &mut [f32], qa: &QAct
     let optr = SendPtr(out.as_mut_ptr());
     pool().run(rows.div_ceil(chunk), parts, &|c| {
         let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
-        for i in 0..m {
-            // SAFETY: `out` has m*rows values; chunk c alone writes columns
-            // r0..r1 of each output row.
-            let o =
-                unsafe { std::slice::from_raw_parts_mut(optr.get().add(i * rows + r0), r1 - r0) };
-            gemv_one(qm, level, r0..r1, qa.row(i, cols), o);
-        }
+        let n = r1 - r0;
+        GEMV_SCRATCH.with(|cell| {
+            let mut fresh = Vec::new();
+            let mut guard = cell.try_borrow_mut();
+            let tmp = match guard.as_mut() {
+                Ok(g) => &mut **g,
+                Err(_) => &mut fresh,
+            };
+            if tmp.len() < m * n {
+                tmp.resize(m * n, 0.0);
+            }
+            gemv_some(qm, level, r0..r1, &acts, &mut tmp[..m * n], n);
+            for i in 0..m {
+                // SAFETY: `out` has m*rows values; chunk c alone writes
+                // columns r0..r1 of each output row.
+                let o = unsafe { std::slice::from_raw_parts_mut(optr.get().add(i * rows + r0), n) };
+                o.copy_from_slice(&tmp[i * n..(i + 1) * n]);
+            }
+        })
     });
 }
 

@@ -45,16 +45,18 @@ impl Isa for Avx512 {
 /// The CPU supports AVX2, FMA, F16C, AVX512F/BW/VL/VNNI; the contract of
 /// `gemv::gemv` holds.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemv(
     qtype: QuantType,
     w: &[u8],
     row_bytes: usize,
     cols: usize,
     rows: std::ops::Range<usize>,
-    act: ActRow<'_>,
+    acts: &[ActRow<'_>],
     out: &mut [f32],
+    out_stride: usize,
 ) {
-    gemv_generic::gemv::<Avx512>(qtype, w, row_bytes, cols, rows, act, out)
+    gemv_generic::gemv::<Avx512>(qtype, w, row_bytes, cols, rows, acts, out, out_stride)
 }
 
 /// See `gemm::gemm`.

@@ -1,6 +1,8 @@
-//! Generic SIMD GEMV: one quantized activation row against a range of weight
-//! rows read straight from their ggml blocks, four rows at a time so each
-//! activation block is loaded once per four weight rows.
+//! Generic SIMD GEMV: up to four quantized activation rows (a decode batch)
+//! against a range of weight rows read straight from their ggml blocks, so
+//! each weight block is read once for all of them. Every output is computed
+//! by exactly the same operations whatever the number of activation rows, so
+//! a sequence decoded in a batch gets bit for bit what it gets alone.
 //!
 //! Everything here is `#[inline(always)]` and instantiated inside the
 //! `#[target_feature]` entry points of `avx2` / `avx512`.
@@ -20,30 +22,33 @@ use crate::QuantType;
 use crate::blocks::unpack_block;
 use std::arch::x86_64::*;
 
-/// Dot products of weight rows `rows` (of `w`, `row_bytes` each) with `act`,
-/// written to `out[r - rows.start]`.
+/// Dot products of weight rows `rows` (of `w`, `row_bytes` each) with each
+/// activation row of `acts`: row `i`'s results go to
+/// `out[i * out_stride + (r - rows.start)]`.
 ///
 /// # Safety
 /// CPU features of `I`; `w` holds every row in `rows` with `row_bytes` =
-/// `cols / block_elems * block_bytes`; `act` has `cols` values;
-/// `out.len() >= rows.len()`.
+/// `cols / block_elems * block_bytes`; each act has `cols` values;
+/// `out.len() >= (acts.len() - 1) * out_stride + rows.len()`.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemv<I: Isa>(
     qtype: QuantType,
     w: &[u8],
     row_bytes: usize,
     cols: usize,
     rows: std::ops::Range<usize>,
-    act: ActRow<'_>,
+    acts: &[ActRow<'_>],
     out: &mut [f32],
+    out_stride: usize,
 ) {
     match qtype {
-        QuantType::Q4_0 => drive::<I, T_Q4_0>(w, row_bytes, cols, rows, act, out),
-        QuantType::Q4_1 => drive::<I, T_Q4_1>(w, row_bytes, cols, rows, act, out),
-        QuantType::Q8_0 => drive::<I, T_Q8_0>(w, row_bytes, cols, rows, act, out),
-        QuantType::Q4K => drive::<I, T_Q4K>(w, row_bytes, cols, rows, act, out),
-        QuantType::Q5K => drive::<I, T_Q5K>(w, row_bytes, cols, rows, act, out),
-        QuantType::Q6K => drive::<I, T_Q6K>(w, row_bytes, cols, rows, act, out),
+        QuantType::Q4_0 => drive::<I, T_Q4_0>(w, row_bytes, cols, rows, acts, out, out_stride),
+        QuantType::Q4_1 => drive::<I, T_Q4_1>(w, row_bytes, cols, rows, acts, out, out_stride),
+        QuantType::Q8_0 => drive::<I, T_Q8_0>(w, row_bytes, cols, rows, acts, out, out_stride),
+        QuantType::Q4K => drive::<I, T_Q4K>(w, row_bytes, cols, rows, acts, out, out_stride),
+        QuantType::Q5K => drive::<I, T_Q5K>(w, row_bytes, cols, rows, acts, out, out_stride),
+        QuantType::Q6K => drive::<I, T_Q6K>(w, row_bytes, cols, rows, acts, out, out_stride),
     }
 }
 
@@ -53,40 +58,98 @@ unsafe fn drive<I: Isa, const T: u8>(
     row_bytes: usize,
     cols: usize,
     rows: std::ops::Range<usize>,
-    act: ActRow<'_>,
+    acts: &[ActRow<'_>],
     out: &mut [f32],
+    out_stride: usize,
+) {
+    let mut i = 0;
+    while i < acts.len() {
+        let left = acts.len() - i;
+        let o = &mut out[i * out_stride..];
+        let a = &acts[i..];
+        // One weight read serves up to four activation rows; fewer weight
+        // rows per step then, to stay within the registers.
+        match left {
+            1 => drive_k::<I, T, 1, 4>(w, row_bytes, cols, rows.clone(), [a[0]], o, out_stride),
+            2 => drive_k::<I, T, 2, 2>(
+                w,
+                row_bytes,
+                cols,
+                rows.clone(),
+                [a[0], a[1]],
+                o,
+                out_stride,
+            ),
+            3 => drive_k::<I, T, 3, 2>(
+                w,
+                row_bytes,
+                cols,
+                rows.clone(),
+                [a[0], a[1], a[2]],
+                o,
+                out_stride,
+            ),
+            _ => drive_k::<I, T, 4, 2>(
+                w,
+                row_bytes,
+                cols,
+                rows.clone(),
+                [a[0], a[1], a[2], a[3]],
+                o,
+                out_stride,
+            ),
+        }
+        i += left.min(4);
+    }
+}
+
+#[inline(always)]
+unsafe fn drive_k<I: Isa, const T: u8, const K: usize, const RMAX: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    cols: usize,
+    rows: std::ops::Range<usize>,
+    acts: [ActRow<'_>; K],
+    out: &mut [f32],
+    out_stride: usize,
 ) {
     debug_assert!(
-        w.len() >= rows.end * row_bytes && out.len() >= rows.len() && act.qs.len() == cols
+        w.len() >= rows.end * row_bytes
+            && out.len() >= (K - 1) * out_stride + rows.len()
+            && acts.iter().all(|a| a.qs.len() == cols)
     );
     let nb = cols / qtype_of(T).block_elems();
     let mut r = rows.start;
     let mut o = 0;
-    while r + 4 <= rows.end {
-        let res = rows_n::<I, T, 4>(w.as_ptr().add(r * row_bytes), row_bytes, nb, act);
-        out[o..o + 4].copy_from_slice(&res);
-        r += 4;
-        o += 4;
+    while r + RMAX <= rows.end {
+        let res = rows_n::<I, T, K, RMAX>(w.as_ptr().add(r * row_bytes), row_bytes, nb, &acts);
+        for (k, rk) in res.iter().enumerate() {
+            out[k * out_stride + o..k * out_stride + o + RMAX].copy_from_slice(rk);
+        }
+        r += RMAX;
+        o += RMAX;
     }
     while r < rows.end {
-        let res = rows_n::<I, T, 1>(w.as_ptr().add(r * row_bytes), row_bytes, nb, act);
-        out[o] = res[0];
+        let res = rows_n::<I, T, K, 1>(w.as_ptr().add(r * row_bytes), row_bytes, nb, &acts);
+        for (k, rk) in res.iter().enumerate() {
+            out[k * out_stride + o] = rk[0];
+        }
         r += 1;
         o += 1;
     }
 }
 
 #[inline(always)]
-unsafe fn rows_n<I: Isa, const T: u8, const R: usize>(
+unsafe fn rows_n<I: Isa, const T: u8, const K: usize, const R: usize>(
     base: *const u8,
     row_bytes: usize,
     nb: usize,
-    act: ActRow<'_>,
-) -> [f32; R] {
+    acts: &[ActRow<'_>; K],
+) -> [[f32; R]; K] {
     if T == T_Q4K || T == T_Q5K || T == T_Q6K {
-        rows_k::<I, T, R>(base, row_bytes, nb, act)
+        rows_k::<I, T, K, R>(base, row_bytes, nb, acts)
     } else {
-        rows_32::<I, T, R>(base, row_bytes, nb, act)
+        rows_32::<I, T, K, R>(base, row_bytes, nb, acts)
     }
 }
 
@@ -107,66 +170,85 @@ unsafe fn prefetch(blk: *const u8, row_bytes: usize) {
 
 /// Q4_0 / Q4_1 / Q8_0 rows against Q8 activation blocks of 32.
 #[inline(always)]
-unsafe fn rows_32<I: Isa, const T: u8, const R: usize>(
+unsafe fn rows_32<I: Isa, const T: u8, const K: usize, const R: usize>(
     base: *const u8,
     row_bytes: usize,
     nb: usize,
-    act: ActRow<'_>,
-) -> [f32; R] {
+    acts: &[ActRow<'_>; K],
+) -> [[f32; R]; K] {
     let bb = qtype_of(T).block_bytes();
-    let mut acc = [_mm256_setzero_ps(); R];
-    let mut off = [0.0f32; R];
-    let qs = act.qs.as_ptr();
+    let mut acc = [[_mm256_setzero_ps(); R]; K];
+    let mut off = [[0.0f32; R]; K];
     for b in 0..nb {
-        let a = _mm256_loadu_si256(qs.add(32 * b) as *const __m256i);
-        let da = *act.d.get_unchecked(b);
-        let init = if T == T_Q4_0 {
-            neg_shl::<3>(I::sum4(a))
-        } else if T == T_Q8_0 && !I::Q8_SELF_CENTERED {
-            neg_shl::<7>(I::sum4(a))
-        } else {
-            _mm256_setzero_si256()
-        };
+        let mut a = [_mm256_setzero_si256(); K];
+        let mut da = [0.0f32; K];
+        let mut init = [_mm256_setzero_si256(); K];
+        for k in 0..K {
+            a[k] = _mm256_loadu_si256(acts[k].qs.as_ptr().add(32 * b) as *const __m256i);
+            da[k] = *acts[k].d.get_unchecked(b);
+            init[k] = if T == T_Q4_0 {
+                neg_shl::<3>(I::sum4(a[k]))
+            } else if T == T_Q8_0 && !I::Q8_SELF_CENTERED {
+                neg_shl::<7>(I::sum4(a[k]))
+            } else {
+                _mm256_setzero_si256()
+            };
+        }
         for r in 0..R {
             let blk = base.add(r * row_bytes + b * bb);
             prefetch(blk, row_bytes);
-            let (p, dw) = if T == T_Q4_1 {
+            let (wv, dw, mw) = if T == T_Q4_1 {
                 let (dw, mw) = f16x2(blk);
-                off[r] += mw * *act.s.get_unchecked(b);
-                (I::dot_u8(init, nibbles(blk.add(4)), a), dw)
+                (nibbles(blk.add(4)), dw, mw)
             } else if T == T_Q4_0 {
-                (I::dot_u8(init, nibbles(blk.add(2)), a), f16x1(blk))
+                (nibbles(blk.add(2)), f16x1(blk), 0.0)
             } else {
-                let wv = _mm256_loadu_si256(blk.add(2) as *const __m256i);
-                (I::dot_q8_signed(init, wv, a), f16x1(blk))
+                (
+                    _mm256_loadu_si256(blk.add(2) as *const __m256i),
+                    f16x1(blk),
+                    0.0,
+                )
             };
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da), acc[r]);
+            for k in 0..K {
+                let p = if T == T_Q8_0 {
+                    I::dot_q8_signed(init[k], wv, a[k])
+                } else {
+                    I::dot_u8(init[k], wv, a[k])
+                };
+                if T == T_Q4_1 {
+                    off[k][r] += mw * *acts[k].s.get_unchecked(b);
+                }
+                acc[k][r] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da[k]), acc[k][r]);
+            }
         }
     }
-    let mut res = [0.0f32; R];
-    for r in 0..R {
-        res[r] = hsum(acc[r]) + off[r];
+    let mut res = [[0.0f32; R]; K];
+    for k in 0..K {
+        for r in 0..R {
+            res[k][r] = hsum(acc[k][r]) + off[k][r];
+        }
     }
     res
 }
 
 /// K-quant rows against Q8K activations: each super-block is unpacked to
-/// unsigned bytes and per-16 scales, then dotted 32 bytes at a time.
+/// unsigned bytes and per-16 scales (once for all activation rows), then
+/// dotted 32 bytes at a time.
 #[inline(always)]
-unsafe fn rows_k<I: Isa, const T: u8, const R: usize>(
+unsafe fn rows_k<I: Isa, const T: u8, const K: usize, const R: usize>(
     base: *const u8,
     row_bytes: usize,
     nb: usize,
-    act: ActRow<'_>,
-) -> [f32; R] {
+    acts: &[ActRow<'_>; K],
+) -> [[f32; R]; K] {
     let qt = qtype_of(T);
     let bb = qt.block_bytes();
     let mut q = [[0u8; 256]; R];
     let mut sa = [[0.0f32; 16]; R];
     let mut sb = [[0.0f32; 16]; R];
-    let mut acc = [_mm256_setzero_ps(); R];
-    let mut bacc = [_mm256_setzero_ps(); R];
-    let qs = act.qs.as_ptr();
+    let mut acc = [[_mm256_setzero_ps(); R]; K];
+    let mut bacc = [[_mm256_setzero_ps(); R]; K];
     for b in 0..nb {
         for r in 0..R {
             for line in (0..bb).step_by(64) {
@@ -175,35 +257,42 @@ unsafe fn rows_k<I: Isa, const T: u8, const R: usize>(
             let blk = std::slice::from_raw_parts(base.add(r * row_bytes + b * bb), bb);
             unpack_block(qt, blk, &mut q[r], &mut sa[r], &mut sb[r]);
         }
-        let mut accb = [_mm256_setzero_ps(); R];
-        for c in 0..8 {
-            let a = _mm256_loadu_si256(qs.add(256 * b + 32 * c) as *const __m256i);
-            let init = if T == T_Q6K {
-                neg_shl::<5>(I::sum4(a))
-            } else {
-                _mm256_setzero_si256()
-            };
-            for r in 0..R {
-                let wv = _mm256_loadu_si256(q[r].as_ptr().add(32 * c) as *const __m256i);
-                let p = I::dot_u8(init, wv, a);
-                let sv = _mm256_set_m128(_mm_set1_ps(sa[r][2 * c + 1]), _mm_set1_ps(sa[r][2 * c]));
-                accb[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sv, accb[r]);
+        for k in 0..K {
+            let qs = acts[k].qs.as_ptr();
+            let mut accb = [_mm256_setzero_ps(); R];
+            for c in 0..8 {
+                let a = _mm256_loadu_si256(qs.add(256 * b + 32 * c) as *const __m256i);
+                let init = if T == T_Q6K {
+                    neg_shl::<5>(I::sum4(a))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                for r in 0..R {
+                    let wv = _mm256_loadu_si256(q[r].as_ptr().add(32 * c) as *const __m256i);
+                    let p = I::dot_u8(init, wv, a);
+                    let sv =
+                        _mm256_set_m128(_mm_set1_ps(sa[r][2 * c + 1]), _mm_set1_ps(sa[r][2 * c]));
+                    accb[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sv, accb[r]);
+                }
             }
-        }
-        let da = _mm256_set1_ps(*act.d.get_unchecked(16 * b));
-        let s0 = _mm256_loadu_ps(act.s.as_ptr().add(16 * b));
-        let s1 = _mm256_loadu_ps(act.s.as_ptr().add(16 * b + 8));
-        for r in 0..R {
-            acc[r] = _mm256_fmadd_ps(accb[r], da, acc[r]);
-            if T != T_Q6K {
-                bacc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(sb[r].as_ptr()), s0, bacc[r]);
-                bacc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(sb[r].as_ptr().add(8)), s1, bacc[r]);
+            let da = _mm256_set1_ps(*acts[k].d.get_unchecked(16 * b));
+            let s0 = _mm256_loadu_ps(acts[k].s.as_ptr().add(16 * b));
+            let s1 = _mm256_loadu_ps(acts[k].s.as_ptr().add(16 * b + 8));
+            for r in 0..R {
+                acc[k][r] = _mm256_fmadd_ps(accb[r], da, acc[k][r]);
+                if T != T_Q6K {
+                    bacc[k][r] = _mm256_fmadd_ps(_mm256_loadu_ps(sb[r].as_ptr()), s0, bacc[k][r]);
+                    bacc[k][r] =
+                        _mm256_fmadd_ps(_mm256_loadu_ps(sb[r].as_ptr().add(8)), s1, bacc[k][r]);
+                }
             }
         }
     }
-    let mut res = [0.0f32; R];
-    for r in 0..R {
-        res[r] = hsum(_mm256_add_ps(acc[r], bacc[r]));
+    let mut res = [[0.0f32; R]; K];
+    for k in 0..K {
+        for r in 0..R {
+            res[k][r] = hsum(_mm256_add_ps(acc[k][r], bacc[k][r]));
+        }
     }
     res
 }
