@@ -20,7 +20,12 @@ pub struct CausalAttention {
 }
 
 /// Below this many score evaluations a pass stays on one thread.
-const PARALLEL_WORK: usize = 1 << 15;
+const PARALLEL_WORK: usize = 1 << 12;
+
+thread_local! {
+    /// One (row, head)'s attention scores, reused across passes.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Lanes of independent accumulators: wide enough to vectorize, fixed so
 /// the summation order never depends on the machine's SIMD width.
@@ -170,14 +175,24 @@ impl CustomOp3 for CausalAttention {
         let group = heads / kv_heads;
         let width = heads * hd;
         let mut out = vec![0f32; len * width];
+        if hd == 0 {
+            return Ok((CpuStorage::F32(out), Shape::from((len, width))));
+        }
         let q = &qdata[q0..];
         let scale = self.scale;
         let start = self.start;
-        // Work item: one query row, all heads (rows are independent).
-        let run_row = |(i, out_row): (usize, &mut [f32])| {
-            let mut scores = Vec::with_capacity(start + i + 1);
-            for h in 0..heads {
-                let qrow = &q[(h * len + i) * hd..(h * len + i + 1) * hd];
+        // Work item: one (query row, head) pair; they are independent, so a
+        // single decode row still spreads its heads over the threads.
+        let run = |(item, out_head): (usize, &mut [f32])| {
+            let (i, h) = (item / heads, item % heads);
+            let qrow = &q[(h * len + i) * hd..(h * len + i + 1) * hd];
+            SCORES.with(|cell| {
+                let mut fresh = Vec::new();
+                let mut guard = cell.try_borrow_mut();
+                let scores = match guard.as_mut() {
+                    Ok(g) => &mut **g,
+                    Err(_) => &mut fresh,
+                };
                 one_row(
                     qrow,
                     k,
@@ -186,16 +201,26 @@ impl CustomOp3 for CausalAttention {
                     start + i + 1,
                     hd,
                     scale,
-                    &mut scores,
-                    &mut out_row[h * hd..(h + 1) * hd],
+                    scores,
+                    out_head,
                 );
-            }
+            });
         };
+        // Score evaluations in the pass: below the threshold, threads cost
+        // more than they save.
+        // A prompt chunk has rows enough to share out one row (all heads)
+        // at a time; a decode row shares out its heads.
         let work = len * heads * (start + len);
-        if work >= PARALLEL_WORK && len > 1 {
-            out.par_chunks_mut(width).enumerate().for_each(run_row);
+        if work < PARALLEL_WORK {
+            out.chunks_mut(hd).enumerate().for_each(run);
+        } else if len > 1 {
+            out.par_chunks_mut(width).enumerate().for_each(|(i, row)| {
+                for (h, head) in row.chunks_mut(hd).enumerate() {
+                    run((i * heads + h, head));
+                }
+            });
         } else {
-            out.chunks_mut(width).enumerate().for_each(run_row);
+            out.par_chunks_mut(hd).enumerate().for_each(run);
         }
         Ok((CpuStorage::F32(out), Shape::from((len, width))))
     }
