@@ -10,7 +10,7 @@ use neuron_kernels::QuantType;
 use super::attention::Attention;
 use super::config::ModelConfig;
 use super::embedding::Embedding;
-use super::linear::{Linear, Weight};
+use super::linear::Linear;
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::Rope;
@@ -221,9 +221,4 @@ pub fn dense_embedding(t: Tensor, tied: bool) -> Result<(Embedding, Option<Linea
 pub fn quant_embedding(q: Arc<neuron_kernels::QMatrix>, tied: bool) -> (Embedding, Option<Linear>) {
     let head = tied.then(|| Linear::quant_cpu(q.clone(), None));
     (Embedding::Quant(q, Device::Cpu), head)
-}
-
-/// True when the layer's weights are stored quantized.
-pub fn is_quantized(l: &Linear) -> bool {
-    !matches!(l.weight(), Weight::Dense(_))
 }
