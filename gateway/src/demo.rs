@@ -245,11 +245,15 @@ fn start_fleet(neuron: &Path, port: u16, token: String) -> anyhow::Result<Fleet>
     std::fs::create_dir_all(&logs).context("creating the log folder")?;
     let mut children = Vec::new();
     let mut neurons_toml = String::new();
+    // The demo's neurons are on loopback, but they are authenticated all the
+    // same: a fresh random token, handed over in the environment.
+    let neuron_token = new_token();
     for (name, limit_mb) in NODES {
         eprintln!("cortex demo: starting neuron {name} ({limit_mb} MiB for models)");
         let mut cmd = Command::new(neuron);
         cmd.args(["--listen", "127.0.0.1:0", "--name", name])
-            .args(["--memory-limit-mb", &limit_mb.to_string()]);
+            .args(["--memory-limit-mb", &limit_mb.to_string()])
+            .env("CORTEX_NEURON_TOKEN", &neuron_token);
         let child = spawn_logged(name, cmd, &logs)?;
         neurons_toml.push_str(&format!(
             "\n[[neurons]]\nname = \"{name}\"\nendpoint = \"{}\"\n",
@@ -277,6 +281,7 @@ fn start_fleet(neuron: &Path, port: u16, token: String) -> anyhow::Result<Fleet>
     for var in GATEWAY_ENV {
         cmd.env_remove(var);
     }
+    cmd.env("CORTEX_NEURON_TOKEN", &neuron_token);
     let gateway = spawn_logged("gateway", cmd, &logs)?;
     let gateway_url = gateway.url.clone();
     let metrics_url = gateway

@@ -47,7 +47,16 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(cfg: GatewayConfig, catalogue: ModelsConfig) -> anyhow::Result<Self> {
+        // The fleet's neuron token goes with every request to a neuron.
+        let mut neuron_headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &cfg.auth.neuron_token {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .context("the neuron token has characters a header cannot carry")?;
+            v.set_sensitive(true);
+            neuron_headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let upstream = reqwest::Client::builder()
+            .default_headers(neuron_headers.clone())
             .connect_timeout(Duration::from_secs(2))
             .read_timeout(cfg.gateway.upstream_idle_timeout())
             .tcp_nodelay(true)
@@ -55,6 +64,7 @@ impl AppState {
             .build()
             .context("building the upstream HTTP client")?;
         let control = reqwest::Client::builder()
+            .default_headers(neuron_headers)
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .build()

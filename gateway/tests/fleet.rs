@@ -219,6 +219,36 @@ async fn twenty_concurrent_requests_for_a_cold_model_make_one_load() {
     assert_eq!((loads, cold), (1, 1), "{seen:?}");
 }
 
+/// Neurons that require the fleet token serve a gateway that has it, and
+/// nothing through one that does not (the node stays down, with why).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_protected_neurons_serve_only_a_gateway_with_the_token() {
+    let env = [("CORTEX_NEURON_TOKEN", "fleet-token-42")];
+    let a = neuron_env("a", 250, "127.0.0.1:0", &["--max-queue", "64"], &env);
+    let gw = gateway_with(
+        &[&a],
+        "lru",
+        &models_toml(&[("smol", "")]),
+        "",
+        "neuron_token = \"fleet-token-42\"",
+    )
+    .await;
+    let (status, node, body) = gw.chat("smol", 2).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(node.as_deref(), Some("a"));
+
+    let b = neuron_env("b", 250, "127.0.0.1:0", &["--max-queue", "64"], &env);
+    let tokenless = gateway_started(&[&b], "lru", &models_toml(&[("smol", "")]), "", "");
+    let st = tokenless
+        .wait_status("the node's refusal", Duration::from_secs(20), |s| {
+            s.nodes[0].reason.is_some()
+        })
+        .await;
+    assert_eq!(st.nodes[0].state, NodeState::Down, "{st:?}");
+    let (status, _, body) = tokenless.chat("smol", 2).await;
+    assert_eq!(status, 503, "{body}");
+}
+
 /// A burst larger than the neuron's batch and queue together: the gateway
 /// holds the overflow in its own line and every request is served, with
 /// one cold start.

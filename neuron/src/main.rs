@@ -20,6 +20,15 @@ async fn main() -> anyhow::Result<()> {
         return neuron::bench::run(args, settings).await;
     }
     let listen = settings.listen.clone();
+    if settings.token.is_some() {
+        tracing::info!("every route but /health requires the neuron token");
+    } else if cli.insecure_no_auth && !neuron::settings::is_loopback(&listen) {
+        tracing::warn!(
+            %listen,
+            "INSECURE: no token and a non-loopback address (--insecure-no-auth): anyone who \
+             can reach this port can load, unload and run models and read request metadata"
+        );
+    }
     let preload = settings.preload.clone();
     let neuron = Neuron::start(settings).context("starting the neuron")?;
     let listener = tokio::net::TcpListener::bind(&listen)

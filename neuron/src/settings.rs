@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use cortex_common::config::ConfigError;
-use cortex_common::config::neuron::{DEFAULT_NEURON_LISTEN, NeuronConfig};
+use cortex_common::config::neuron::{
+    DEFAULT_NEURON_LISTEN, DEFAULT_NEURON_LISTEN_NO_AUTH, NeuronConfig,
+};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -18,7 +20,8 @@ pub struct Cli {
     /// Settings file (TOML); flags override it.
     #[arg(long, env = "NEURON_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 0.0.0.0:13131].
+    /// Address to listen on [default: 0.0.0.0:13131 with a token,
+    /// 127.0.0.1:13131 without].
     #[arg(long)]
     pub listen: Option<String>,
     /// Node name reported to the gateway [default: the host name].
@@ -42,6 +45,14 @@ pub struct Cli {
     /// Prompt-cache memory per model, MiB; 0 turns it off [default: 512].
     #[arg(long)]
     pub prompt_cache_mb: Option<u64>,
+    /// File holding the neuron token (the token itself is never a flag:
+    /// flags show in `ps`). `CORTEX_NEURON_TOKEN` wins over it.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Serve without a token on a non-loopback address: anyone who can
+    /// reach it can load, unload and generate.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
     /// Load a model at start, `ID=SOURCE` or `SOURCE` (repeatable).
     #[arg(long = "preload")]
     pub preload: Vec<String>,
@@ -85,9 +96,11 @@ pub struct BenchArgs {
     pub concurrency: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub listen: String,
+    /// The token every route but `/health` requires, when set.
+    pub token: Option<Token>,
     pub name: String,
     pub memory_limit_bytes: Option<u64>,
     pub max_queue: u32,
@@ -104,8 +117,79 @@ pub struct Settings {
     pub preload: Vec<(String, String)>,
 }
 
+/// A secret that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(s: &str) -> Option<Token> {
+        let t = s.trim();
+        (!t.is_empty()).then(|| Token(t.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("name", &self.name)
+            .field("token", &self.token)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the neuron's settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot read the token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the token file {0} is empty")]
+    EmptyToken(PathBuf),
+    #[error("CORTEX_NEURON_TOKEN is set but empty")]
+    EmptyEnvToken,
+    #[error(
+        "refusing to listen on {0} without a token: anyone who can reach it could load, unload \
+         and generate. Set CORTEX_NEURON_TOKEN or token_file (--token-file), listen on \
+         127.0.0.1, or pass --insecure-no-auth"
+    )]
+    OpenListener(String),
+}
+
+/// True when `addr` (`host:port`) only accepts connections from this host.
+pub fn is_loopback(addr: &str) -> bool {
+    if let Ok(sa) = addr.parse::<std::net::SocketAddr>() {
+        return sa.ip().is_loopback();
+    }
+    addr.rsplit_once(':')
+        .is_some_and(|(host, _)| host == "localhost")
+}
+
 impl Settings {
-    pub fn from_cli(cli: &Cli) -> Result<Self, ConfigError> {
+    pub fn from_cli(cli: &Cli) -> Result<Self, SettingsError> {
+        Self::from_cli_env(cli, |k| std::env::var(k).ok())
+    }
+
+    pub fn from_cli_env(
+        cli: &Cli,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
         let file = match &cli.config {
             Some(path) => NeuronConfig::load(path)?,
             None => NeuronConfig::default(),
@@ -120,11 +204,35 @@ impl Settings {
                 None => (p.clone(), p.clone()),
             })
             .collect();
+        let token = match env("CORTEX_NEURON_TOKEN") {
+            Some(v) => Some(Token::new(&v).ok_or(SettingsError::EmptyEnvToken)?),
+            None => match cli.token_file.clone().or(file.token_file.clone()) {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|source| {
+                        SettingsError::TokenFile {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                    let first = text.lines().next().unwrap_or("");
+                    Some(Token::new(first).ok_or(SettingsError::EmptyToken(path))?)
+                }
+                None => None,
+            },
+        };
+        let listen = match (cli.listen.clone().or(file.listen.clone()), &token) {
+            (Some(l), _) => l,
+            (None, Some(_)) => DEFAULT_NEURON_LISTEN.to_string(),
+            // No credentials: loopback only, unless told otherwise.
+            (None, None) if cli.insecure_no_auth => DEFAULT_NEURON_LISTEN.to_string(),
+            (None, None) => DEFAULT_NEURON_LISTEN_NO_AUTH.to_string(),
+        };
+        if token.is_none() && !is_loopback(&listen) && !cli.insecure_no_auth {
+            return Err(SettingsError::OpenListener(listen));
+        }
         Ok(Settings {
-            listen: cli
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_NEURON_LISTEN.to_string()),
+            listen,
+            token,
             name: cli.name.or(file.name).unwrap_or(host),
             memory_limit_bytes: cli
                 .memory_limit_mb

@@ -176,6 +176,14 @@ pub struct AuthSection {
     /// Bearer keys accepted on the client API. Empty: the client API is open.
     #[serde(default)]
     pub api_keys: Vec<String>,
+    /// The fleet's neuron token, sent to every neuron (`CORTEX_NEURON_TOKEN`
+    /// wins; prefer `neuron_token_file` or the environment to a token in
+    /// the file).
+    #[serde(default)]
+    pub neuron_token: Option<String>,
+    /// A file whose first line is the neuron token (relative to this file).
+    #[serde(default)]
+    pub neuron_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -273,6 +281,45 @@ impl GatewayConfig {
             ));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
+        if let Some(token) = &self.auth.neuron_token
+            && token.trim().is_empty()
+        {
+            return Err(ConfigError::invalid_value(
+                path,
+                source,
+                Some(("auth", 0)),
+                "neuron_token",
+                "must not be empty (leave it out, or set CORTEX_NEURON_TOKEN)",
+            ));
+        }
+        if let Some(file) = self.auth.neuron_token_file.take() {
+            let file = if file.is_absolute() {
+                file
+            } else {
+                dir.join(file)
+            };
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                ConfigError::invalid_value(
+                    path,
+                    source,
+                    Some(("auth", 0)),
+                    "neuron_token_file",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            let token = text.lines().next().unwrap_or("").trim().to_string();
+            if token.is_empty() {
+                return Err(ConfigError::invalid_value(
+                    path,
+                    source,
+                    Some(("auth", 0)),
+                    "neuron_token_file",
+                    format!("{} is empty", file.display()),
+                ));
+            }
+            self.auth.neuron_token.get_or_insert(token);
+            self.auth.neuron_token_file = Some(file);
+        }
         let models = self
             .models_config
             .take()
@@ -314,6 +361,12 @@ impl GatewayConfig {
                     format!("`{v}` is not a strategy; use lru or priority"),
                 )
             })?;
+        }
+        if let Some(v) = lookup("CORTEX_NEURON_TOKEN") {
+            if v.trim().is_empty() {
+                return Err(env_err("CORTEX_NEURON_TOKEN", "must not be empty".into()));
+            }
+            self.auth.neuron_token = Some(v.trim().to_string());
         }
         if let Some(v) = lookup("CORTEX_ADMIN_TOKEN") {
             if v.trim().is_empty() {
@@ -431,5 +484,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("CORTEX_EVICTION_STRATEGY"), "{err}");
+    }
+
+    #[test]
+    fn the_neuron_token_from_the_file_a_token_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("cortex.toml");
+        std::fs::write(dir.path().join("neuron.token"), "from-file\nignored\n").unwrap();
+        let text = "[auth]\nneuron_token_file = \"neuron.token\"\n";
+        let mut cfg = GatewayConfig::parse(&cfg_path, text).unwrap();
+        assert_eq!(cfg.auth.neuron_token.as_deref(), Some("from-file"));
+        cfg.apply_env(|k| (k == "CORTEX_NEURON_TOKEN").then(|| "from-env".to_string()))
+            .unwrap();
+        assert_eq!(cfg.auth.neuron_token.as_deref(), Some("from-env"));
+        let err = cfg
+            .apply_env(|k| (k == "CORTEX_NEURON_TOKEN").then(|| " ".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CORTEX_NEURON_TOKEN"), "{err}");
+        let err = GatewayConfig::parse(&cfg_path, "[auth]\nneuron_token = \"\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":2") && err.contains("neuron_token"), "{err}");
+        let err = GatewayConfig::parse(&cfg_path, "[auth]\nneuron_token_file = \"missing\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("neuron_token_file") && err.contains("missing"),
+            "{err}"
+        );
     }
 }

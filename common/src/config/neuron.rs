@@ -8,6 +8,8 @@ use serde::Deserialize;
 use super::{ConfigError, load_toml};
 
 pub const DEFAULT_NEURON_LISTEN: &str = "0.0.0.0:13131";
+/// Where a neuron without a token listens by default: loopback only.
+pub const DEFAULT_NEURON_LISTEN_NO_AUTH: &str = "127.0.0.1:13131";
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +41,10 @@ pub struct NeuronConfig {
     pub max_batch: Option<usize>,
     /// Tokens one step may run, decode tokens and prefill chunks (default 256).
     pub max_batched_tokens: Option<usize>,
+    /// File holding the fleet's neuron token (first line). Every route but
+    /// `/health` then needs `Authorization: Bearer <token>`.
+    /// `CORTEX_NEURON_TOKEN` wins over it.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl NeuronConfig {

@@ -30,7 +30,21 @@ pub fn neuron_at(name: &str, limit_mb: u64, listen: &str) -> Child {
 
 /// A neuron with extra flags (batch and queue sizes).
 pub fn neuron_with(name: &str, limit_mb: u64, listen: &str, flags: &[&str]) -> Child {
+    neuron_env(name, limit_mb, listen, flags, &[])
+}
+
+/// A neuron with extra flags and environment (its token).
+pub fn neuron_env(
+    name: &str,
+    limit_mb: u64,
+    listen: &str,
+    flags: &[&str],
+    env: &[(&str, &str)],
+) -> Child {
     let mut cmd = Command::new(neuron_bin());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     cmd.args(["--listen", listen, "--name", name])
         .args(["--memory-limit-mb", &limit_mb.to_string()])
         .args(flags)
@@ -69,6 +83,23 @@ pub async fn gateway_with(
     gateway_extra: &str,
     auth_extra: &str,
 ) -> Gateway {
+    let gw = gateway_started(neurons, strategy, models, gateway_extra, auth_extra);
+    let total = neurons.len() as u32;
+    gw.wait_status("every node up", Duration::from_secs(20), |s| {
+        s.nodes_up == total
+    })
+    .await;
+    gw
+}
+
+/// `cortex serve` started and listening, its nodes not waited for.
+pub fn gateway_started(
+    neurons: &[&Child],
+    strategy: &str,
+    models: &str,
+    gateway_extra: &str,
+    auth_extra: &str,
+) -> Gateway {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cfg = format!(
         "[gateway]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n{gateway_extra}\n\
@@ -90,7 +121,7 @@ pub async fn gateway_with(
         .env_remove("CORTEX_ADMIN_TOKEN")
         .env_remove("CORTEX_API_KEYS");
     let child = spawn_server("cortex", cmd, READY, false).expect("starting cortex");
-    let gw = Gateway {
+    Gateway {
         url: child.url.clone(),
         metrics_url: child
             .metrics_url
@@ -99,13 +130,7 @@ pub async fn gateway_with(
         child,
         http: reqwest::Client::new(),
         _dir: dir,
-    };
-    let total = neurons.len() as u32;
-    gw.wait_status("every node up", Duration::from_secs(20), |s| {
-        s.nodes_up == total
-    })
-    .await;
-    gw
+    }
 }
 
 impl Gateway {

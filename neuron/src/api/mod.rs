@@ -1,5 +1,6 @@
 //! The neuron's HTTP API: thin handlers over [`Neuron`].
 
+pub mod auth;
 pub mod chat;
 pub mod error;
 pub mod events;
@@ -16,8 +17,7 @@ use crate::node::Neuron;
 
 pub fn router(neuron: Arc<Neuron>) -> Router {
     let limit = neuron.settings.max_body_bytes;
-    Router::new()
-        .route("/health", get(health::health))
+    let protected = Router::new()
         .route("/discovery", get(health::discovery))
         .route("/models", get(models::list))
         .route("/models/load", post(models::load))
@@ -26,6 +26,13 @@ pub fn router(neuron: Arc<Neuron>) -> Router {
         .route("/v1/chat/count_tokens", post(chat::count_tokens))
         .route("/events", get(events::events))
         .fallback(error::not_found)
+        .route_layer(axum::middleware::from_fn_with_state(
+            neuron.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/health", get(health::health))
+        .merge(protected)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(neuron)
 }
