@@ -212,9 +212,11 @@ async fn serve(
     settings: Settings,
     threads: usize,
 ) -> Result<(reqwest::Client, String)> {
+    // In this process, on loopback: no token needed.
     let neuron = Neuron::start(Settings {
         listen: "127.0.0.1:0".into(),
         threads,
+        token: None,
         ..settings
     })?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
