@@ -103,6 +103,12 @@ async fn connect(
         .send()
         .await
         .context("GET /events")?;
+    if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+        bail!(
+            "the neuron refused the gateway's token (401): give the gateway the fleet's \
+             neuron token ([auth] neuron_token, neuron_token_file or CORTEX_NEURON_TOKEN)"
+        );
+    }
     if !resp.status().is_success() {
         bail!("GET /events answered {}", resp.status());
     }

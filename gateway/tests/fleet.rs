@@ -241,10 +241,18 @@ async fn token_protected_neurons_serve_only_a_gateway_with_the_token() {
     let tokenless = gateway_started(&[&b], "lru", &models_toml(&[("smol", "")]), "", "");
     let st = tokenless
         .wait_status("the node's refusal", Duration::from_secs(20), |s| {
-            s.nodes[0].reason.is_some()
+            s.nodes[0]
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("token"))
         })
         .await;
     assert_eq!(st.nodes[0].state, NodeState::Down, "{st:?}");
+    let reason = st.nodes[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("token") && reason.contains("neuron_token"),
+        "{reason}"
+    );
     let (status, _, body) = tokenless.chat("smol", 2).await;
     assert_eq!(status, 503, "{body}");
 }
