@@ -116,6 +116,11 @@ impl Sequence {
             permit,
         } = job;
         let prompt_tokens = request.prompt_ids.len() as u32;
+        if request.prompt_ids.is_empty() {
+            // Nothing to run: it would never be scheduled.
+            let _ = tx.send(GenEvent::Error("the prompt has no tokens".into()));
+            return None;
+        }
         if tx.is_closed() {
             tracing::info!(request_id = %request.id, model = %entry.id, ended = "client_gone", "request dropped before it started");
             bus.emit(EventKind::RequestFinished {
