@@ -12,7 +12,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crate::client::{AdminRequest, ClientError, StreamMsg};
 use crate::command::{self, Command};
 use crate::fleet::{Fleet, Level, ModelView};
-use crate::keys;
+use crate::keys::{self, Action};
 use crate::theme::{self, Theme};
 
 /// How long an informational notice stays in the footer.
@@ -40,31 +40,6 @@ impl Pane {
             Pane::Log => "events",
         }
     }
-}
-
-/// What a key means in normal mode (see `keys.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Up,
-    Down,
-    Top,
-    Bottom,
-    PageUp,
-    PageDown,
-    NextPane,
-    PrevPane,
-    FocusPane(usize),
-    Detail,
-    Back,
-    StartFilter,
-    StartCommand,
-    Help,
-    ToggleLogSource,
-    Load,
-    TogglePin,
-    Unload,
-    Evict,
-    Quit,
 }
 
 #[derive(Debug)]

@@ -7,7 +7,30 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::app::Action;
+/// What a key means in normal mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Up,
+    Down,
+    Top,
+    Bottom,
+    PageUp,
+    PageDown,
+    NextPane,
+    PrevPane,
+    FocusPane(usize),
+    Detail,
+    Back,
+    StartFilter,
+    StartCommand,
+    Help,
+    ToggleLogSource,
+    Load,
+    TogglePin,
+    Unload,
+    Evict,
+    Quit,
+}
 
 /// One documented binding.
 pub struct Binding {

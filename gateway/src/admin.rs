@@ -22,11 +22,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::client_api::{bearer, json_body, typed};
 use crate::error::{AppError, unauthorized};
 use crate::evict::{self, Eviction};
+use crate::extract::{bearer, json_body, same, typed};
 use crate::load::ensure_loaded;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// Interval of keepalive comments on `/admin/events`.
 const EVENTS_KEEPALIVE: Duration = Duration::from_secs(15);
@@ -41,15 +41,6 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/admin/models/pin", post(pin))
         .route("/admin/models/unpin", post(unpin))
         .route_layer(middleware::from_fn_with_state(state, require_admin))
-}
-
-/// Equal strings, compared in time independent of where they differ.
-pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {

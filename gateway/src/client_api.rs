@@ -16,19 +16,20 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use cortex_common::error::{ApiError, ErrorKind};
+use cortex_common::error::ApiError;
 use cortex_common::openai::{ChatCompletionRequest, ModelCard, ModelList};
 use cortex_common::status::FleetHealth;
 use serde_json::{Value, json};
 
 use crate::error::{AppError, unauthorized, unknown_model};
+use crate::extract::{bearer, json_body, same, typed};
 use crate::proxy::{self, Forward};
-use crate::serve::AppState;
+use crate::state::AppState;
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     let keyed = Router::new()
@@ -57,7 +58,7 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
             .map(str::to_string)
     });
     let refused = match presented {
-        Some(k) if keys.iter().any(|key| crate::admin::same(key, &k)) => {
+        Some(k) if keys.iter().any(|key| same(key, &k)) => {
             return next.run(req).await;
         }
         Some(_) => unauthorized("the API key is not valid"),
@@ -70,14 +71,6 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
     } else {
         AppError(refused).into_response()
     }
-}
-
-pub fn bearer(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
@@ -142,31 +135,6 @@ async fn list_models(State(state): State<Arc<AppState>>) -> axum::Json<ModelList
     })
 }
 
-/// The body as JSON, with body-limit and syntax errors in the envelope.
-pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|rej| {
-        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                ErrorKind::PayloadTooLarge,
-                "body_too_large",
-                "the request body is larger than the gateway accepts",
-            )
-        } else {
-            ApiError::invalid("invalid_body", rej.body_text())
-        }
-    })?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid("invalid_json", format!("the body is not valid JSON: {e}"))
-    })?;
-    if !value.is_object() {
-        return Err(ApiError::invalid(
-            "invalid_json",
-            "the body must be a JSON object",
-        ));
-    }
-    Ok(value)
-}
-
 async fn chat_completions(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
@@ -194,10 +162,4 @@ async fn chat_completions(
         },
     )
     .await)
-}
-
-/// Typed view of a request body, the offending field named in the message.
-pub fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
-    serde::Deserialize::deserialize(v)
-        .map_err(|e| ApiError::invalid("invalid_request", format!("invalid request: {e}")))
 }

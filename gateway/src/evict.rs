@@ -11,7 +11,7 @@ use cortex_common::neuron_api::{ModelState, UnloadRequest};
 
 use crate::error::{from_upstream_body, upstream};
 use crate::metrics::EvictionLabels;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// Why an automatic unload happens.
 pub struct Eviction<'a> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cortex_common::event::EventKind;
 
-use crate::serve::AppState;
+use crate::state::AppState;
 
 pub async fn histogram_task(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(state.cfg.gateway.histogram_interval());

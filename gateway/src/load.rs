@@ -3,38 +3,22 @@
 //! many requests are waiting for it (single-flight). "Already loaded" is
 //! success.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cortex_common::error::{ApiError, ErrorKind};
 use cortex_common::event::EventKind;
 use cortex_common::neuron_api::{LifecycleResponse, LoadRequest};
 use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
 
 use crate::error::{CAPACITY_BUSY, from_upstream_body, unavailable, upstream};
 use crate::evict::{self, Eviction};
 use crate::metrics::model_node;
 use crate::placement::{self, Decision};
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// Longest a neuron may take to load a model.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
-type LoadFuture = Shared<BoxFuture<'static, Result<String, ApiError>>>;
-
-/// Loads under way, by model (or `model@node` for a load on a named node).
-#[derive(Default)]
-pub struct Loads {
-    inflight: Mutex<HashMap<String, LoadFuture>>,
-}
-
-impl Loads {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, LoadFuture>> {
-        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// Makes `model` servable (on `node` when given) and returns the node's
 /// name. Concurrent callers for the same key share one load. The load runs

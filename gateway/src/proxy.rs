@@ -20,7 +20,7 @@ use futures::StreamExt;
 use crate::error::{AppError, UPSTREAM_QUEUE_FULL, from_upstream_body, unavailable, upstream};
 use crate::metrics::{ErrorLabels, model_node};
 use crate::router::{Lease, acquire, forget};
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// Header naming the node that served a request.
 pub const NODE_HEADER: &str = "x-cortex-node";

@@ -12,7 +12,7 @@ use crate::error::{CAPACITY_BUSY, unavailable};
 use crate::fleet::Replica;
 use crate::load::ensure_loaded;
 use crate::metrics::NodeLabel;
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// A request's claim on a replica; released (in-flight count, last use) on drop.
 pub struct Lease {

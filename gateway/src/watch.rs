@@ -15,7 +15,7 @@ use eventsource_stream::Eventsource;
 use futures::StreamExt;
 
 use crate::metrics::{DeviceLabels, NodeLabel, model_node};
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// Silence on an event stream longer than this means the neuron is hung
 /// (it sends device stats every second).

@@ -25,9 +25,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::upstream::{self, Failure, Item};
-use super::{json_body, typed};
 use crate::error::{unknown_model, upstream as upstream_error};
-use crate::serve::AppState;
+use crate::extract::{json_body, typed};
+use crate::state::AppState;
 
 /// An error on this surface, answered in Anthropic's shape.
 pub enum AnthropicError {

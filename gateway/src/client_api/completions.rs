@@ -19,8 +19,8 @@ use cortex_common::translate::completions::{
 use futures::StreamExt;
 
 use super::upstream::{self, Item, OpenAiError};
-use super::{json_body, typed};
-use crate::serve::AppState;
+use crate::extract::{json_body, typed};
+use crate::state::AppState;
 
 pub async fn completions(
     State(state): State<Arc<AppState>>,

@@ -20,8 +20,8 @@ use cortex_common::translate::responses_stream::ResponsesStream;
 use futures::StreamExt;
 
 use super::upstream::{self, Item, OpenAiError};
-use super::{json_body, typed};
-use crate::serve::AppState;
+use crate::extract::{json_body, typed};
+use crate::state::AppState;
 
 pub async fn responses(
     State(state): State<Arc<AppState>>,

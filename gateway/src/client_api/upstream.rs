@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::error::{AppError, upstream};
 use crate::proxy::{self, Forward, NODE_HEADER};
-use crate::serve::AppState;
+use crate::state::AppState;
 
 /// Largest non-streamed answer read from the proxy.
 const ANSWER_LIMIT: usize = 64 << 20;
