@@ -40,9 +40,8 @@ async fn answer(n: &Neuron, b: Value) -> String {
         .to_string()
 }
 
-/// Streams a chat; returns its text and the arrival time of every content
-/// delta.
-async fn stream(n: &Neuron, mut b: Value) -> (String, Vec<Instant>) {
+/// Starts a streamed chat.
+async fn open_stream(n: &Neuron, mut b: Value) -> reqwest::Response {
     b["stream"] = json!(true);
     let r = n
         .http
@@ -52,6 +51,13 @@ async fn stream(n: &Neuron, mut b: Value) -> (String, Vec<Instant>) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    r
+}
+
+/// Streams a chat; returns its text and the arrival time of every content
+/// delta.
+async fn stream(n: &Neuron, b: Value) -> (String, Vec<Instant>) {
+    let r = open_stream(n, b).await;
     let mut text = String::new();
     let mut times = Vec::new();
     let mut events = r.bytes_stream().eventsource();
@@ -103,15 +109,7 @@ async fn concurrent_streams_complete_and_a_cancelled_one_disturbs_none() {
     }
     // A ninth stream's client leaves mid-stream, while the eight run.
     let quitter = async {
-        let mut b = body("Tell me a very long story about a dragon.", 400);
-        b["stream"] = json!(true);
-        let r = n
-            .http
-            .post(n.at("/v1/chat/completions"))
-            .json(&b)
-            .send()
-            .await
-            .unwrap();
+        let r = open_stream(&n, body("Tell me a very long story about a dragon.", 400)).await;
         let mut chunks = r.bytes_stream();
         for _ in 0..4 {
             let _ = chunks.next().await;

@@ -207,6 +207,14 @@ fn one_batch_of_sequences_matches_each_alone() {
     }
 }
 
+/// `ids` as the `(1, len)` input candle-transformers' models take.
+fn batch_of_one(ids: &[u32]) -> Tensor {
+    Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
+}
+
 /// One reference forward pass: tokens at a position → logits.
 type Forward = dyn FnMut(&[u32], usize) -> Tensor;
 
@@ -234,35 +242,17 @@ fn dense_reference(family: Family, dir: &Path, prompt: &[u32], n: usize) -> (Vec
             let cfg = cfg.into_config(false);
             let model = llama::Llama::load(vb, &cfg).unwrap();
             let mut cache = llama::Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
-            Box::new(move |ids, pos| {
-                let x = Tensor::new(ids, &Device::Cpu)
-                    .unwrap()
-                    .unsqueeze(0)
-                    .unwrap();
-                model.forward(&x, pos, &mut cache).unwrap()
-            })
+            Box::new(move |ids, pos| model.forward(&batch_of_one(ids), pos, &mut cache).unwrap())
         }
         Family::Qwen2 => {
             let cfg: qwen2::Config = serde_json::from_value(config).unwrap();
             let mut model = qwen2::ModelForCausalLM::new(&cfg, vb).unwrap();
-            Box::new(move |ids, pos| {
-                let x = Tensor::new(ids, &Device::Cpu)
-                    .unwrap()
-                    .unsqueeze(0)
-                    .unwrap();
-                model.forward(&x, pos).unwrap()
-            })
+            Box::new(move |ids, pos| model.forward(&batch_of_one(ids), pos).unwrap())
         }
         Family::Qwen3 => {
             let cfg: qwen3::Config = serde_json::from_value(config).unwrap();
             let mut model = qwen3::ModelForCausalLM::new(&cfg, vb).unwrap();
-            Box::new(move |ids, pos| {
-                let x = Tensor::new(ids, &Device::Cpu)
-                    .unwrap()
-                    .unsqueeze(0)
-                    .unwrap();
-                model.forward(&x, pos).unwrap()
-            })
+            Box::new(move |ids, pos| model.forward(&batch_of_one(ids), pos).unwrap())
         }
     };
     let first = step(prompt, 0);

@@ -13,10 +13,6 @@
 #![allow(unsafe_op_in_unsafe_fn)]
 
 use super::isa::Isa;
-use super::panel::Panel;
-use super::{ActRow, gemm as gemm_generic, gemv as gemv_generic};
-use crate::QuantType;
-use crate::quantize_act::QAct;
 use std::arch::x86_64::*;
 
 pub(crate) struct Avx2;
@@ -40,51 +36,4 @@ impl Isa for Avx2 {
     const GEMM_MR: usize = 2;
 }
 
-/// See `gemv::gemv`.
-///
-/// # Safety
-/// The CPU supports AVX2, FMA and F16C; the contract of `gemv::gemv` holds.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemv(
-    qtype: QuantType,
-    w: &[u8],
-    row_bytes: usize,
-    cols: usize,
-    rows: std::ops::Range<usize>,
-    acts: &[ActRow<'_>],
-    out: &mut [f32],
-    out_stride: usize,
-) {
-    gemv_generic::gemv::<Avx2>(qtype, w, row_bytes, cols, rows, acts, out, out_stride)
-}
-
-/// See `gemm::gemm`.
-///
-/// # Safety
-/// The CPU supports AVX2, FMA and F16C; the contract of `gemm::gemm` holds.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn gemm(
-    qtype: QuantType,
-    panel: &Panel,
-    qa: &QAct,
-    m: usize,
-    cols: usize,
-    out: &mut [f32],
-) {
-    gemm_generic::gemm::<Avx2>(qtype, panel, qa, m, cols, out)
-}
-
-/// `Panel::build` compiled for AVX2.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn build_panel(
-    panel: &mut Panel,
-    qtype: QuantType,
-    w: &[u8],
-    row_bytes: usize,
-    cols: usize,
-    row0: usize,
-    nrows: usize,
-) {
-    panel.build(qtype, w, row_bytes, cols, row0, nrows)
-}
+isa_entry_points!(Avx2, "avx2,fma,f16c");

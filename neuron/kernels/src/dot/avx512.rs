@@ -14,10 +14,6 @@
 #![allow(unsafe_op_in_unsafe_fn)]
 
 use super::isa::Isa;
-use super::panel::Panel;
-use super::{ActRow, gemm as gemm_generic, gemv as gemv_generic};
-use crate::QuantType;
-use crate::quantize_act::QAct;
 use std::arch::x86_64::*;
 
 pub(crate) struct Avx512;
@@ -39,52 +35,4 @@ impl Isa for Avx512 {
     const GEMM_MR: usize = 4;
 }
 
-/// See `gemv::gemv`.
-///
-/// # Safety
-/// The CPU supports AVX2, FMA, F16C, AVX512F/BW/VL/VNNI; the contract of
-/// `gemv::gemv` holds.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemv(
-    qtype: QuantType,
-    w: &[u8],
-    row_bytes: usize,
-    cols: usize,
-    rows: std::ops::Range<usize>,
-    acts: &[ActRow<'_>],
-    out: &mut [f32],
-    out_stride: usize,
-) {
-    gemv_generic::gemv::<Avx512>(qtype, w, row_bytes, cols, rows, acts, out, out_stride)
-}
-
-/// See `gemm::gemm`.
-///
-/// # Safety
-/// As for `gemv`, with the contract of `gemm::gemm`.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) unsafe fn gemm(
-    qtype: QuantType,
-    panel: &Panel,
-    qa: &QAct,
-    m: usize,
-    cols: usize,
-    out: &mut [f32],
-) {
-    gemm_generic::gemm::<Avx512>(qtype, panel, qa, m, cols, out)
-}
-
-/// `Panel::build` compiled for AVX-512.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) fn build_panel(
-    panel: &mut Panel,
-    qtype: QuantType,
-    w: &[u8],
-    row_bytes: usize,
-    cols: usize,
-    row0: usize,
-    nrows: usize,
-) {
-    panel.build(qtype, w, row_bytes, cols, row0, nrows)
-}
+isa_entry_points!(Avx512, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");

@@ -6,6 +6,67 @@
 
 pub(crate) mod scalar;
 
+/// The `#[target_feature]` entry points of one instruction set: `gemv`,
+/// `gemm` and `Panel::build`, each the generic kernel compiled with
+/// `$features` for the [`isa::Isa`] type `$isa`. Invoked once per ISA module.
+///
+/// The generated `gemv` and `gemm` are `unsafe`: callers guarantee the CPU
+/// has `$features` (run-time dispatch on `simd::detected`) and the contracts
+/// of `gemv::gemv` / `gemm::gemm`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! isa_entry_points {
+    ($isa:ty, $features:literal) => {
+        /// See `gemv::gemv`.
+        ///
+        /// # Safety
+        /// The CPU has the module's features; the contract of `gemv::gemv`.
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn gemv(
+            qtype: crate::QuantType,
+            w: &[u8],
+            row_bytes: usize,
+            cols: usize,
+            rows: std::ops::Range<usize>,
+            acts: &[super::ActRow<'_>],
+            out: &mut [f32],
+            out_stride: usize,
+        ) {
+            super::gemv::gemv::<$isa>(qtype, w, row_bytes, cols, rows, acts, out, out_stride)
+        }
+
+        /// See `gemm::gemm`.
+        ///
+        /// # Safety
+        /// The CPU has the module's features; the contract of `gemm::gemm`.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn gemm(
+            qtype: crate::QuantType,
+            panel: &super::panel::Panel,
+            qa: &crate::quantize_act::QAct,
+            m: usize,
+            cols: usize,
+            out: &mut [f32],
+        ) {
+            super::gemm::gemm::<$isa>(qtype, panel, qa, m, cols, out)
+        }
+
+        /// `Panel::build` compiled with the module's features.
+        #[target_feature(enable = $features)]
+        pub(crate) fn build_panel(
+            panel: &mut super::panel::Panel,
+            qtype: crate::QuantType,
+            w: &[u8],
+            row_bytes: usize,
+            cols: usize,
+            row0: usize,
+            nrows: usize,
+        ) {
+            panel.build(qtype, w, row_bytes, cols, row0, nrows)
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
