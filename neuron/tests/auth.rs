@@ -69,6 +69,54 @@ async fn every_route_but_health_needs_the_token_and_a_refusal_changes_nothing() 
             );
         }
     }
+    // Bodies are never read before the token is checked: a request
+    // announcing a 6 MiB body gets its 401 before sending a byte of it, and
+    // a malformed one is a 401 too; with the token, the usual 413 and 400.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = n.url.trim_start_matches("http://");
+        let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            6 << 20
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        let got = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+            .await
+            .expect("answered without waiting for the body")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..got]);
+        assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    }
+    let r = n
+        .post_raw("/v1/chat/completions", b"{not json".to_vec())
+        .await;
+    assert_eq!(r.status(), 401);
+    let r = n
+        .http
+        .post(n.at("/v1/chat/completions"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(b"{not json".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // On a connection of its own: the server may close it mid-body.
+    let r = reqwest::Client::new()
+        .post(n.at("/v1/chat/completions"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 6 << 20])
+        .send()
+        .await;
+    // Too large with the token: 413, or the connection closed while the
+    // rest of the body was still being written.
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 413);
+    }
     // The refused load did nothing.
     let (status, models) = call(&n, "GET", "/models", Some(TOKEN), None).await;
     assert_eq!(status, 200);
