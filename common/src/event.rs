@@ -149,6 +149,12 @@ pub enum EventKind {
         request_id: String,
         model: String,
     },
+    /// How many requests for the model wait at the gateway because every
+    /// replica is full; sent when the number changes (coalesced).
+    ModelWaiting {
+        model: String,
+        waiting: u32,
+    },
     RequestFailed {
         request_id: String,
         model: String,
@@ -185,6 +191,7 @@ impl EventKind {
             EventKind::Pinned { .. } => "pinned",
             EventKind::Unpinned { .. } => "unpinned",
             EventKind::RequestRouted { .. } => "request_routed",
+            EventKind::ModelWaiting { .. } => "model_waiting",
             EventKind::RequestFailed { .. } => "request_failed",
             EventKind::Histograms { .. } => "histograms",
         }

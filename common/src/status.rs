@@ -95,6 +95,10 @@ pub struct Placement {
     #[serde(default)]
     pub progress: Option<Progress>,
     pub in_flight: u32,
+    /// Requests admitted by the neuron that wait for a batch slot there (as
+    /// the neuron last reported).
+    #[serde(default)]
+    pub queued: u32,
     /// Milliseconds since the Unix epoch of the last request served here.
     #[serde(default)]
     pub last_used_ms: Option<u64>,

@@ -49,6 +49,7 @@ pub fn placement(node: &str, state: PlacementState, in_flight: u32) -> Placement
         state,
         progress: None,
         in_flight,
+        queued: 0,
         last_used_ms: Some(T0 - 5_000),
     }
 }
@@ -111,6 +112,10 @@ pub fn sample_status() -> FleetStatus {
         1,
     );
     chat.pinned = true;
+    // Busy: one of its two requests queued at the neuron, three more
+    // waiting at the gateway.
+    chat.placements[0].queued = 1;
+    chat.waiting = 3;
     chat.aliases = vec!["chat".to_string()];
     let mut coder = model(
         "smollm2-coder",

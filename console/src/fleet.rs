@@ -94,6 +94,7 @@ impl ModelView {
                     state: PlacementState::Loading,
                     progress: None,
                     in_flight: 0,
+                    queued: 0,
                     last_used_ms: None,
                 });
                 self.status.placements.sort_by(|a, b| a.node.cmp(&b.node));
@@ -110,6 +111,17 @@ impl ModelView {
     fn remove_placement(&mut self, node: &str) {
         self.status.placements.retain(|p| p.node != node);
         self.recount_in_flight();
+    }
+
+    /// Requests for the model: generating on a neuron, queued at a neuron
+    /// for a batch slot, and waiting at the gateway for room on a replica.
+    pub fn load(&self) -> (u32, u32, u32) {
+        let queued: u32 = self.status.placements.iter().map(|p| p.queued).sum();
+        (
+            self.status.in_flight.saturating_sub(queued),
+            queued,
+            self.status.waiting,
+        )
     }
 
     fn recount_in_flight(&mut self) {
@@ -457,6 +469,9 @@ impl Fleet {
                 }
             }
             EventKind::RequestFirstToken { .. } | EventKind::RequestRouted { .. } => {}
+            EventKind::ModelWaiting { model, waiting } => {
+                self.model_entry(&model, "").status.waiting = waiting;
+            }
             EventKind::RequestFinished {
                 model,
                 completion_tokens,
@@ -621,6 +636,7 @@ impl Fleet {
                         None
                     };
                     p.in_flight = info.in_flight;
+                    p.queued = info.queue_depth;
                     view.recount_in_flight();
                 }
             }

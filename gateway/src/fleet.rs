@@ -397,6 +397,28 @@ impl FleetInner {
     }
 
     /// A node where `model` is being loaded right now, if any.
+    /// Up nodes that hold `model` in any state (serving, loading, being
+    /// unloaded), or have a load of it under way.
+    pub fn holders(&self, model: &str) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.up && n.placement_state(model).is_some())
+            .count()
+    }
+
+    /// The nodes `model` may go to (its affinity, or all) that do not hold
+    /// it: where another replica could be placed.
+    pub fn nodes_without(&self, model: &str, entry: Option<&ModelEntry>) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.placement_state(model).is_none())
+            .filter(|n| {
+                entry.is_none_or(|e| e.pinned_on.is_empty() || e.pinned_on.contains(&n.name))
+            })
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
     pub fn loading_on(&self, model: &str) -> Option<usize> {
         self.nodes.iter().position(|n| {
             n.up && (n.pending.contains_key(model)
@@ -619,6 +641,7 @@ impl FleetInner {
                     state,
                     progress: reported.and_then(|m| m.progress),
                     in_flight: n.in_flight.get(id).copied().unwrap_or(0),
+                    queued: reported.map(|m| m.queue_depth).unwrap_or(0),
                     last_used_ms: n.last_used.get(id).copied(),
                 })
             })

@@ -20,6 +20,17 @@ use crate::state::AppState;
 /// Longest a neuron may take to load a model.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// Where a load should go.
+#[derive(Debug, Clone)]
+enum Target {
+    /// Anywhere, unless some replica already serves the model.
+    Any,
+    /// This node (an admin's explicit load).
+    Node(String),
+    /// A node that does not hold the model yet (scale-out), for this reason.
+    NewReplica(String),
+}
+
 /// Makes `model` servable (on `node` when given) and returns the node's
 /// name. Concurrent callers for the same key share one load. The load runs
 /// in its own task, so a caller that gives up does not cancel it for the
@@ -29,19 +40,45 @@ pub async fn ensure_loaded(
     model: &str,
     node: Option<&str>,
 ) -> Result<String, ApiError> {
-    let key = match node {
-        Some(n) => format!("{model}@{n}"),
-        None => model.to_string(),
+    let (key, target) = match node {
+        Some(n) => (format!("{model}@{n}"), Target::Node(n.to_string())),
+        None => (model.to_string(), Target::Any),
     };
+    single_flight(state, key, model, target).await
+}
+
+/// Loads one more replica of `model` on a node that does not hold it yet,
+/// placed by the usual rules; `why` goes into the placement event. Returns
+/// the node's name.
+pub async fn add_replica(
+    state: &Arc<AppState>,
+    model: &str,
+    why: String,
+) -> Result<String, ApiError> {
+    single_flight(
+        state,
+        format!("{model}+replica"),
+        model,
+        Target::NewReplica(why),
+    )
+    .await
+}
+
+async fn single_flight(
+    state: &Arc<AppState>,
+    key: String,
+    model: &str,
+    target: Target,
+) -> Result<String, ApiError> {
     let fut = {
         let mut map = state.loads.map();
         match map.get(&key) {
             Some(f) => f.clone(),
             None => {
                 let st = state.clone();
-                let (m, n, k) = (model.to_string(), node.map(String::from), key.clone());
+                let (m, k) = (model.to_string(), key.clone());
                 let task = tokio::spawn(async move {
-                    let result = load_once(&st, &m, n.as_deref()).await;
+                    let result = load_once(&st, &m, target).await;
                     st.loads.map().remove(&k);
                     result
                 });
@@ -60,11 +97,7 @@ pub async fn ensure_loaded(
     fut.await
 }
 
-async fn load_once(
-    state: &Arc<AppState>,
-    model: &str,
-    node: Option<&str>,
-) -> Result<String, ApiError> {
+async fn load_once(state: &Arc<AppState>, model: &str, target: Target) -> Result<String, ApiError> {
     let retry = state.cfg.gateway.retry_after_secs;
     let entry = state.fleet.entry(model).cloned();
     let strategy = state.fleet.strategy;
@@ -81,34 +114,56 @@ async fn load_once(
                     .find_map(|n| n.reported.get(model).map(|m| m.source.clone()))
             })
             .unwrap_or_else(|| model.to_string());
-        let named = match node {
-            Some(n) => Some(g.nodes.iter().position(|v| v.name == n).ok_or_else(|| {
-                ApiError::not_found("node_not_found", format!("no neuron is named `{n}`"))
-            })?),
-            None => None,
+        let named = match &target {
+            Target::Node(n) => {
+                Some(g.nodes.iter().position(|v| &v.name == n).ok_or_else(|| {
+                    ApiError::not_found("node_not_found", format!("no neuron is named `{n}`"))
+                })?)
+            }
+            Target::Any | Target::NewReplica(_) => None,
         };
-        let servable = match named {
-            Some(i) => g.nodes[i].servable(model).then_some(i),
-            None => g.replicas(model).first().copied(),
+        let servable = match (&target, named) {
+            (_, Some(i)) => g.nodes[i].servable(model).then_some(i),
+            (Target::Any, None) => g.replicas(model).first().copied(),
+            _ => None,
         };
         if let Some(i) = servable {
             return Ok(g.nodes[i].name.clone());
         }
-        let joining = match named {
-            Some(i) => g.loading_on(model).filter(|l| *l == i),
-            None => g.loading_on(model),
+        let joining = match (&target, named) {
+            (_, Some(i)) => g.loading_on(model).filter(|l| *l == i),
+            (Target::Any, None) => g.loading_on(model),
+            _ => None,
         };
         if let Some(i) = joining {
             // A load is already under way there (the neuron joins it).
             (i, g.nodes[i].name.clone(), Vec::new(), source)
         } else {
-            let want = g.want(entry.as_ref(), model, node.map(|n| vec![n.to_string()]));
+            let only_on = match &target {
+                Target::Any => None,
+                Target::Node(n) => Some(vec![n.clone()]),
+                Target::NewReplica(_) => {
+                    let free = g.nodes_without(model, entry.as_ref());
+                    if free.is_empty() {
+                        return Err(unavailable(
+                            "no_capacity",
+                            format!("every node that may run `{model}` already holds it"),
+                            retry,
+                        ));
+                    }
+                    Some(free)
+                }
+            };
+            let want = g.want(entry.as_ref(), model, only_on);
             let candidates = g.candidates(&state.fleet.catalogue);
             match placement::plan(&candidates, &want, strategy) {
-                Decision::Place(plan) => {
+                Decision::Place(mut plan) => {
                     let Some(i) = g.nodes.iter().position(|v| v.name == plan.node) else {
                         return Err(ApiError::internal("placement chose an unknown node"));
                     };
+                    if let Target::NewReplica(why) = &target {
+                        plan.reason = format!("scale-out ({why}): {}", plan.reason);
+                    }
                     g.nodes[i].pending.insert(model.to_string(), want.bytes);
                     for v in &plan.evict {
                         g.nodes[i].unloading.insert(v.model.clone());

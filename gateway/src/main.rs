@@ -15,6 +15,7 @@ mod metrics;
 mod placement;
 mod proxy;
 mod router;
+mod scale_out;
 mod serve;
 mod single_flight;
 mod state;

@@ -30,6 +30,11 @@ pub struct ModelNode {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabel {
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub model: String,
     pub node: String,
@@ -71,6 +76,7 @@ pub struct Metrics {
     pub node_in_flight: Family<NodeLabel, Gauge>,
     pub model_in_flight: Family<ModelNode, Gauge>,
     pub model_queue_depth: Family<ModelNode, Gauge>,
+    pub gateway_waiting: Family<ModelLabel, Gauge>,
     pub device_memory_total: Family<DeviceLabels, Gauge>,
     pub device_memory_used: Family<DeviceLabels, Gauge>,
 }
@@ -173,6 +179,12 @@ impl Metrics {
             "Requests waiting for the device, per model replica",
             Clone::clone(&model_queue_depth),
         );
+        let gateway_waiting = Family::default();
+        registry.register(
+            "cortex_gateway_waiting",
+            "Requests waiting at the gateway because every replica of the model is full",
+            Clone::clone(&gateway_waiting),
+        );
         let device_memory_total = Family::default();
         registry.register(
             "cortex_device_memory_total_bytes",
@@ -200,6 +212,7 @@ impl Metrics {
             node_in_flight,
             model_in_flight,
             model_queue_depth,
+            gateway_waiting,
             device_memory_total,
             device_memory_used,
         }

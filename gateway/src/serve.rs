@@ -93,6 +93,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     }
     tokio::spawn(crate::evict::ttl_task(state.clone()));
     tokio::spawn(crate::histograms::histogram_task(state.clone()));
+    tokio::spawn(crate::scale_out::scale_out_task(state.clone()));
 
     let metrics_app = Router::new()
         .route("/metrics", get(metrics_handler))

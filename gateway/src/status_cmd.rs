@@ -79,8 +79,8 @@ pub fn table(s: &FleetStatus) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{:<24} {:<4} {:>5} {:>8} {:>8} {:>14} {:>14}  placements",
-        "MODEL", "PIN", "PRIO", "REQS", "ERRS", "TTFT p50/p99", "TOK/S p50"
+        "\n{:<24} {:<4} {:>5} {:>8} {:>8} {:>9} {:>14} {:>14}  placements",
+        "MODEL", "PIN", "PRIO", "REQS", "ERRS", "RUN/Q/W", "TTFT p50/p99", "TOK/S p50"
     );
     for m in &s.models {
         let placements: Vec<String> = m
@@ -88,14 +88,22 @@ pub fn table(s: &FleetStatus) -> String {
             .iter()
             .map(|p| format!("{}:{:?}", p.node, p.state).to_lowercase())
             .collect();
+        // Running on a neuron / queued at a neuron / waiting at the gateway.
+        let queued: u32 = m.placements.iter().map(|p| p.queued).sum();
         let _ = writeln!(
             out,
-            "{:<24} {:<4} {:>5} {:>8} {:>8} {:>14} {:>14}  {}",
+            "{:<24} {:<4} {:>5} {:>8} {:>8} {:>9} {:>14} {:>14}  {}",
             m.id,
             if m.pinned { "yes" } else { "" },
             m.residency_priority,
             m.requests_total,
             m.errors_total,
+            format!(
+                "{}/{}/{}",
+                m.in_flight.saturating_sub(queued),
+                queued,
+                m.waiting
+            ),
             format!("{}/{} ms", pct(m.ttft_ms.p50), pct(m.ttft_ms.p99)),
             pct(m.tok_s.p50),
             if placements.is_empty() {

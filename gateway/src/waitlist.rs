@@ -86,6 +86,15 @@ impl Waitlists {
             .unwrap_or(0)
     }
 
+    /// Requests waiting now, per model with a line.
+    pub fn counts(&self) -> Vec<(String, u32)> {
+        let lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        lists
+            .iter()
+            .map(|(m, l)| (m.clone(), l.waiting.load(Ordering::Acquire)))
+            .collect()
+    }
+
     /// A request for `model` ended: the head of its line may retry.
     pub fn freed(&self, model: &str) {
         let list = {

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cortex_common::event::EventKind;
+use cortex_common::event::{Event, EventKind};
 use cortex_common::status::NodeState;
 use serde_json::{Value, json};
 use support::*;
@@ -277,6 +277,83 @@ async fn forty_concurrent_requests_wait_at_the_gateway_and_all_succeed() {
     assert_eq!(gw.metric_sum("cortex_cold_starts_total", &[]).await, 1.0);
     let status = gw.status().await;
     assert_eq!(status.models[0].waiting, 0, "the line is empty afterwards");
+}
+
+/// A model whose line stays deep gets a second replica on the other node
+/// when its `max_replicas` allows, with a placement event saying why, and
+/// the waiting requests spread over both; a model left at the default of
+/// one replica stays on one node however long its line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deep_line_scales_out_to_max_replicas_and_no_further() {
+    let flags = ["--max-batch", "1", "--max-queue", "0"];
+    let a = neuron_with("a", 250, "127.0.0.1:0", &flags);
+    let b = neuron_with("b", 250, "127.0.0.1:0", &flags);
+    let models = models_toml(&[("solo", ""), ("smol", "max_replicas = 2")]);
+    let gw = gateway(&[&a, &b], "lru", &models, "").await;
+    let mut events = gw.events(None).await;
+
+    let gw = &gw;
+    let burst = |model: &'static str| {
+        futures::future::join_all((0..12).map(move |_| async move { gw.chat(model, 24).await }))
+    };
+    // Default max_replicas: the line waits, one replica serves it all.
+    let solo = burst("solo").await;
+    for (status, node, body) in &solo {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(node, &solo[0].1, "one replica serves `solo`");
+    }
+    let st = gw.status().await;
+    assert_eq!(placement_nodes(&st, "solo").len(), 1, "{st:?}");
+
+    let smol = burst("smol").await;
+    let mut served: Vec<String> = smol
+        .iter()
+        .map(|(status, node, body)| {
+            assert_eq!(*status, 200, "{body}");
+            node.clone().expect("x-cortex-node")
+        })
+        .collect();
+    served.sort();
+    served.dedup();
+    assert_eq!(served, vec!["a", "b"], "both replicas served the burst");
+    let st = gw.status().await;
+    let mut nodes = placement_nodes(&st, "smol");
+    nodes.sort();
+    assert_eq!(nodes, vec!["a", "b"], "{st:?}");
+    let smol_status = st.models.iter().find(|m| m.id == "smol").unwrap();
+    assert_eq!(smol_status.waiting, 0, "the line is empty afterwards");
+
+    let seen = events
+        .until(|e| {
+            matches!(&e.kind, EventKind::PlacementDecided { model, reason }
+                if model == "smol" && reason.starts_with("scale-out"))
+        })
+        .await;
+    let scale_outs: Vec<&Event> = seen
+        .iter()
+        .filter(|e| {
+            matches!(&e.kind, EventKind::PlacementDecided { reason, .. }
+                if reason.starts_with("scale-out"))
+        })
+        .collect();
+    assert_eq!(
+        scale_outs.len(),
+        1,
+        "only `smol` scales out: {scale_outs:?}"
+    );
+    let EventKind::PlacementDecided { reason, .. } = &scale_outs[0].kind else {
+        unreachable!()
+    };
+    assert!(reason.contains("waiting at the gateway"), "{reason}");
+    let waited = seen.iter().any(|e| {
+        matches!(&e.kind, EventKind::ModelWaiting { model, waiting }
+            if model == "solo" && *waiting > 0)
+    });
+    assert!(waited, "the line's depth went out as events");
+    assert!(
+        gw.metrics().await.contains("cortex_gateway_waiting"),
+        "the waiting gauge is exported"
+    );
 }
 
 /// With the gateway's line set small, the overflow gets a 503 with

@@ -61,6 +61,11 @@ pub struct ModelEntry {
     /// Unload a replica idle for this long (`90s`, `10m`, `2h`). None: never.
     #[serde(default, deserialize_with = "deserialize_opt_duration")]
     pub ttl: Option<Duration>,
+    /// Most replicas the gateway runs of this model (default 1). Above 1,
+    /// a model whose requests keep waiting at the gateway because every
+    /// replica is full gets another replica on a node with room (scale-out).
+    #[serde(default = "one")]
+    pub max_replicas: u32,
 }
 
 /// The quantizations a neuron can apply at load (`quant`).
@@ -142,6 +147,12 @@ impl ModelsConfig {
             if m.min_devices == 0 {
                 return Err(bad("min_devices", "must be at least 1".into()));
             }
+            if m.max_replicas == 0 {
+                return Err(bad(
+                    "max_replicas",
+                    "must be at least 1 (1: no scale-out)".into(),
+                ));
+            }
             if let Some(nodes) = known_nodes {
                 for n in &m.pinned_on {
                     if !nodes.iter().any(|k| k == n) {
@@ -216,6 +227,7 @@ mod tests {
         assert_eq!(smol.ttl, Some(Duration::from_secs(600)));
         assert_eq!(smol.residency_priority, DEFAULT_RESIDENCY_PRIORITY);
         assert_eq!(smol.min_devices, 1);
+        assert_eq!(smol.max_replicas, 1, "scale-out is opt-in");
         assert!(!smol.pinned);
         let big = cfg.get("big").unwrap();
         assert_eq!(big.source(), "/m/big.gguf");
@@ -265,6 +277,12 @@ mod tests {
         );
         let zero = "[[models]]\nid = \"x\"\nmemory_mb = 0\n";
         assert!(parse(zero).unwrap_err().to_string().contains("memory_mb"));
+        let none = "[[models]]\nid = \"x\"\n\nmax_replicas = 0\n";
+        let err = parse(none).unwrap_err().to_string();
+        assert!(
+            err.starts_with("models.toml:4: field `max_replicas`"),
+            "{err}"
+        );
     }
 
     #[test]

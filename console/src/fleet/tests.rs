@@ -275,8 +275,34 @@ fn device_stats_are_authoritative_for_a_node() {
         Some(PlacementState::Loaded)
     );
     assert_eq!(fleet.models["fresh"].status.in_flight, 3);
+    assert_eq!(
+        fleet.models["fresh"].load(),
+        (2, 1, 0),
+        "two running, one queued at the neuron"
+    );
     assert_eq!(fleet.nodes["alpha"].in_flight, 3);
     assert_eq!(fleet.nodes["alpha"].devices[0].memory_used_bytes, 999 << 20);
+}
+
+#[test]
+fn the_gateway_line_follows_model_waiting_events() {
+    let mut fleet = Fleet::new();
+    fleet.apply(snapshot_event(1));
+    let before = fleet.models["smollm2-chat"].load();
+    assert_eq!(before.2, 3, "the snapshot's waiting count");
+    for (seq, waiting) in [(2, 7), (3, 0)] {
+        fleet.apply(event(
+            seq,
+            T0 + seq * 100,
+            None,
+            EventKind::ModelWaiting {
+                model: "smollm2-chat".into(),
+                waiting,
+            },
+        ));
+        let (running, queued, w) = fleet.models["smollm2-chat"].load();
+        assert_eq!((running, queued, w), (before.0, before.1, waiting));
+    }
 }
 
 #[test]

@@ -51,6 +51,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             t.muted(),
         ));
     }
+    if s.waiting > 0 {
+        facts.push(Span::styled(
+            format!(" · {} waiting at the gateway", s.waiting),
+            t.warn(),
+        ));
+    }
     lines.push(Line::from(facts));
     lines.push(Line::from(vec![
         Span::styled(format!("reqs {} ", s.requests_total), t.text()),
@@ -82,7 +88,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         let mut spans = vec![
             Span::styled(format!("{:<10} ", p.node), t.accent()),
             Span::styled(format!("{state:<9} "), style),
-            Span::styled(format!("infl {} ", p.in_flight), t.text()),
+            Span::styled(
+                format!(
+                    "run {} queued {} ",
+                    p.in_flight.saturating_sub(p.queued),
+                    p.queued
+                ),
+                t.text(),
+            ),
         ];
         if let Some(pr) = p.progress.filter(|pr| pr.total > 0) {
             spans.push(Span::styled(

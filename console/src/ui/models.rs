@@ -1,6 +1,6 @@
 //! The models pane: each model with its placements and state (a gauge while
-//! loading), pinned marker, in-flight requests, a tok/s sparkline and TTFT
-//! p50/p99.
+//! loading), pinned marker, its requests (running / queued at a neuron /
+//! waiting at the gateway), a tok/s sparkline and TTFT p50/p99.
 
 use cortex_common::status::{Placement, PlacementState};
 use ratatui::Frame;
@@ -14,10 +14,12 @@ use crate::fleet::ModelView;
 use crate::theme::Theme;
 
 const STATE_W: u16 = 13;
-/// Narrowest pane that takes the wide layout: its fixed columns (112), the
+/// Width of the RUN/Q/W column.
+const LOAD_W: u16 = 8;
+/// Narrowest pane that takes the wide layout: its fixed columns (116), the
 /// gaps between its 12 columns (11), the border (3) and a MODEL column of
 /// at least 16. Any narrower and MODEL would be squeezed to nothing.
-const WIDE_MIN_WIDTH: u16 = 112 + 11 + 3 + 16;
+const WIDE_MIN_WIDTH: u16 = 116 + 11 + 3 + 16;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let t = &app.theme;
@@ -28,7 +30,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Fill(1),
         Constraint::Length(STATE_W),
         Constraint::Length(if wide { 24 } else { 12 }),
-        Constraint::Length(4),
+        Constraint::Length(LOAD_W),
         Constraint::Length(if wide { 30 } else { 10 }),
         Constraint::Length(11),
     ];
@@ -37,7 +39,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         "MODEL",
         "STATE",
         "NODES",
-        "INFL",
+        "RUN/Q/W",
         "TOK/S",
         "TTFT p50/99",
     ];
@@ -115,11 +117,7 @@ fn model_row<'a>(m: &'a ModelView, t: &Theme, spark_w: usize, wide: bool) -> Row
         Cell::from(s.id.as_str()).style(t.text()),
         Cell::from(state_line(&s.placements, t)),
         Cell::from(nodes_line(&s.placements, t)),
-        Cell::from(Line::from(s.in_flight.to_string()).right_aligned()).style(if s.in_flight > 0 {
-            t.accent()
-        } else {
-            t.muted()
-        }),
+        Cell::from(load_line(m, t)),
         Cell::from(super::spark_text(m.spark.iter().copied(), spark_w)).style(t.sparkline()),
         Cell::from(
             Line::from(format!(
@@ -154,6 +152,23 @@ fn model_row<'a>(m: &'a ModelView, t: &Theme, spark_w: usize, wide: bool) -> Row
         );
     }
     Row::new(cells)
+}
+
+/// `running/queued/waiting`: generating on a neuron, queued at a neuron
+/// for a batch slot, waiting at the gateway for room on any replica. The
+/// waiting count stands out: those requests have no replica yet.
+fn load_line<'a>(m: &ModelView, t: &Theme) -> Line<'a> {
+    let (running, queued, waiting) = m.load();
+    let idle = running + queued + waiting == 0;
+    let busy = if idle { t.muted() } else { t.accent() };
+    Line::from(vec![
+        Span::styled(format!("{running}/{queued}/"), busy),
+        Span::styled(
+            waiting.to_string(),
+            if waiting > 0 { t.warn() } else { busy },
+        ),
+    ])
+    .right_aligned()
 }
 
 /// `loaded`, `loaded ×2`, a progress gauge while loading, `unloading`,
