@@ -52,8 +52,11 @@ pub fn threads() -> usize {
     }
 }
 
+/// Read once: `available_parallelism` reads cgroup files on every call,
+/// which would cost more than a small matmul.
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static DEFAULT: OnceLock<usize> = OnceLock::new();
+    *DEFAULT.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 type Job = dyn Fn(usize) + Sync;

@@ -9,7 +9,7 @@ use neuron_kernels::{KernelError, QMatrix, QuantType, SimdLevel, quantize};
 
 const ROWS: [usize; 4] = [1, 7, 33, 40];
 const BLOCKS: [usize; 3] = [1, 2, 5];
-const MS: [usize; 5] = [1, 3, 4, 17, 64];
+const MS: [usize; 6] = [1, 2, 3, 4, 17, 64];
 
 fn weights(rng: &mut Rng, qt: QuantType, rows: usize, cols: usize) -> QMatrix {
     // Per-row magnitudes vary so scales differ between rows and blocks.

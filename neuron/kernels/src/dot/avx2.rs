@@ -34,6 +34,7 @@ impl Isa for Avx2 {
     }
     const Q8_SELF_CENTERED: bool = true;
     const GEMM_MR: usize = 2;
+    const GEMV_MULTI_ROWS: usize = 2;
 }
 
 isa_entry_points!(Avx2, "avx2,fma,f16c");

@@ -33,6 +33,7 @@ impl Isa for Avx512 {
     }
     const Q8_SELF_CENTERED: bool = false;
     const GEMM_MR: usize = 4;
+    const GEMV_MULTI_ROWS: usize = 4;
 }
 
 isa_entry_points!(Avx512, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");

@@ -67,11 +67,14 @@ unsafe fn drive<I: Isa, const T: u8>(
         let left = acts.len() - i;
         let o = &mut out[i * out_stride..];
         let a = &acts[i..];
-        // One weight read serves up to four activation rows; fewer weight
-        // rows per step then, to stay within the registers.
-        match left {
-            1 => drive_k::<I, T, 1, 4>(w, row_bytes, cols, rows.clone(), [a[0]], o, out_stride),
-            2 => drive_k::<I, T, 2, 2>(
+        // One weight read serves up to four activation rows; as many weight
+        // rows per step as the registers hold accumulators for.
+        let multi = I::GEMV_MULTI_ROWS >= 4;
+        match (left, multi) {
+            (1, _) => {
+                drive_k::<I, T, 1, 4>(w, row_bytes, cols, rows.clone(), [a[0]], o, out_stride)
+            }
+            (2, true) => drive_k::<I, T, 2, 4>(
                 w,
                 row_bytes,
                 cols,
@@ -80,7 +83,16 @@ unsafe fn drive<I: Isa, const T: u8>(
                 o,
                 out_stride,
             ),
-            3 => drive_k::<I, T, 3, 2>(
+            (2, false) => drive_k::<I, T, 2, 2>(
+                w,
+                row_bytes,
+                cols,
+                rows.clone(),
+                [a[0], a[1]],
+                o,
+                out_stride,
+            ),
+            (3, true) => drive_k::<I, T, 3, 4>(
                 w,
                 row_bytes,
                 cols,
@@ -89,7 +101,25 @@ unsafe fn drive<I: Isa, const T: u8>(
                 o,
                 out_stride,
             ),
-            _ => drive_k::<I, T, 4, 2>(
+            (3, false) => drive_k::<I, T, 3, 2>(
+                w,
+                row_bytes,
+                cols,
+                rows.clone(),
+                [a[0], a[1], a[2]],
+                o,
+                out_stride,
+            ),
+            (_, true) => drive_k::<I, T, 4, 4>(
+                w,
+                row_bytes,
+                cols,
+                rows.clone(),
+                [a[0], a[1], a[2], a[3]],
+                o,
+                out_stride,
+            ),
+            (_, false) => drive_k::<I, T, 4, 2>(
                 w,
                 row_bytes,
                 cols,
@@ -119,10 +149,13 @@ unsafe fn drive_k<I: Isa, const T: u8, const K: usize, const RMAX: usize>(
             && acts.iter().all(|a| a.qs.len() == cols)
     );
     let nb = cols / qtype_of(T).block_elems();
+    // Computed once: a division per block would bound the whole kernel.
+    let ahead = prefetch_distance(row_bytes);
     let mut r = rows.start;
     let mut o = 0;
     while r + RMAX <= rows.end {
-        let res = rows_n::<I, T, K, RMAX>(w.as_ptr().add(r * row_bytes), row_bytes, nb, &acts);
+        let res =
+            rows_n::<I, T, K, RMAX>(w.as_ptr().add(r * row_bytes), row_bytes, ahead, nb, &acts);
         for (k, rk) in res.iter().enumerate() {
             out[k * out_stride + o..k * out_stride + o + RMAX].copy_from_slice(rk);
         }
@@ -130,7 +163,7 @@ unsafe fn drive_k<I: Isa, const T: u8, const K: usize, const RMAX: usize>(
         o += RMAX;
     }
     while r < rows.end {
-        let res = rows_n::<I, T, K, 1>(w.as_ptr().add(r * row_bytes), row_bytes, nb, &acts);
+        let res = rows_n::<I, T, K, 1>(w.as_ptr().add(r * row_bytes), row_bytes, ahead, nb, &acts);
         for (k, rk) in res.iter().enumerate() {
             out[k * out_stride + o] = rk[0];
         }
@@ -143,13 +176,14 @@ unsafe fn drive_k<I: Isa, const T: u8, const K: usize, const RMAX: usize>(
 unsafe fn rows_n<I: Isa, const T: u8, const K: usize, const R: usize>(
     base: *const u8,
     row_bytes: usize,
+    ahead: usize,
     nb: usize,
     acts: &[ActRow<'_>; K],
 ) -> [[f32; R]; K] {
     if T == T_Q4K || T == T_Q5K || T == T_Q6K {
-        rows_k::<I, T, K, R>(base, row_bytes, nb, acts)
+        rows_k::<I, T, K, R>(base, row_bytes, ahead, nb, acts)
     } else {
-        rows_32::<I, T, K, R>(base, row_bytes, nb, acts)
+        rows_32::<I, T, K, R>(base, row_bytes, ahead, nb, acts)
     }
 }
 
@@ -160,12 +194,18 @@ unsafe fn rows_n<I: Isa, const T: u8, const K: usize, const R: usize>(
 /// 49152x576, 2 threads): none 1.6 ms, 2.5 KiB 0.85 ms, 10 KiB 0.7 ms.
 const PREFETCH_BYTES: usize = 8192;
 
-/// Prefetches the same block about `PREFETCH_BYTES` ahead (a hint: never
-/// faults, so the address may lie past the matrix).
+/// Bytes ahead to prefetch: `PREFETCH_BYTES` rounded up to whole rows, so
+/// the hint lands on the same block of a later row.
 #[inline(always)]
-unsafe fn prefetch(blk: *const u8, row_bytes: usize) {
-    let ahead = blk.wrapping_add(PREFETCH_BYTES.div_ceil(row_bytes) * row_bytes);
-    _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+fn prefetch_distance(row_bytes: usize) -> usize {
+    PREFETCH_BYTES.div_ceil(row_bytes.max(1)) * row_bytes
+}
+
+/// Prefetches `ahead` bytes past `blk` (a hint: never faults, so the
+/// address may lie past the matrix).
+#[inline(always)]
+unsafe fn prefetch(blk: *const u8, ahead: usize) {
+    _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(ahead) as *const i8);
 }
 
 /// Q4_0 / Q4_1 / Q8_0 rows against Q8 activation blocks of 32.
@@ -173,6 +213,7 @@ unsafe fn prefetch(blk: *const u8, row_bytes: usize) {
 unsafe fn rows_32<I: Isa, const T: u8, const K: usize, const R: usize>(
     base: *const u8,
     row_bytes: usize,
+    ahead: usize,
     nb: usize,
     acts: &[ActRow<'_>; K],
 ) -> [[f32; R]; K] {
@@ -181,11 +222,11 @@ unsafe fn rows_32<I: Isa, const T: u8, const K: usize, const R: usize>(
     let mut off = [[0.0f32; R]; K];
     for b in 0..nb {
         let mut a = [_mm256_setzero_si256(); K];
-        let mut da = [0.0f32; K];
+        let mut dav = [_mm256_setzero_ps(); K];
         let mut init = [_mm256_setzero_si256(); K];
         for k in 0..K {
             a[k] = _mm256_loadu_si256(acts[k].qs.as_ptr().add(32 * b) as *const __m256i);
-            da[k] = *acts[k].d.get_unchecked(b);
+            dav[k] = _mm256_set1_ps(*acts[k].d.get_unchecked(b));
             init[k] = if T == T_Q4_0 {
                 neg_shl::<3>(I::sum4(a[k]))
             } else if T == T_Q8_0 && !I::Q8_SELF_CENTERED {
@@ -196,7 +237,7 @@ unsafe fn rows_32<I: Isa, const T: u8, const K: usize, const R: usize>(
         }
         for r in 0..R {
             let blk = base.add(r * row_bytes + b * bb);
-            prefetch(blk, row_bytes);
+            prefetch(blk, ahead);
             let (wv, dw, mw) = if T == T_Q4_1 {
                 let (dw, mw) = f16x2(blk);
                 (nibbles(blk.add(4)), dw, mw)
@@ -209,6 +250,7 @@ unsafe fn rows_32<I: Isa, const T: u8, const K: usize, const R: usize>(
                     0.0,
                 )
             };
+            let dwv = _mm256_set1_ps(dw);
             for k in 0..K {
                 let p = if T == T_Q8_0 {
                     I::dot_q8_signed(init[k], wv, a[k])
@@ -218,8 +260,10 @@ unsafe fn rows_32<I: Isa, const T: u8, const K: usize, const R: usize>(
                 if T == T_Q4_1 {
                     off[k][r] += mw * *acts[k].s.get_unchecked(b);
                 }
+                // dw·da in every lane: the same single rounding as the
+                // scalar product, without a broadcast per row and act.
                 acc[k][r] =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da[k]), acc[k][r]);
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dwv, dav[k]), acc[k][r]);
             }
         }
     }
@@ -239,6 +283,7 @@ unsafe fn rows_32<I: Isa, const T: u8, const K: usize, const R: usize>(
 unsafe fn rows_k<I: Isa, const T: u8, const K: usize, const R: usize>(
     base: *const u8,
     row_bytes: usize,
+    ahead: usize,
     nb: usize,
     acts: &[ActRow<'_>; K],
 ) -> [[f32; R]; K] {
@@ -252,7 +297,7 @@ unsafe fn rows_k<I: Isa, const T: u8, const K: usize, const R: usize>(
     for b in 0..nb {
         for r in 0..R {
             for line in (0..bb).step_by(64) {
-                prefetch(base.add(r * row_bytes + b * bb + line), row_bytes);
+                prefetch(base.add(r * row_bytes + b * bb + line), ahead);
             }
             let blk = std::slice::from_raw_parts(base.add(r * row_bytes + b * bb), bb);
             unpack_block(qt, blk, &mut q[r], &mut sa[r], &mut sb[r]);

@@ -30,6 +30,9 @@ pub(crate) trait Isa {
     const Q8_SELF_CENTERED: bool;
     /// Activation rows per GEMM micro-tile.
     const GEMM_MR: usize;
+    /// Weight rows a GEMV step takes when it serves 2–4 activation rows:
+    /// as many as the vector registers hold accumulators for.
+    const GEMV_MULTI_ROWS: usize;
 
     /// Per-lane sums of 4 activation bytes.
     #[inline(always)]
