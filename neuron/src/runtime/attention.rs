@@ -10,6 +10,7 @@
 
 use candle_core::{D, Result, Tensor};
 
+use super::attention_decode::{AppendKv, DecodeAttention, QkvRow};
 use super::kv_cache::KvCache;
 use super::linear::Linear;
 use super::norm::RmsNorm;
@@ -90,23 +91,38 @@ impl Attention {
     ) -> Result<Tensor> {
         let q_dim = self.num_heads * self.head_dim;
         let kv_dim = self.num_kv_heads * self.head_dim;
-        let (q, k, v) = match &self.qkv {
+        let (q, k, v, fused) = match &self.qkv {
             Qkv::Fused(l) => {
                 let y = l.forward_split(x, decode_rows)?;
                 (
                     y.narrow(D::Minus1, 0, q_dim)?,
                     y.narrow(D::Minus1, q_dim, kv_dim)?,
                     y.narrow(D::Minus1, q_dim + kv_dim, kv_dim)?,
+                    Some(y),
                 )
             }
             Qkv::Separate(lq, lk, lv) => (
                 lq.forward_split(x, decode_rows)?,
                 lk.forward_split(x, decode_rows)?,
                 lv.forward_split(x, decode_rows)?,
+                None,
             ),
         };
+        // Single tokens on the CPU take the fused path (same numbers, far
+        // fewer ops); per-head q/k norms (qwen3) take the generic one.
+        let fused = fused.filter(|y| {
+            y.device().is_cpu()
+                && rope.on_host()
+                && self.q_norm.is_none()
+                && self.k_norm.is_none()
+                && y.is_contiguous()
+        });
         let mut outs = Vec::with_capacity(seqs.len());
         for s in seqs.iter_mut() {
+            if let (Some(y), 1) = (&fused, s.len) {
+                outs.push(self.attend_one(y, s.start_row, layer, s.cache, rope)?);
+                continue;
+            }
             outs.push(self.attend(
                 &q.narrow(0, s.start_row, s.len)?,
                 &k.narrow(0, s.start_row, s.len)?,
@@ -122,6 +138,43 @@ impl Attention {
             Tensor::cat(&outs, 0)?
         };
         self.o.forward_split(&y, decode_rows)
+    }
+
+    /// One token on the CPU: key and value written into the cache in
+    /// place, the query attended, from row `row` of the fused projection.
+    fn attend_one(
+        &self,
+        qkv: &Tensor,
+        row: usize,
+        layer: usize,
+        cache: &mut KvCache,
+        rope: &Rope,
+    ) -> Result<Tensor> {
+        let at = QkvRow {
+            row,
+            heads: self.num_heads,
+            kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+            pos: cache.len(),
+        };
+        let (keys, values) = cache.layer_full(layer, at.pos + 1)?;
+        keys.inplace_op2(
+            qkv,
+            &AppendKv {
+                at,
+                rope: Some(rope),
+            },
+        )?;
+        values.inplace_op2(qkv, &AppendKv { at, rope: None })?;
+        qkv.apply_op3_no_bwd(
+            keys,
+            values,
+            &DecodeAttention {
+                at,
+                rope,
+                scale: (1.0 / (self.head_dim as f64).sqrt()) as f32,
+            },
+        )
     }
 
     /// One sequence: `q` `(len, q_dim)`, `k`/`v` `(len, kv_dim)`.

@@ -20,11 +20,24 @@ pub struct CausalAttention {
 }
 
 /// Below this many score evaluations a pass stays on one thread.
-const PARALLEL_WORK: usize = 1 << 12;
+pub(super) const PARALLEL_WORK: usize = 1 << 12;
 
 thread_local! {
     /// One (row, head)'s attention scores, reused across passes.
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's score buffer (a fresh one if it is in use).
+pub(super) fn with_scores<R>(f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    SCORES.with(|cell| {
+        let mut fresh = Vec::new();
+        let mut guard = cell.try_borrow_mut();
+        let scores = match guard.as_mut() {
+            Ok(g) => &mut **g,
+            Err(_) => &mut fresh,
+        };
+        f(scores)
+    })
 }
 
 /// Lanes of independent accumulators: wide enough to vectorize, fixed so
@@ -64,7 +77,7 @@ fn axpy(out: &mut [f32], w: f32, x: &[f32]) {
 
 /// Where one kv head's rows are in the cache storage.
 #[derive(Clone, Copy)]
-struct Rows<'a> {
+pub(super) struct Rows<'a> {
     data: &'a [f32],
     offset: usize,
     head_stride: usize,
@@ -79,7 +92,11 @@ impl<'a> Rows<'a> {
     }
 }
 
-fn rows<'a>(s: &'a CpuStorage, l: &Layout, name: &str) -> Result<(Rows<'a>, usize, usize)> {
+pub(super) fn rows<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    name: &str,
+) -> Result<(Rows<'a>, usize, usize)> {
     let CpuStorage::F32(data) = s else {
         candle_core::bail!("attention: {name} must be f32");
     };
@@ -101,7 +118,7 @@ fn rows<'a>(s: &'a CpuStorage, l: &Layout, name: &str) -> Result<(Rows<'a>, usiz
 }
 
 #[allow(clippy::too_many_arguments)]
-fn one_row(
+pub(super) fn one_row(
     q: &[f32],
     k: Rows<'_>,
     v: Rows<'_>,
@@ -186,13 +203,7 @@ impl CustomOp3 for CausalAttention {
         let run = |(item, out_head): (usize, &mut [f32])| {
             let (i, h) = (item / heads, item % heads);
             let qrow = &q[(h * len + i) * hd..(h * len + i + 1) * hd];
-            SCORES.with(|cell| {
-                let mut fresh = Vec::new();
-                let mut guard = cell.try_borrow_mut();
-                let scores = match guard.as_mut() {
-                    Ok(g) => &mut **g,
-                    Err(_) => &mut fresh,
-                };
+            with_scores(|scores| {
                 one_row(
                     qrow,
                     k,

@@ -123,6 +123,18 @@ impl KvCache {
         Ok((ck.narrow(2, 0, total)?, cv.narrow(2, 0, total)?))
     }
 
+    /// `layer`'s whole K and V tensors, `(1, kv_heads, capacity, head_dim)`,
+    /// with room for `total` tokens: for kernels that write new rows in
+    /// place (the fused decode step). Rows past [`KvCache::len`] hold
+    /// nothing yet.
+    pub fn layer_full(&mut self, layer: usize, total: usize) -> Result<(&Tensor, &Tensor)> {
+        self.reserve(total)?;
+        match self.layers.get(layer) {
+            Some((k, v)) => Ok((k, v)),
+            None => candle_core::bail!("kv cache has no layer {layer}"),
+        }
+    }
+
     pub fn advance(&mut self, seq: usize) {
         self.len += seq;
     }

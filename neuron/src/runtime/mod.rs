@@ -7,7 +7,8 @@
 //! - [`embedding`], [`norm`], [`rope`] (tables sized to the full context,
 //!   with rope scaling), [`mlp`], [`attention`] (grouped-query, per-sequence
 //!   KV; [`attention_cpu`] its CPU kernel, the same numbers for a row
-//!   whatever else is in the pass): the blocks.
+//!   whatever else is in the pass; [`attention_decode`] the same for one
+//!   token, fused with the cache write): the blocks.
 //! - [`transformer`]: the model; weights shared, one [`kv_cache::KvCache`]
 //!   per sequence; batched forward over several sequences.
 //! - [`weights`]: building a model from named tensors of either format.
@@ -19,6 +20,7 @@
 
 pub mod attention;
 pub mod attention_cpu;
+pub mod attention_decode;
 pub mod config;
 pub mod embedding;
 pub mod kv_cache;

@@ -2,6 +2,8 @@
 //! context length (not a fixed 4096), with the frequency scaling the
 //! model declares.
 
+use std::sync::Arc;
+
 use candle_core::{Device, Result, Tensor};
 use serde_json::Value;
 
@@ -152,8 +154,18 @@ impl RopeScaling {
 pub struct Rope {
     cos: Tensor,
     sin: Tensor,
+    /// The same tables in host memory on the CPU, for the fused decode
+    /// path ([`Rope::rotate`]).
+    host: Option<Arc<HostTables>>,
     style: RopeStyle,
     positions: usize,
+    half: usize,
+}
+
+#[derive(Debug)]
+struct HostTables {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
 }
 
 impl Rope {
@@ -196,16 +208,66 @@ impl Rope {
                 sin.push(angle.sin());
             }
         }
+        let host = device.is_cpu().then(|| {
+            Arc::new(HostTables {
+                cos: cos.clone(),
+                sin: sin.clone(),
+            })
+        });
         Ok(Rope {
             cos: Tensor::from_vec(cos, (positions, half), device)?,
             sin: Tensor::from_vec(sin, (positions, half), device)?,
+            host,
             style,
             positions,
+            half,
         })
     }
 
     pub fn positions(&self) -> usize {
         self.positions
+    }
+
+    /// Whether [`Rope::rotate`] is available (the tables are on the CPU).
+    pub fn on_host(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// Rotates one head's vector `x` (`head_dim` values) at position `pos`
+    /// in place, with exactly the arithmetic of candle's `rope_i` / `rope`
+    /// ops, so both paths give the same bits.
+    pub fn rotate(&self, x: &mut [f32], pos: usize) -> Result<()> {
+        let Some(t) = &self.host else {
+            candle_core::bail!("rope tables are not in host memory");
+        };
+        let half = self.half;
+        if pos >= self.positions || x.len() != 2 * half {
+            candle_core::bail!(
+                "rotate: position {pos} of {}, head of {} values (want {})",
+                self.positions,
+                x.len(),
+                2 * half
+            );
+        }
+        let cos = &t.cos[pos * half..(pos + 1) * half];
+        let sin = &t.sin[pos * half..(pos + 1) * half];
+        match self.style {
+            RopeStyle::Interleaved => {
+                for i in 0..half {
+                    let (a, b) = (x[2 * i], x[2 * i + 1]);
+                    x[2 * i] = a * cos[i] - b * sin[i];
+                    x[2 * i + 1] = a * sin[i] + b * cos[i];
+                }
+            }
+            RopeStyle::Halves => {
+                for i in 0..half {
+                    let (a, b) = (x[i], x[i + half]);
+                    x[i] = a * cos[i] - b * sin[i];
+                    x[i + half] = a * sin[i] + b * cos[i];
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Rotates `x` of shape `(1, heads, seq, head_dim)` whose first row is
@@ -232,6 +294,36 @@ impl Rope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotate_gives_the_bits_of_the_candle_ops() {
+        for style in [RopeStyle::Interleaved, RopeStyle::Halves] {
+            let r = Rope::new(
+                8,
+                10_000.0,
+                64,
+                style,
+                &RopeScaling::None,
+                None,
+                &Device::Cpu,
+            )
+            .unwrap();
+            let x = Tensor::randn(0f32, 1.0, (1, 3, 1, 8), &Device::Cpu).unwrap();
+            let want: Vec<f32> = r
+                .apply(&x, 37)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let mut got: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+            for head in got.chunks_mut(8) {
+                r.rotate(head, 37).unwrap();
+            }
+            assert_eq!(got, want, "{style:?}");
+            assert!(r.rotate(&mut got[..8], 64).is_err(), "past the tables");
+        }
+    }
 
     #[test]
     fn tables_cover_the_whole_context() {
