@@ -39,10 +39,32 @@ struct Args {
     /// when it refuses the token.
     #[arg(long)]
     json: bool,
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) and exit.
+    #[arg(long, value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
+    /// Print the man page (roff) to install as cortex-console.1, and exit.
+    #[arg(long)]
+    manpage: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(shell) = args.completions {
+        let mut cmd = <Args as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut cmd, "cortex-console", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    if args.manpage {
+        let man = clap_mangen::Man::new(<Args as clap::CommandFactory>::command());
+        return match man.render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cortex-console: writing the man page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -218,6 +218,39 @@ impl Metrics {
         }
     }
 
+    /// Creates every series of the known models and nodes at zero, so
+    /// `rate()`, `increase()` and alerts see them before the first event.
+    /// Error series are per code and appear with their first error.
+    pub fn prime(&self, models: &[String], nodes: &[String], eviction_reason: &str) {
+        for node in nodes {
+            let n = NodeLabel { node: node.clone() };
+            self.node_up.get_or_create(&n).set(0);
+            self.node_in_flight.get_or_create(&n).set(0);
+        }
+        for model in models {
+            drop(self.gateway_waiting.get_or_create(&ModelLabel {
+                model: model.clone(),
+            }));
+            for node in nodes {
+                let l = model_node(model, node);
+                drop(self.requests.get_or_create(&l));
+                drop(self.cold_starts.get_or_create(&l));
+                drop(self.prompt_tokens.get_or_create(&l));
+                drop(self.completion_tokens.get_or_create(&l));
+                drop(self.ttft_seconds.get_or_create(&l));
+                drop(self.tokens_per_second.get_or_create(&l));
+                drop(self.request_duration_seconds.get_or_create(&l));
+                drop(self.model_in_flight.get_or_create(&l));
+                drop(self.model_queue_depth.get_or_create(&l));
+                drop(self.evictions.get_or_create(&EvictionLabels {
+                    model: model.clone(),
+                    node: node.clone(),
+                    reason: eviction_reason.to_string(),
+                }));
+            }
+        }
+    }
+
     /// The exposition in the Prometheus text format (what `promtool check
     /// metrics` and every Prometheus version read).
     pub fn render(&self) -> String {
@@ -285,6 +318,24 @@ mod tests {
             })
             .set(250 << 20);
         m
+    }
+
+    #[test]
+    fn primed_series_are_exported_at_zero() {
+        let m = Metrics::new();
+        m.prime(&["smol".into()], &["a".into(), "b".into()], "lru");
+        let text = m.render();
+        for line in [
+            "cortex_requests_total{model=\"smol\",node=\"b\"} 0",
+            "cortex_cold_starts_total{model=\"smol\",node=\"a\"} 0",
+            "cortex_evictions_total{model=\"smol\",node=\"a\",reason=\"lru\"} 0",
+            "cortex_completion_tokens_total{model=\"smol\",node=\"a\"} 0",
+            "cortex_time_to_first_token_seconds_count{model=\"smol\",node=\"a\"} 0",
+            "cortex_gateway_waiting{model=\"smol\"} 0",
+            "cortex_node_up{node=\"b\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 
     #[test]

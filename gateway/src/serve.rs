@@ -88,6 +88,17 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("binding listen {}", cfg.gateway.listen))?;
     let state = Arc::new(AppState::new(cfg, catalogue)?);
 
+    let models: Vec<String> = state
+        .fleet
+        .catalogue
+        .models
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    let nodes: Vec<String> = state.cfg.neurons.iter().map(|n| n.name.clone()).collect();
+    state
+        .metrics
+        .prime(&models, &nodes, state.fleet.strategy.as_str());
     for idx in 0..state.fleet.node_count() {
         tokio::spawn(crate::watch::watch_node(state.clone(), idx));
     }

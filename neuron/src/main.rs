@@ -15,6 +15,19 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    match cli.command {
+        Some(neuron::settings::Command::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "neuron", &mut std::io::stdout());
+            return Ok(());
+        }
+        Some(neuron::settings::Command::Manpage) => {
+            return clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut std::io::stdout())
+                .context("writing the man page");
+        }
+        _ => {}
+    }
     let settings = Settings::from_cli(&cli)?;
     if let Some(neuron::settings::Command::Bench(args)) = cli.command {
         return neuron::bench::run(args, settings).await;

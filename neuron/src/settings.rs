@@ -62,6 +62,10 @@ pub struct Cli {
 pub enum Command {
     /// Measure decode speed and TTFT: the HTTP path against a bare candle loop.
     Bench(BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to install as neuron.1.
+    Manpage,
 }
 
 /// `neuron bench`: see [`crate::bench`].
