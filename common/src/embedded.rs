@@ -8,6 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -75,10 +76,18 @@ pub fn ensure_model() -> Result<PathBuf, EmbeddedError> {
         path: dir.clone(),
         source,
     })?;
-    let work = dir.join(format!(".fetch-{}", std::process::id()));
+    let work = work_dir(&dir);
     let result = fetch_into(&work, &dest);
     let _ = std::fs::remove_dir_all(&work);
     result.map(|()| dest)
+}
+
+/// A work directory of this fetch's own: the process id tells processes
+/// apart, the counter fetches within one process (test threads).
+fn work_dir(cache: &Path) -> PathBuf {
+    static FETCHES: AtomicU64 = AtomicU64::new(0);
+    let n = FETCHES.fetch_add(1, Ordering::Relaxed);
+    cache.join(format!(".fetch-{}-{n}", std::process::id()))
 }
 
 fn fetch_into(work: &Path, dest: &Path) -> Result<(), EmbeddedError> {
@@ -172,4 +181,17 @@ pub fn sha256_file(path: &Path) -> Result<String, EmbeddedError> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_fetch_has_its_own_work_dir() {
+        let cache = Path::new("cache");
+        let (a, b) = (work_dir(cache), work_dir(cache));
+        assert_ne!(a, b);
+        assert!(a.starts_with(cache) && b.starts_with(cache));
+    }
 }

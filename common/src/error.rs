@@ -12,6 +12,9 @@ pub enum ErrorKind {
     InvalidRequest,
     /// Missing or wrong API key / admin token.
     Authentication,
+    /// Authenticated, but not allowed (e.g. a model path outside the
+    /// directories a neuron may read).
+    Forbidden,
     /// Unknown model or route.
     NotFound,
     /// Request body larger than the limit.
@@ -29,6 +32,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidRequest => 400,
             ErrorKind::Authentication => 401,
+            ErrorKind::Forbidden => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::Overloaded => 503,
@@ -42,6 +46,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidRequest => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
+            ErrorKind::Forbidden => "permission_error",
             ErrorKind::NotFound => "not_found_error",
             ErrorKind::PayloadTooLarge => "invalid_request_error",
             ErrorKind::Overloaded => "overloaded_error",
@@ -52,7 +57,8 @@ impl ErrorKind {
 
     pub fn from_status(status: u16) -> Self {
         match status {
-            401 | 403 => ErrorKind::Authentication,
+            401 => ErrorKind::Authentication,
+            403 => ErrorKind::Forbidden,
             404 => ErrorKind::NotFound,
             413 => ErrorKind::PayloadTooLarge,
             429 | 503 => ErrorKind::Overloaded,
@@ -152,6 +158,7 @@ mod tests {
         for kind in [
             ErrorKind::InvalidRequest,
             ErrorKind::Authentication,
+            ErrorKind::Forbidden,
             ErrorKind::NotFound,
             ErrorKind::PayloadTooLarge,
             ErrorKind::Overloaded,

@@ -10,4 +10,6 @@ pub mod events;
 pub mod model;
 pub mod node;
 pub mod runtime;
+pub mod server;
 pub mod settings;
+pub mod shutdown;

@@ -61,13 +61,15 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
-    axum::serve(listener, neuron::api::router(neuron))
-        .with_graceful_shutdown(async {
-            cortex_common::shutdown::signal().await;
-            tracing::info!("shutdown signal received");
-        })
-        .await
-        .context("serving")?;
+    let shutdown = neuron.shutdown.clone();
+    tokio::spawn(async move {
+        cortex_common::shutdown::signal().await;
+        tracing::info!("shutdown signal received");
+        shutdown.trigger();
+    });
+    let limits = neuron.settings.server;
+    let stop = neuron.shutdown.clone();
+    neuron::server::run(listener, neuron::api::router(neuron), limits, stop).await;
     tracing::info!("neuron stopped");
     Ok(())
 }

@@ -13,6 +13,7 @@ use crate::engine::registry::Registry;
 use crate::engine::worker::Worker;
 use crate::events::EventBus;
 use crate::settings::Settings;
+use crate::shutdown::Shutdown;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -34,6 +35,8 @@ pub struct Neuron {
     pub registry: Arc<Registry>,
     pub worker: Worker,
     pub bus: Arc<EventBus>,
+    /// Fires when the neuron stops: ends `/events` streams, drains the server.
+    pub shutdown: Shutdown,
     pub started: Instant,
     device_id: String,
     device_name: String,
@@ -84,6 +87,7 @@ impl Neuron {
             limit,
             bus.clone(),
             settings.runtime,
+            settings.model_roots.clone(),
         ));
         let worker = Worker::spawn(&device_id, bus.clone(), registry.clone(), settings.batch)?;
         let device_name = if device_kind == "cpu" {
@@ -97,6 +101,7 @@ impl Neuron {
             registry,
             worker,
             bus,
+            shutdown: Shutdown::new(),
             started: Instant::now(),
             device_id,
             device_name,

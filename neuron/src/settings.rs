@@ -8,6 +8,9 @@ use cortex_common::config::neuron::{
     DEFAULT_NEURON_LISTEN, DEFAULT_NEURON_LISTEN_NO_AUTH, NeuronConfig,
 };
 
+use crate::model::roots::ModelRoots;
+use crate::server::ServerLimits;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "neuron",
@@ -56,6 +59,11 @@ pub struct Cli {
     /// Load a model at start, `ID=SOURCE` or `SOURCE` (repeatable).
     #[arg(long = "preload")]
     pub preload: Vec<String>,
+    /// A directory loads may read models from (repeatable; replaces
+    /// `model_roots` of the settings file) [default: the cortex model cache
+    /// and the Hugging Face cache].
+    #[arg(long = "model-root", value_name = "DIR")]
+    pub model_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -119,6 +127,10 @@ pub struct Settings {
     pub batch: crate::engine::scheduler::BatchLimits,
     /// (id, source) pairs to load at start.
     pub preload: Vec<(String, String)>,
+    /// The directories loads may read.
+    pub model_roots: ModelRoots,
+    /// Header timeout and connection cap of the HTTP server.
+    pub server: ServerLimits,
 }
 
 /// A secret that never shows in `Debug` output or logs.
@@ -234,6 +246,15 @@ impl Settings {
         if token.is_none() && !is_loopback(&listen) && !cli.insecure_no_auth {
             return Err(SettingsError::OpenListener(listen));
         }
+        let model_roots = model_roots(&cli, &file);
+        let server = {
+            let d = ServerLimits::default();
+            ServerLimits {
+                header_read_timeout: file.header_read_timeout.unwrap_or(d.header_read_timeout),
+                max_connections: file.max_connections.unwrap_or(d.max_connections),
+                ..d
+            }
+        };
         Ok(Settings {
             listen,
             token,
@@ -271,6 +292,29 @@ impl Settings {
                 }
             },
             preload,
+            model_roots,
+            server,
         })
+    }
+}
+
+/// `--model-root` flags (relative to the working directory), else the file's
+/// `model_roots` (relative to the file), else the defaults.
+fn model_roots(cli: &Cli, file: &NeuronConfig) -> ModelRoots {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    if !cli.model_roots.is_empty() {
+        return ModelRoots::new(cli.model_roots.iter().map(|p| cwd.join(p)).collect());
+    }
+    match &file.model_roots {
+        Some(dirs) => {
+            let base = cli
+                .config
+                .as_deref()
+                .and_then(std::path::Path::parent)
+                .map(|p| cwd.join(p))
+                .unwrap_or(cwd);
+            ModelRoots::new(dirs.iter().map(|p| base.join(p)).collect())
+        }
+        None => ModelRoots::defaults(),
     }
 }

@@ -147,7 +147,9 @@ async fn bad_requests_get_clear_4xx_and_the_neuron_keeps_serving() {
             json!({"model": "x", "source": "/no/such/model.gguf"}),
         )
         .await;
-    assert_envelope(s, &b, 404, "/no/such/model.gguf");
+    // Outside the model roots: refused, without a word on whether it exists.
+    assert_envelope(s, &b, 403, "model_roots");
+    assert_eq!(b["error"]["code"], "model_source_forbidden");
     let (s, b) = n.post("/models/load", json!({"model": ""})).await;
     assert_envelope(s, &b, 400, "model");
     let (s, b) = n

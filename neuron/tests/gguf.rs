@@ -114,7 +114,7 @@ async fn qwen3_gguf_loads_with_its_metadata_tokenizer_and_generates() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny-qwen3.gguf");
     write_qwen3_gguf(&path);
-    let n = Neuron::start(&[]);
+    let n = Neuron::start(&["--model-root", dir.path().to_str().unwrap()]);
     n.load("tiny", path.to_str().unwrap()).await;
     let (_, models) = n.get("/models").await;
     assert_eq!(models["models"][0]["architecture"], "qwen3");

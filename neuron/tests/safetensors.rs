@@ -35,7 +35,7 @@ async fn generate_greedy(n: &Neuron, model: &str) -> Value {
 async fn dense_llama_directory_loads_and_generates() {
     let dir = tempfile::tempdir().unwrap();
     write_llama(dir.path());
-    let n = Neuron::start(&[]);
+    let n = Neuron::start(&["--model-root", dir.path().to_str().unwrap()]);
     let loaded = n.load("tiny-llama", dir.path().to_str().unwrap()).await;
     assert!(loaded["memory_bytes"].as_u64().unwrap() > 100_000);
     let (_, models) = n.get("/models").await;
@@ -76,7 +76,7 @@ async fn a_broken_directory_fails_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     write_llama(dir.path());
     std::fs::write(dir.path().join("model.safetensors"), b"not safetensors").unwrap();
-    let n = Neuron::start(&[]);
+    let n = Neuron::start(&["--model-root", dir.path().to_str().unwrap()]);
     let (status, body) = n
         .post(
             "/models/load",

@@ -1,11 +1,12 @@
 //! `neuron.toml`: the neuron's settings. Every key can also be given as a
 //! command-line flag, which wins over the file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, load_toml};
+use super::{ConfigError, deserialize_opt_duration, load_toml};
 
 pub const DEFAULT_NEURON_LISTEN: &str = "0.0.0.0:13131";
 /// Where a neuron without a token listens by default: loopback only.
@@ -44,7 +45,17 @@ pub struct NeuronConfig {
     /// File holding the fleet's neuron token (first line). Every route but
     /// `/health` then needs `Authorization: Bearer <token>`.
     /// `CORTEX_NEURON_TOKEN` wins over it.
-    pub token_file: Option<std::path::PathBuf>,
+    pub token_file: Option<PathBuf>,
+    /// Directories a load may read models from (relative ones are taken
+    /// from this file's directory). Default: the cortex model cache and the
+    /// Hugging Face cache. `embedded` is always allowed.
+    pub model_roots: Option<Vec<PathBuf>>,
+    /// Longest time a client may take to send a request's headers, e.g.
+    /// `"30s"` (default 30 s); slower connections are closed.
+    #[serde(default, deserialize_with = "deserialize_opt_duration")]
+    pub header_read_timeout: Option<Duration>,
+    /// Connections served at once (default 1024); more wait to be accepted.
+    pub max_connections: Option<usize>,
 }
 
 impl NeuronConfig {
@@ -73,6 +84,7 @@ impl NeuronConfig {
             ("prefill_chunk", cfg.prefill_chunk == Some(0)),
             ("max_batch", cfg.max_batch == Some(0)),
             ("max_batched_tokens", cfg.max_batched_tokens == Some(0)),
+            ("max_connections", cfg.max_connections == Some(0)),
         ] {
             if zero {
                 return Err(ConfigError::invalid_value(
@@ -84,6 +96,59 @@ impl NeuronConfig {
                 ));
             }
         }
+        if cfg
+            .model_roots
+            .iter()
+            .flatten()
+            .any(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigError::invalid_value(
+                path,
+                &source,
+                None,
+                "model_roots",
+                "an entry is empty; name a directory",
+            ));
+        }
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<NeuronConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("neuron.toml");
+        std::fs::write(&path, text).unwrap();
+        NeuronConfig::load(&path)
+    }
+
+    #[test]
+    fn server_limits_and_roots_parse() {
+        let cfg = load_str(
+            "model_roots = [\"/srv/models\"]\nheader_read_timeout = \"2s\"\nmax_connections = 8\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.model_roots, Some(vec![PathBuf::from("/srv/models")]));
+        assert_eq!(cfg.header_read_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(cfg.max_connections, Some(8));
+    }
+
+    #[test]
+    fn bad_limits_name_the_line_and_field() {
+        let err = load_str("name = \"x\"\nmax_connections = 0\n").unwrap_err();
+        assert!(
+            err.to_string().contains(":2: field `max_connections`"),
+            "{err}"
+        );
+        let err = load_str("name = \"x\"\n\nheader_read_timeout = \"0s\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains(":3: field `header_read_timeout`"),
+            "{err}"
+        );
+        let err = load_str("model_roots = [\"\"]\n").unwrap_err();
+        assert!(err.to_string().contains(":1: field `model_roots`"), "{err}");
     }
 }

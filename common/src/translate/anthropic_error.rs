@@ -10,6 +10,7 @@ pub fn error_type(kind: ErrorKind) -> ErrorType {
     match kind {
         ErrorKind::InvalidRequest => ErrorType::InvalidRequestError,
         ErrorKind::Authentication => ErrorType::AuthenticationError,
+        ErrorKind::Forbidden => ErrorType::PermissionError,
         ErrorKind::NotFound => ErrorType::NotFoundError,
         ErrorKind::PayloadTooLarge => ErrorType::RequestTooLarge,
         ErrorKind::Overloaded => ErrorType::OverloadedError,

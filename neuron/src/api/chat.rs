@@ -18,7 +18,9 @@ use cortex_common::openai::{
 use tokio::sync::mpsc;
 
 use super::error::{Failure, JsonBody};
+use super::limits::{MAX_MODEL_ID_BYTES, check_len};
 use crate::engine::admission::admit;
+use crate::engine::prompt::PromptError;
 use crate::engine::registry::ModelEntry;
 use crate::engine::sampling::SamplingParams;
 use crate::engine::sequence::{GenEvent, GenRequest, GenSummary, Job};
@@ -92,6 +94,7 @@ pub async fn count_tokens(
         )
         .into());
     }
+    check_len("model", &req.model, MAX_MODEL_ID_BYTES)?;
     let entry = match n.registry.get_or_wait(&req.model).await {
         Some(result) => result?,
         None => {
@@ -118,6 +121,7 @@ fn validate(req: &ChatCompletionRequest) -> Result<SamplingParams, ApiError> {
     if req.model.trim().is_empty() {
         return Err(bad("model", "must name a model"));
     }
+    check_len("model", &req.model, MAX_MODEL_ID_BYTES)?;
     if req.messages.is_empty() {
         return Err(bad("messages", "must contain at least one message"));
     }
@@ -228,15 +232,13 @@ async fn tokenize_prompt(
                 ));
             }
         }
-        let prompt = entry
-            .template
-            .render(&messages, tools.as_deref())
-            .map_err(|e| ApiError::invalid("invalid_messages", e.to_string()))?;
-        let encoding = entry
-            .tokenizer
-            .encode(prompt.as_str(), false)
-            .map_err(|e| ApiError::internal(format!("tokenizer failed: {e}")))?;
-        Ok(encoding.get_ids().to_vec())
+        entry
+            .prompt
+            .encode(&entry.template, &messages, tools.as_deref())
+            .map_err(|e| match e {
+                PromptError::Template(e) => ApiError::invalid("invalid_messages", e.to_string()),
+                PromptError::Tokenizer(e) => ApiError::internal(format!("tokenizer failed: {e}")),
+            })
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))?

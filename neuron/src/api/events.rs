@@ -1,5 +1,6 @@
 //! `GET /events`: the neuron's event stream as Server-Sent Events
-//! (`id:` = sequence number, `data:` = the event as JSON).
+//! (`id:` = sequence number, `data:` = the event as JSON). The stream ends
+//! when the neuron stops, so a follower never holds up its shutdown.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,11 +17,19 @@ pub async fn events(
     State(n): State<Arc<Neuron>>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let mut rx = n.bus.subscribe();
+    let shutdown = n.shutdown.clone();
     // A fresh subscriber gets the current state at once.
     n.emit_stats();
     let stream = async_stream::stream! {
         loop {
-            match rx.recv().await {
+            let next = tokio::select! {
+                next = rx.recv() => next,
+                () = shutdown.wait() => {
+                    tracing::debug!("neuron stopping; /events stream ends");
+                    break;
+                }
+            };
+            match next {
                 Ok(event) => {
                     match serde_json::to_string(&event) {
                         Ok(json) => yield Ok(SseEvent::default().id(event.seq.to_string()).data(json)),

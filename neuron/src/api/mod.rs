@@ -5,6 +5,7 @@ pub mod chat;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod limits;
 pub mod models;
 
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use cortex_common::neuron_api::{
 };
 
 use super::error::{Failure, JsonBody};
+use super::limits::{MAX_MODEL_ID_BYTES, MAX_SOURCE_BYTES, check_len};
 use crate::node::Neuron;
 
 pub async fn list(State(n): State<Arc<Neuron>>) -> Json<ModelsResponse> {
@@ -25,7 +26,9 @@ pub async fn load(
     if req.model.trim().is_empty() {
         return Err(ApiError::invalid("invalid_value", "field `model` must not be empty").into());
     }
+    check_len("model", &req.model, MAX_MODEL_ID_BYTES)?;
     let source = req.source.clone().unwrap_or_else(|| req.model.clone());
+    check_len("source", &source, MAX_SOURCE_BYTES)?;
     let quant = match req.quant.as_deref() {
         None => None,
         Some(name) => Some(crate::runtime::QuantType::parse(name).ok_or_else(|| {
@@ -51,6 +54,7 @@ pub async fn unload(
     State(n): State<Arc<Neuron>>,
     JsonBody(req): JsonBody<UnloadRequest>,
 ) -> Result<Json<LifecycleResponse>, Failure> {
+    check_len("model", &req.model, MAX_MODEL_ID_BYTES)?;
     let entry = n.registry.unload(&req.model, "requested")?;
     Ok(Json(LifecycleResponse {
         model: req.model,

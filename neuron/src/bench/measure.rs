@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::{BenchArgs, Figures};
 use crate::model::resolve::{Resolved, resolve};
+use crate::model::roots::ModelRoots;
 use crate::model::{LoadedModel, gguf, safetensors};
 use crate::node::Neuron;
 use crate::settings::Settings;
@@ -51,7 +52,7 @@ fn prompt_ids(tokenizer: &tokenizers::Tokenizer, n: usize) -> Result<Vec<u32>> {
 
 fn load(source: &str) -> Result<LoadedModel> {
     let progress = |_: u64, _: u64| {};
-    Ok(match resolve(source)? {
+    Ok(match resolve(source, &ModelRoots::anywhere())? {
         Resolved::Gguf(p) => gguf::load(&p, &Device::Cpu, None, &progress)?,
         Resolved::HfDir(p) => safetensors::load(&p, &Device::Cpu, None, &progress)?,
     })
@@ -212,11 +213,13 @@ async fn serve(
     settings: Settings,
     threads: usize,
 ) -> Result<(reqwest::Client, String)> {
-    // In this process, on loopback: no token needed.
+    // In this process, on loopback: no token needed; the operator's own
+    // command reads the model wherever it is.
     let neuron = Neuron::start(Settings {
         listen: "127.0.0.1:0".into(),
         threads,
         token: None,
+        model_roots: ModelRoots::anywhere(),
         ..settings
     })?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -34,10 +34,11 @@ pub struct Figures {
 pub async fn run(args: BenchArgs, settings: Settings) -> Result<()> {
     let threads = args.threads.unwrap_or(settings.threads);
     neuron_kernels::set_threads(threads);
-    let model_path = crate::model::resolve::resolve(&args.source)
-        .context("resolving the model")?
-        .path()
-        .to_path_buf();
+    let model_path =
+        crate::model::resolve::resolve(&args.source, &crate::model::roots::ModelRoots::anywhere())
+            .context("resolving the model")?
+            .path()
+            .to_path_buf();
     println!(
         "model {} · {} threads · kernels {} · prompt {} tokens · decode {} tokens · {} runs",
         args.source,

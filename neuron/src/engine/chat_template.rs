@@ -100,38 +100,16 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         tools: Option<&[serde_json::Value]>,
     ) -> Result<String, TemplateError> {
-        let mut rendered = Vec::with_capacity(messages.len());
-        for (index, m) in messages.iter().enumerate() {
-            let content = match &m.content {
-                None => String::new(),
-                Some(c) => c.as_text().ok_or(TemplateError::NonTextContent { index })?,
-            };
-            let mut msg = json!({ "role": m.role, "content": content });
-            if let Some(name) = &m.name {
-                msg["name"] = json!(name);
-            }
-            if let Some(id) = &m.tool_call_id {
-                msg["tool_call_id"] = json!(id);
-            }
-            if let Some(calls) = &m.tool_calls {
-                let mut out = Vec::new();
-                for call in calls {
-                    // Templates expect arguments as an object, not a string.
-                    let args: serde_json::Value = serde_json::from_str(&call.function.arguments)
-                        .map_err(|e| TemplateError::BadToolArguments {
-                            index,
-                            detail: e.to_string(),
-                        })?;
-                    out.push(json!({
-                        "id": call.id,
-                        "type": "function",
-                        "function": { "name": call.function.name, "arguments": args }
-                    }));
-                }
-                msg["tool_calls"] = json!(out);
-            }
-            rendered.push(msg);
-        }
+        self.render_values(&message_values(messages)?, tools)
+    }
+
+    /// Renders messages already in the shape templates read (see
+    /// [`message_values`]).
+    pub fn render_values(
+        &self,
+        messages: &[serde_json::Value],
+        tools: Option<&[serde_json::Value]>,
+    ) -> Result<String, TemplateError> {
         let template = self
             .env
             .get_template("chat")
@@ -139,7 +117,7 @@ impl ChatTemplate {
         let tools = tools.map(Value::from_serialize);
         template
             .render(context! {
-                messages => Value::from_serialize(&rendered),
+                messages => Value::from_serialize(messages),
                 add_generation_prompt => true,
                 bos_token => self.bos_token,
                 eos_token => self.eos_token,
@@ -147,6 +125,44 @@ impl ChatTemplate {
             })
             .map_err(|e| TemplateError::Render(e.to_string()))
     }
+}
+
+/// Messages in the shape chat templates read: text content, tool calls
+/// with their arguments as objects.
+pub fn message_values(messages: &[ChatMessage]) -> Result<Vec<serde_json::Value>, TemplateError> {
+    let mut rendered = Vec::with_capacity(messages.len());
+    for (index, m) in messages.iter().enumerate() {
+        let content = match &m.content {
+            None => String::new(),
+            Some(c) => c.as_text().ok_or(TemplateError::NonTextContent { index })?,
+        };
+        let mut msg = json!({ "role": m.role, "content": content });
+        if let Some(name) = &m.name {
+            msg["name"] = json!(name);
+        }
+        if let Some(id) = &m.tool_call_id {
+            msg["tool_call_id"] = json!(id);
+        }
+        if let Some(calls) = &m.tool_calls {
+            let mut out = Vec::new();
+            for call in calls {
+                // Templates expect arguments as an object, not a string.
+                let args: serde_json::Value = serde_json::from_str(&call.function.arguments)
+                    .map_err(|e| TemplateError::BadToolArguments {
+                        index,
+                        detail: e.to_string(),
+                    })?;
+                out.push(json!({
+                    "id": call.id,
+                    "type": "function",
+                    "function": { "name": call.function.name, "arguments": args }
+                }));
+            }
+            msg["tool_calls"] = json!(out);
+        }
+        rendered.push(msg);
+    }
+    Ok(rendered)
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use cortex_common::error::{ApiError, ErrorKind};
@@ -15,8 +15,10 @@ use tokenizers::Tokenizer;
 use tokio::sync::watch;
 
 use super::chat_template::ChatTemplate;
+use super::prompt::PromptEncoder;
 use crate::events::EventBus;
 use crate::model::resolve::{Resolved, resolve};
+use crate::model::roots::ModelRoots;
 use crate::model::{LoadError, LoadedModel, gguf, safetensors};
 use crate::runtime::{PromptCache, QuantType, Transformer};
 
@@ -55,6 +57,9 @@ pub struct ModelEntry {
     pub context_length: usize,
     pub tokenizer: Arc<Tokenizer>,
     pub template: Arc<ChatTemplate>,
+    /// Turns conversations into prompt ids; client text never becomes a
+    /// special token.
+    pub prompt: PromptEncoder,
     pub eos_token_ids: Vec<u32>,
     /// The weights; shared, immutable. Each sequence has its own KV cache.
     pub model: Arc<Transformer>,
@@ -85,6 +90,7 @@ impl ModelEntry {
             quant: m.quant,
             unquantized_bytes: m.unquantized_bytes,
             context_length: m.context_length,
+            prompt: PromptEncoder::new(m.tokenizer.clone()),
             tokenizer: m.tokenizer,
             template: m.template,
             eos_token_ids: m.eos_token_ids,
@@ -137,6 +143,14 @@ impl ModelEntry {
 
 type LoadOutcome = Option<Result<Arc<ModelEntry>, ApiError>>;
 
+/// How long a failed load stays listed (in `/models` and every
+/// `device_stats` event) before it is forgotten.
+const FAILED_TTL: Duration = Duration::from_secs(600);
+/// Failed loads listed at most; the oldest is forgotten first.
+const MAX_FAILED: usize = 32;
+/// Longest error message kept for a failed load, bytes.
+const MAX_ERROR_BYTES: usize = 1024;
+
 enum Slot {
     Loading {
         source: String,
@@ -149,17 +163,79 @@ enum Slot {
     Failed {
         source: String,
         error: String,
+        /// When it failed: failed loads expire after [`FAILED_TTL`].
+        at: Instant,
     },
 }
 
+/// Everything behind the registry's lock. A std `Mutex`: it is never held
+/// across an `.await`, only for map lookups and arithmetic.
+#[derive(Default)]
+struct State {
+    slots: HashMap<String, Slot>,
+    /// Models unloaded while requests still held their weights: their
+    /// memory stays counted until the last holder lets go.
+    draining: Vec<Weak<ModelEntry>>,
+}
+
+impl State {
+    /// Bytes taken by resident models, unloaded ones still in use, and
+    /// loads in progress.
+    fn used(&self) -> u64 {
+        let slots: u64 = self
+            .slots
+            .values()
+            .map(|s| match s {
+                Slot::Loaded(e) => e.memory_bytes(),
+                Slot::Loading { reserved, .. } => *reserved,
+                Slot::Failed { .. } => 0,
+            })
+            .sum();
+        let draining: u64 = self
+            .draining
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|e| e.memory_bytes())
+            .sum();
+        slots + draining
+    }
+
+    /// Forgets expired failures (the oldest beyond [`MAX_FAILED`] too) and
+    /// unloaded models nobody holds any more.
+    fn prune(&mut self, now: Instant) {
+        self.draining.retain(|w| w.strong_count() > 0);
+        self.slots.retain(|_, s| match s {
+            Slot::Failed { at, .. } => now.duration_since(*at) < FAILED_TTL,
+            _ => true,
+        });
+        let mut failed: Vec<(Instant, String)> = self
+            .slots
+            .iter()
+            .filter_map(|(id, s)| match s {
+                Slot::Failed { at, .. } => Some((*at, id.clone())),
+                _ => None,
+            })
+            .collect();
+        if failed.len() > MAX_FAILED {
+            failed.sort();
+            let excess = failed.len() - MAX_FAILED;
+            for (_, id) in failed.into_iter().take(excess) {
+                self.slots.remove(&id);
+            }
+        }
+    }
+}
+
 pub struct Registry {
-    slots: Mutex<HashMap<String, Slot>>,
+    state: Mutex<State>,
     device: Device,
     device_id: String,
     /// Memory models may fill, bytes.
     memory_limit: u64,
     bus: Arc<EventBus>,
     options: RuntimeOptions,
+    /// The directories loads may read.
+    roots: ModelRoots,
 }
 
 pub struct LoadResult {
@@ -169,6 +245,14 @@ pub struct LoadResult {
     pub duration_ms: u64,
 }
 
+/// What a load request does: nothing (resident), wait for a load already
+/// running, or wait for the one it just started.
+enum Begin {
+    Resident(Arc<ModelEntry>),
+    Join(watch::Receiver<LoadOutcome>),
+    Started(watch::Receiver<LoadOutcome>),
+}
+
 impl Registry {
     pub fn new(
         device: Device,
@@ -176,43 +260,35 @@ impl Registry {
         memory_limit: u64,
         bus: Arc<EventBus>,
         options: RuntimeOptions,
+        roots: ModelRoots,
     ) -> Self {
         Registry {
-            slots: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
             device,
             device_id: device_id.to_string(),
             memory_limit,
             bus,
             options,
+            roots,
         }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn memory_limit(&self) -> u64 {
         self.memory_limit
     }
 
-    /// Bytes taken by resident models and reserved by loads in progress.
+    /// Bytes taken by resident models (and unloaded ones requests still
+    /// use) and reserved by loads in progress.
     pub fn memory_used(&self) -> u64 {
-        Self::used(&self.slots())
-    }
-
-    fn used(slots: &HashMap<String, Slot>) -> u64 {
-        slots
-            .values()
-            .map(|s| match s {
-                Slot::Loaded(e) => e.memory_bytes(),
-                Slot::Loading { reserved, .. } => *reserved,
-                Slot::Failed { .. } => 0,
-            })
-            .sum()
+        self.state().used()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<ModelEntry>> {
-        match self.slots().get(id) {
+        match self.state().slots.get(id) {
             Some(Slot::Loaded(e)) => Some(e.clone()),
             _ => None,
         }
@@ -221,7 +297,7 @@ impl Registry {
     /// Waits for a load in progress, if there is one; `None` when the model
     /// is neither loading nor loaded.
     pub async fn get_or_wait(&self, id: &str) -> Option<Result<Arc<ModelEntry>, ApiError>> {
-        let rx = match self.slots().get(id) {
+        let rx = match self.state().slots.get(id) {
             Some(Slot::Loaded(e)) => return Some(Ok(e.clone())),
             Some(Slot::Loading { done, .. }) => done.clone(),
             _ => return None,
@@ -230,57 +306,57 @@ impl Registry {
     }
 
     pub fn list(&self) -> Vec<ModelInfo> {
-        let mut out: Vec<ModelInfo> = self
-            .slots()
+        let mut state = self.state();
+        state.prune(Instant::now());
+        let mut out: Vec<ModelInfo> = state
+            .slots
             .iter()
             .map(|(id, slot)| match slot {
                 Slot::Loaded(e) => e.info(),
                 Slot::Loading {
                     source, progress, ..
                 } => ModelInfo {
-                    id: id.clone(),
-                    source: source.clone(),
-                    state: ModelState::Loading,
-                    architecture: None,
-                    device: self.device_id.clone(),
-                    memory_bytes: 0,
-                    in_flight: 0,
-                    queue_depth: 0,
-                    decode_tok_s: None,
                     progress: Some(*progress),
-                    error: None,
-                    context_length: None,
-                    quant: None,
-                    unquantized_bytes: None,
-                    kv_cache_bytes: 0,
-                    prompt_cache_entries: 0,
+                    ..self.bare_info(id, source, ModelState::Loading)
                 },
-                Slot::Failed { source, error } => ModelInfo {
-                    id: id.clone(),
-                    source: source.clone(),
-                    state: ModelState::Failed,
-                    architecture: None,
-                    device: self.device_id.clone(),
-                    memory_bytes: 0,
-                    in_flight: 0,
-                    queue_depth: 0,
-                    decode_tok_s: None,
-                    progress: None,
+                Slot::Failed { source, error, .. } => ModelInfo {
                     error: Some(error.clone()),
-                    context_length: None,
-                    quant: None,
-                    unquantized_bytes: None,
-                    kv_cache_bytes: 0,
-                    prompt_cache_entries: 0,
+                    ..self.bare_info(id, source, ModelState::Failed)
                 },
             })
             .collect();
+        drop(state);
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 
+    /// The listing of a model that is not resident.
+    fn bare_info(&self, id: &str, source: &str, state: ModelState) -> ModelInfo {
+        ModelInfo {
+            id: id.to_string(),
+            source: source.to_string(),
+            state,
+            architecture: None,
+            device: self.device_id.clone(),
+            memory_bytes: 0,
+            in_flight: 0,
+            queue_depth: 0,
+            decode_tok_s: None,
+            progress: None,
+            error: None,
+            context_length: None,
+            quant: None,
+            unquantized_bytes: None,
+            kv_cache_bytes: 0,
+            prompt_cache_entries: 0,
+        }
+    }
+
     /// Loads `id` from `source`, or joins the load already running, or
-    /// returns at once when it is resident.
+    /// returns at once when it is resident. The load itself runs on its own
+    /// thread and records its outcome whatever happens to this future: a
+    /// caller that goes away (a client timeout) leaves the load to finish,
+    /// and later callers see its result.
     pub async fn load(
         self: &Arc<Self>,
         id: &str,
@@ -288,14 +364,36 @@ impl Registry {
         quant: Option<QuantType>,
     ) -> Result<LoadResult, ApiError> {
         let started = Instant::now();
-        enum Next {
-            Resident(Arc<ModelEntry>),
-            Join(watch::Receiver<LoadOutcome>),
-            Start(watch::Sender<LoadOutcome>),
-        }
-        let next = {
-            let mut slots = self.slots();
-            match slots.get(id) {
+        let (rx, changed) = match self.begin(id, source, quant)? {
+            Begin::Resident(entry) => {
+                return Ok(LoadResult {
+                    entry,
+                    changed: false,
+                    duration_ms: 0,
+                });
+            }
+            Begin::Join(rx) => (rx, false),
+            Begin::Started(rx) => (rx, true),
+        };
+        let entry = wait_outcome(rx).await?;
+        Ok(LoadResult {
+            entry,
+            changed,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Decides, under the lock, what a load request does; starts the load
+    /// thread when it is the first.
+    fn begin(
+        self: &Arc<Self>,
+        id: &str,
+        source: &str,
+        quant: Option<QuantType>,
+    ) -> Result<Begin, ApiError> {
+        let tx = {
+            let mut state = self.state();
+            match state.slots.get(id) {
                 Some(Slot::Loaded(e)) if e.quant != quant && e.source == source => {
                     return Err(ApiError::invalid(
                         "model_id_in_use",
@@ -315,11 +413,11 @@ impl Registry {
                         ),
                     ));
                 }
-                Some(Slot::Loaded(e)) => Next::Resident(e.clone()),
-                Some(Slot::Loading { done, .. }) => Next::Join(done.clone()),
+                Some(Slot::Loaded(e)) => return Ok(Begin::Resident(e.clone())),
+                Some(Slot::Loading { done, .. }) => return Ok(Begin::Join(done.clone())),
                 _ => {
                     let (tx, rx) = watch::channel(None);
-                    slots.insert(
+                    state.slots.insert(
                         id.to_string(),
                         Slot::Loading {
                             source: source.to_string(),
@@ -328,53 +426,75 @@ impl Registry {
                             done: rx,
                         },
                     );
-                    Next::Start(tx)
+                    tx
                 }
             }
         };
-        let tx = match next {
-            Next::Resident(entry) => {
-                return Ok(LoadResult {
-                    entry,
-                    changed: false,
-                    duration_ms: 0,
-                });
-            }
-            Next::Join(rx) => {
-                let entry = wait_outcome(rx).await?;
-                return Ok(LoadResult {
-                    entry,
-                    changed: false,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                });
-            }
-            Next::Start(tx) => tx,
-        };
+        let rx = tx.subscribe();
         tracing::info!(
             model = id,
             source,
             quant = quant.map(|q| q.name()),
-            "load requested"
+            "load started"
         );
         self.bus.emit(EventKind::ModelLoadStarted {
             model: id.to_string(),
             source: source.to_string(),
         });
-        tracing::info!(model = id, source, "load started");
-
-        // Files are read and weights built on a blocking thread; the async
-        // runtime (and /health, /models) carry on meanwhile.
+        // Files are read and weights built on a thread of the load's own,
+        // which outlives the request: the async runtime (and /health,
+        // /models) carry on meanwhile.
         let this = self.clone();
         let (id_owned, source_owned) = (id.to_string(), source.to_string());
-        let result = tokio::task::spawn_blocking(move || {
-            this.load_blocking(&id_owned, &source_owned, quant)
-        })
-        .await
-        .unwrap_or_else(|e| Err(ApiError::internal(format!("load task failed: {e}"))));
-        let duration_ms = started.elapsed().as_millis() as u64;
+        let spawned = std::thread::Builder::new()
+            .name("neuron-load".into())
+            .spawn(move || this.run_load(&id_owned, &source_owned, quant, tx));
+        if let Err(e) = spawned {
+            // The sender went down with the closure; record the failure here.
+            let err = ApiError::internal(format!("cannot start the load thread: {e}"));
+            let _failed = self.record(id, source, Err(err.clone()), Instant::now());
+            return Err(err);
+        }
+        Ok(Begin::Started(rx))
+    }
 
+    /// The load thread: builds the model, records the outcome, tells every
+    /// waiter. A panic in the loader is a failed load, never a stuck one.
+    fn run_load(
+        &self,
+        id: &str,
+        source: &str,
+        quant: Option<QuantType>,
+        tx: watch::Sender<LoadOutcome>,
+    ) {
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.load_blocking(id, source, quant)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(ApiError::internal(format!("the loader panicked: {what}")))
+        });
+        let outcome = self.record(id, source, result, started);
+        // Nobody waiting (every caller went away) is fine: the slot has it.
+        let _ = tx.send(Some(outcome));
+    }
+
+    /// Stores a load's outcome in its slot and announces it.
+    fn record(
+        &self,
+        id: &str,
+        source: &str,
+        result: Result<LoadedModel, ApiError>,
+        started: Instant,
+    ) -> Result<Arc<ModelEntry>, ApiError> {
+        let duration_ms = started.elapsed().as_millis() as u64;
         let outcome = {
-            let mut slots = self.slots();
+            let mut state = self.state();
             match result {
                 Ok(loaded) => {
                     let entry = Arc::new(ModelEntry::from_loaded(
@@ -384,17 +504,22 @@ impl Registry {
                         loaded,
                         self.options,
                     ));
-                    slots.insert(id.to_string(), Slot::Loaded(entry.clone()));
+                    state
+                        .slots
+                        .insert(id.to_string(), Slot::Loaded(entry.clone()));
                     Ok(entry)
                 }
                 Err(err) => {
-                    slots.insert(
+                    let now = Instant::now();
+                    state.slots.insert(
                         id.to_string(),
                         Slot::Failed {
                             source: source.to_string(),
                             error: err.message.clone(),
+                            at: now,
                         },
                     );
+                    state.prune(now);
                     Err(err)
                 }
             }
@@ -425,13 +550,7 @@ impl Registry {
                 });
             }
         }
-        // Joined callers hold receivers; nobody waiting is fine.
-        let _ = tx.send(Some(outcome.clone()));
-        outcome.map(|entry| LoadResult {
-            entry,
-            changed: true,
-            duration_ms,
-        })
+        outcome
     }
 
     fn load_blocking(
@@ -440,15 +559,15 @@ impl Registry {
         source: &str,
         quant: Option<QuantType>,
     ) -> Result<LoadedModel, ApiError> {
-        let resolved = resolve(source).map_err(load_error)?;
+        let resolved = resolve(source, &self.roots).map_err(load_error)?;
         let needed = match &resolved {
             Resolved::Gguf(p) => gguf::estimate_bytes(p),
             Resolved::HfDir(p) => safetensors::estimate_bytes(p, &self.device),
         }
         .map_err(load_error)?;
         {
-            let mut slots = self.slots();
-            let used = Self::used(&slots);
+            let mut state = self.state();
+            let used = state.used();
             if used + needed > self.memory_limit {
                 return Err(load_error(LoadError::InsufficientMemory {
                     model: id.to_string(),
@@ -457,13 +576,13 @@ impl Registry {
                     total_mb: self.memory_limit >> 20,
                 }));
             }
-            if let Some(Slot::Loading { reserved, .. }) = slots.get_mut(id) {
+            if let Some(Slot::Loading { reserved, .. }) = state.slots.get_mut(id) {
                 *reserved = needed;
             }
         }
         let last_emit = Mutex::new(Instant::now());
         let progress = |done: u64, total: u64| {
-            if let Some(Slot::Loading { progress, .. }) = self.slots().get_mut(id) {
+            if let Some(Slot::Loading { progress, .. }) = self.state().slots.get_mut(id) {
                 *progress = Progress { done, total };
             }
             let mut last = last_emit.lock().unwrap_or_else(|p| p.into_inner());
@@ -488,11 +607,12 @@ impl Registry {
         Ok(loaded)
     }
 
-    /// Removes a resident model. Requests already running on it finish;
-    /// its memory is freed when the last one does.
+    /// Removes a resident model. Requests already running on it finish; its
+    /// memory stays counted until the last of them lets go of the weights,
+    /// so no load can be placed in memory that is still in use.
     pub fn unload(&self, id: &str, reason: &str) -> Result<Arc<ModelEntry>, ApiError> {
-        let mut slots = self.slots();
-        match slots.get(id) {
+        let mut state = self.state();
+        match state.slots.get(id) {
             Some(Slot::Loaded(_)) => {}
             Some(Slot::Loading { .. }) => {
                 return Err(ApiError::new(
@@ -502,7 +622,7 @@ impl Registry {
                 ));
             }
             Some(Slot::Failed { .. }) => {
-                slots.remove(id);
+                state.slots.remove(id);
                 return Err(ApiError::not_found(
                     "model_not_loaded",
                     format!("model `{id}` is not loaded (its last load failed)"),
@@ -515,10 +635,11 @@ impl Registry {
                 ));
             }
         }
-        let Some(Slot::Loaded(entry)) = slots.remove(id) else {
+        let Some(Slot::Loaded(entry)) = state.slots.remove(id) else {
             return Err(ApiError::internal("model slot changed during unload"));
         };
-        drop(slots);
+        state.draining.push(Arc::downgrade(&entry));
+        drop(state);
         tracing::info!(model = id, reason, "unloaded");
         self.bus.emit(EventKind::ModelUnloaded {
             model: id.to_string(),
@@ -540,6 +661,7 @@ async fn wait_outcome(mut rx: watch::Receiver<LoadOutcome>) -> Result<Arc<ModelE
 fn load_error(err: LoadError) -> ApiError {
     let code = match &err {
         LoadError::NotFound { .. } => "model_source_not_found",
+        LoadError::Forbidden { .. } => "model_source_forbidden",
         LoadError::InsufficientMemory { .. } => "insufficient_memory",
         LoadError::Unsupported { .. } => "model_unsupported",
         LoadError::QuantNotApplicable { .. } => "quant_not_applicable",
@@ -548,6 +670,7 @@ fn load_error(err: LoadError) -> ApiError {
     };
     let kind = match &err {
         LoadError::NotFound { .. } => ErrorKind::NotFound,
+        LoadError::Forbidden { .. } => ErrorKind::Forbidden,
         LoadError::InsufficientMemory { .. } => ErrorKind::Overloaded,
         LoadError::Unsupported { .. } | LoadError::QuantNotApplicable { .. } => {
             ErrorKind::InvalidRequest
@@ -565,5 +688,19 @@ fn load_error(err: LoadError) -> ApiError {
         }
         source = s.source();
     }
-    ApiError::new(kind, code, message)
+    ApiError::new(kind, code, truncate(message, MAX_ERROR_BYTES))
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked when
+/// cut: error messages can quote what a client sent.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }

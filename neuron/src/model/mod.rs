@@ -6,6 +6,7 @@ pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod progress;
 pub mod resolve;
+pub mod roots;
 pub mod safetensors;
 
 use std::sync::Arc;
@@ -20,6 +21,13 @@ use crate::runtime::{QuantType, Transformer};
 pub enum LoadError {
     #[error("model source `{source_spec}` not found: {detail}")]
     NotFound { source_spec: String, detail: String },
+    /// Outside `model_roots`; deliberately silent on whether it exists.
+    #[error(
+        "model source `{source_spec}` is outside the directories this neuron may read; \
+         put the model under one of its `model_roots` (`--model-root DIR`), or add its \
+         directory there"
+    )]
+    Forbidden { source_spec: String },
     #[error("{path}: {detail}")]
     Unsupported { path: String, detail: String },
     #[error("cannot read {path}: {source}")]

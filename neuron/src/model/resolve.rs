@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use cortex_common::embedded;
 
 use super::LoadError;
+use super::roots::ModelRoots;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
@@ -23,27 +24,46 @@ impl Resolved {
     }
 }
 
-pub fn resolve(source: &str) -> Result<Resolved, LoadError> {
+/// Where `source` is, read only inside `roots`: a path outside them (after
+/// `..` and symlinks are resolved) is [`LoadError::Forbidden`], whether or
+/// not it exists. The embedded model is the one source that may be fetched.
+pub fn resolve(source: &str, roots: &ModelRoots) -> Result<Resolved, LoadError> {
     if source == embedded::EMBEDDED_SOURCE {
         return Ok(Resolved::Gguf(embedded::ensure_model()?));
     }
-    let path = Path::new(source);
-    if path.exists() {
-        return classify(path, source);
+    let forbidden = || LoadError::Forbidden {
+        source_spec: source.to_string(),
+    };
+    let confined = roots.confine(Path::new(source));
+    if let Ok(path) = &confined
+        && path.exists()
+    {
+        return confine_resolved(classify(path, source)?, roots).ok_or_else(forbidden);
     }
-    if let Some(found) = hf_cache_lookup(source)? {
-        return Ok(found);
+    let cache_allowed = hf_cache_dir().is_some_and(|dir| roots.confine(&dir).is_ok());
+    if cache_allowed && let Some(found) = hf_cache_lookup(source)? {
+        return confine_resolved(found, roots).ok_or_else(forbidden);
+    }
+    if confined.is_err() {
+        return Err(forbidden());
     }
     Err(LoadError::NotFound {
         source_spec: source.to_string(),
         detail: format!(
-            "no such file or directory, and no `{}` in the Hugging Face cache at {}; \
+            "no such file or directory, and no `{}` in the Hugging Face cache; \
              give a GGUF file, a model directory, `org/name` of a cached model, or `embedded`",
             source,
-            hf_cache_dir()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "(unknown: HOME not set)".into())
         ),
+    })
+}
+
+/// The resolved file or directory, canonical, when it is inside `roots` (a
+/// directory inside may hold a symlink that leads out).
+fn confine_resolved(found: Resolved, roots: &ModelRoots) -> Option<Resolved> {
+    let path = roots.confine(found.path()).ok()?;
+    Some(match found {
+        Resolved::Gguf(_) => Resolved::Gguf(path),
+        Resolved::HfDir(_) => Resolved::HfDir(path),
     })
 }
 
@@ -180,25 +200,55 @@ mod tests {
     #[test]
     fn directories_and_files_are_classified() {
         let dir = tempfile::tempdir().unwrap();
+        let roots = ModelRoots::anywhere();
         std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+        let canonical = std::fs::canonicalize(dir.path()).unwrap();
         assert_eq!(
-            resolve(dir.path().to_str().unwrap()).unwrap(),
-            Resolved::HfDir(dir.path().to_path_buf())
+            resolve(dir.path().to_str().unwrap(), &roots).unwrap(),
+            Resolved::HfDir(canonical)
         );
         let g = tempfile::tempdir().unwrap();
         std::fs::write(g.path().join("m.gguf"), "x").unwrap();
+        let canonical = std::fs::canonicalize(g.path()).unwrap();
         assert_eq!(
-            resolve(g.path().to_str().unwrap()).unwrap(),
-            Resolved::Gguf(g.path().join("m.gguf"))
+            resolve(g.path().to_str().unwrap(), &roots).unwrap(),
+            Resolved::Gguf(canonical.join("m.gguf"))
         );
         std::fs::write(g.path().join("n.gguf"), "x").unwrap();
-        let err = resolve(g.path().to_str().unwrap()).unwrap_err().to_string();
+        let err = resolve(g.path().to_str().unwrap(), &roots)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("m.gguf") && err.contains("n.gguf"), "{err}");
     }
 
     #[test]
     fn unknown_source_says_what_to_give() {
-        let err = resolve("no/such-model-anywhere").unwrap_err().to_string();
+        let err = resolve("no/such-model-anywhere", &ModelRoots::anywhere())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("embedded"), "{err}");
+    }
+
+    #[test]
+    fn outside_the_roots_is_forbidden_whether_or_not_it_exists() {
+        let root = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("m.gguf"), "x").unwrap();
+        let roots = ModelRoots::new(vec![root.path().to_path_buf()]);
+        let there = resolve(other.path().join("m.gguf").to_str().unwrap(), &roots);
+        let absent = resolve(other.path().join("x.gguf").to_str().unwrap(), &roots);
+        assert!(
+            matches!(there, Err(LoadError::Forbidden { .. })),
+            "{there:?}"
+        );
+        assert!(
+            matches!(absent, Err(LoadError::Forbidden { .. })),
+            "{absent:?}"
+        );
+        let inside = resolve(root.path().join("x.gguf").to_str().unwrap(), &roots);
+        assert!(
+            matches!(inside, Err(LoadError::NotFound { .. })),
+            "{inside:?}"
+        );
     }
 }

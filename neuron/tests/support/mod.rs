@@ -171,6 +171,24 @@ impl Neuron {
     }
 }
 
+/// The first event `pred` picks, within 30 s, or a panic naming `what`.
+pub async fn next_event(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    what: &str,
+    pred: impl Fn(&Event) -> bool,
+) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(e)) if pred(&e) => return e,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the event stream ended before {what}"),
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
 /// The France question. With an explicit system turn: without one, the
 /// model's own template injects "You are a helpful AI assistant named
 /// SmolLM…", and on that exact prompt this 135M model, under candle's
