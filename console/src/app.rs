@@ -13,6 +13,7 @@ use crate::client::{AdminRequest, ClientError, StreamMsg};
 use crate::command::{self, Command};
 use crate::fleet::{Fleet, Level, ModelView};
 use crate::keys::{self, Action};
+use crate::requests::RequestLog;
 use crate::theme::{self, Theme};
 
 /// How long an informational notice stays in the footer.
@@ -96,6 +97,15 @@ pub enum Dialog {
     },
 }
 
+/// What the body of the screen shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// Nodes, models, detail and events.
+    Fleet,
+    /// The requests flowing through the fleet and the throughput chart.
+    Requests,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Normal,
@@ -138,6 +148,12 @@ pub struct App {
     pub now_ms: u64,
     /// Rows of the last drawn models/nodes/log panes, for paging.
     pub page_rows: usize,
+    /// Requests in flight and recent, fed by the same event stream.
+    pub requests: RequestLog,
+    pub screen: Screen,
+    pub selected_request: Option<String>,
+    /// The selected request's events are open.
+    pub request_events: bool,
 }
 
 impl App {
@@ -162,7 +178,25 @@ impl App {
             show_console_log: false,
             now_ms: 0,
             page_rows: 10,
+            requests: RequestLog::new(),
+            screen: Screen::Fleet,
+            selected_request: None,
+            request_events: false,
         }
+    }
+
+    /// Index of the selected request in `RequestLog::listed` order (the
+    /// first when none is selected or it is gone).
+    pub fn request_index(&self) -> Option<usize> {
+        let listed = self.requests.listed();
+        if listed.is_empty() {
+            return None;
+        }
+        let at = self
+            .selected_request
+            .as_deref()
+            .and_then(|id| listed.iter().position(|r| r.id == id));
+        Some(at.unwrap_or(0))
     }
 
     /// Whether what is on screen may be out of date.
@@ -284,7 +318,10 @@ impl App {
     fn on_stream(&mut self, msg: StreamMsg) {
         match msg {
             StreamMsg::Connected => self.conn = Conn::Connected,
-            StreamMsg::Event(ev) => self.fleet.apply(*ev),
+            StreamMsg::Event(ev) => {
+                self.requests.apply(&ev);
+                self.fleet.apply(*ev);
+            }
             StreamMsg::BadEvent(why) => {
                 let ts = self.fleet.now_ms;
                 self.fleet.push_log(
@@ -580,8 +617,12 @@ impl App {
             self.notify(Level::Warn, "read-only console: actions are disabled");
             return Vec::new();
         }
+        if self.screen == Screen::Requests && self.on_requests_action(action) {
+            return Vec::new();
+        }
         match action {
             Action::Quit => return vec![Effect::Quit],
+            Action::Requests => self.screen = Screen::Requests,
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
             Action::PageUp => self.move_selection(-(self.page_rows.max(1) as isize)),
@@ -717,6 +758,52 @@ impl App {
                 })
             }
         }
+    }
+
+    /// Keys on the requests screen; false when the fleet screen's meaning
+    /// applies (quit, help, command line, actions on the selected model).
+    fn on_requests_action(&mut self, action: Action) -> bool {
+        let step = |app: &mut App, delta: isize| {
+            let listed = app.requests.listed();
+            if listed.is_empty() {
+                return;
+            }
+            let cur = app.request_index().unwrap_or(0) as isize;
+            let next = cur
+                .saturating_add(delta)
+                .clamp(0, listed.len() as isize - 1) as usize;
+            app.selected_request = Some(listed[next].id.clone());
+        };
+        let page = self.page_rows.max(1) as isize;
+        match action {
+            Action::Up => step(self, -1),
+            Action::Down => step(self, 1),
+            Action::PageUp => step(self, -page),
+            Action::PageDown => step(self, page),
+            Action::Top => step(self, isize::MIN / 2),
+            Action::Bottom => step(self, isize::MAX / 2),
+            Action::Detail => {
+                if self.requests.is_empty() {
+                    self.notify(Level::Warn, "no requests yet");
+                } else {
+                    if self.selected_request.is_none() {
+                        step(self, 0);
+                    }
+                    self.request_events = !self.request_events;
+                }
+            }
+            Action::Back if self.request_events => self.request_events = false,
+            Action::Back | Action::Requests => {
+                self.screen = Screen::Fleet;
+                self.request_events = false;
+            }
+            Action::NextPane | Action::PrevPane | Action::FocusPane(_) => {
+                self.screen = Screen::Fleet;
+                return false;
+            }
+            _ => return false,
+        }
+        true
     }
 
     fn move_selection(&mut self, delta: isize) {

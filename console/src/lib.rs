@@ -2,6 +2,7 @@
 //! (`main.rs`) wires the terminal and the network to the pieces here:
 //!
 //! - [`fleet`]: the local fleet model, fed by the gateway's event stream;
+//! - [`requests`]: the requests in flight and recent, from the same stream;
 //! - [`app`]: the console's state and its update function (keys, events,
 //!   action outcomes in; admin requests out);
 //! - [`client`]: the event stream (with reconnect) and the admin calls;
@@ -16,5 +17,6 @@ pub mod command;
 pub mod fixtures;
 pub mod fleet;
 pub mod keys;
+pub mod requests;
 pub mod theme;
 pub mod ui;

@@ -310,3 +310,78 @@ fn the_model_column_shows_at_every_width() {
         );
     }
 }
+
+/// The requests screen: a chart of the finished requests' tokens and the
+/// requests in flight and recent; Enter opens the selected one's events.
+#[test]
+fn requests_screen_and_a_requests_events() {
+    use cortex_console::app::Screen;
+    let mut app = app();
+    let mut seq = 100;
+    let mut feed = |app: &mut App, dt: u64, node: Option<&str>, kind: EventKind| {
+        app.update(Msg::Stream(StreamMsg::Event(Box::new(event(
+            seq,
+            T0 + dt,
+            node,
+            kind,
+        )))));
+        seq += 1;
+    };
+    let id = "gw-7-41";
+    feed(
+        &mut app,
+        30_200,
+        Some("alpha"),
+        EventKind::RequestRouted {
+            request_id: id.into(),
+            model: "smollm2-chat".into(),
+        },
+    );
+    feed(
+        &mut app,
+        30_210,
+        Some("alpha"),
+        EventKind::RequestStarted {
+            request_id: id.into(),
+            model: "smollm2-chat".into(),
+            prompt_tokens: 412,
+            cached_tokens: 380,
+        },
+    );
+    feed(
+        &mut app,
+        30_260,
+        Some("alpha"),
+        EventKind::RequestFirstToken {
+            request_id: id.into(),
+            model: "smollm2-chat".into(),
+            ttft_ms: 48.0,
+        },
+    );
+    feed(
+        &mut app,
+        30_500,
+        Some("beta"),
+        EventKind::RequestRouted {
+            request_id: "gw-7-42".into(),
+            model: "smollm2-coder".into(),
+        },
+    );
+    key(&mut app, KeyCode::Char('r'));
+    assert_eq!(app.screen, Screen::Requests);
+    snap("requests", &mut app);
+    key(&mut app, KeyCode::Enter);
+    assert!(app.request_events);
+    assert_eq!(
+        app.selected_request.as_deref(),
+        Some(id),
+        "the oldest in flight first"
+    );
+    snap("request_events", &mut app);
+    key(&mut app, KeyCode::Esc);
+    assert!(!app.request_events, "Esc closes the events first");
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.selected_request.as_deref(), Some("gw-7-42"));
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.screen, Screen::Fleet, "then goes back to the fleet");
+}

@@ -8,6 +8,7 @@ mod help;
 mod log;
 mod models;
 mod nodes;
+mod requests;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -15,7 +16,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders};
 
-use crate::app::{App, Mode, Pane};
+use crate::app::{App, Mode, Pane, Screen};
 
 /// Draws the whole console.
 pub fn draw(frame: &mut Frame, app: &mut App) {
@@ -29,6 +30,12 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     ])
     .areas(area);
     header::draw(frame, head, app);
+    if app.screen == Screen::Requests {
+        requests::draw(frame, body, app);
+        footer(frame, foot, app);
+        draw_overlay(frame, area, app);
+        return;
+    }
 
     let node_rows = nodes::row_count(app) as u16;
     let third = (body.height / 3).max(4);
@@ -57,7 +64,11 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     detail::draw(frame, detail_area, app);
     log::draw(frame, log_area, app);
     footer(frame, foot, app);
+    draw_overlay(frame, area, app);
+}
 
+/// Help or a dialog over whichever screen is showing.
+fn draw_overlay(frame: &mut Frame, area: Rect, app: &App) {
     match &app.mode {
         Mode::Help => help::draw(frame, area, app),
         Mode::Dialog(d) => dialog::draw(frame, area, app, d),
@@ -126,6 +137,7 @@ fn footer(frame: &mut Frame, area: Rect, app: &App) {
                     ("?", "help", false),
                     ("/", "filter", false),
                     (":", "cmd", false),
+                    ("r", "requests", false),
                     ("l", "load", true),
                     ("p", "pin", true),
                     ("u", "unload", true),

@@ -31,6 +31,7 @@ const MAX_STOP_SEQUENCES: usize = 4;
 
 pub async fn chat_completions(
     State(n): State<Arc<Neuron>>,
+    headers: axum::http::HeaderMap,
     JsonBody(req): JsonBody<ChatCompletionRequest>,
 ) -> Result<Response, Failure> {
     let received = Instant::now();
@@ -54,11 +55,14 @@ pub async fn chat_completions(
     let permit = admit(&entry, n.settings.max_queue, n.settings.batch.max_batch)?;
 
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    // Events and logs carry the caller's request id when it sends one (the
+    // gateway does), so one request reads as one across the fleet.
+    let event_id = caller_request_id(&headers).unwrap_or_else(|| id.clone());
     let (tx, rx) = mpsc::unbounded_channel();
     n.worker.submit(Job {
         entry: entry.clone(),
         request: GenRequest {
-            id: id.clone(),
+            id: event_id,
             prompt_ids,
             max_new_tokens,
             sampling,
@@ -79,6 +83,16 @@ pub async fn chat_completions(
             .await?
             .into_response())
     }
+}
+
+/// A usable `x-request-id`: 1 to 128 characters of `[A-Za-z0-9._:-]`;
+/// anything else is ignored (it would land in events and logs).
+fn caller_request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    let v = headers.get("x-request-id")?.to_str().ok()?;
+    let ok = (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    ok.then(|| v.to_string())
 }
 
 /// `POST /v1/chat/count_tokens`: how many prompt tokens a chat request
@@ -387,4 +401,24 @@ fn stream_response(
     };
     // Comments keep the connection visibly alive during a long prefill.
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::caller_request_id;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn only_sane_request_ids_are_adopted() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-request-id", HeaderValue::from_str(v).unwrap());
+            caller_request_id(&h)
+        };
+        assert_eq!(with("gw-12-3").as_deref(), Some("gw-12-3"));
+        assert_eq!(with("a b"), None);
+        assert_eq!(with("x;rm"), None);
+        assert_eq!(with(&"a".repeat(129)), None);
+        assert_eq!(caller_request_id(&HeaderMap::new()), None);
+    }
 }
