@@ -12,6 +12,7 @@ mod fleet;
 mod histograms;
 mod load;
 mod metrics;
+mod neuron_clients;
 mod placement;
 mod proxy;
 mod router;

@@ -267,7 +267,8 @@ async fn send_with_retry(
         record.routed(&lease);
         let url = format!("{}{}", lease.replica.endpoint, req.path);
         let sent = state
-            .upstream
+            .neurons
+            .upstream(lease.replica.idx)
             .post(&url)
             .header("x-request-id", &record.id)
             .json(&req.body)

@@ -77,6 +77,9 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     if cfg.auth.admin_token.is_none() {
         tracing::warn!("no admin token configured: the admin API will refuse every call");
     }
+    for warning in cfg.warnings() {
+        tracing::warn!("{}: {warning}", config.display());
+    }
     if cfg.neurons.is_empty() {
         tracing::warn!("no [[neurons]] configured: every request will be answered 503");
     }

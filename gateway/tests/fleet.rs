@@ -257,6 +257,90 @@ async fn token_protected_neurons_serve_only_a_gateway_with_the_token() {
     assert_eq!(status, 503, "{body}");
 }
 
+/// Each node may hold its own token: a `[[neurons]] token_file` (or
+/// `token`) overrides the fleet's for that node's events, loads and chat
+/// requests, while the other node keeps the fleet token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_node_gets_its_own_token() {
+    let a = neuron_env(
+        "a",
+        250,
+        "127.0.0.1:0",
+        &["--max-queue", "64"],
+        &[("CORTEX_NEURON_TOKEN", "fleet-token")],
+    );
+    let b = neuron_env(
+        "b",
+        250,
+        "127.0.0.1:0",
+        &["--max-queue", "64"],
+        &[("CORTEX_NEURON_TOKEN", "bravo-own-token")],
+    );
+    let files = tempfile::tempdir().unwrap();
+    let b_token = files.path().join("b.token");
+    std::fs::write(&b_token, "bravo-own-token\n").unwrap();
+    let b_extra = format!("token_file = {:?}", b_token.display().to_string());
+    let gw = gateway_nodes(
+        &[(&a, ""), (&b, &b_extra)],
+        "lru",
+        &models_toml(&[("smol", "")]),
+        "",
+        "neuron_token = \"fleet-token\"",
+    );
+    // Both event streams (control path) are accepted.
+    gw.wait_status("both nodes up", Duration::from_secs(20), |s| {
+        s.nodes_up == 2
+    })
+    .await;
+    // Loads (control path) and chats (data path) on each node.
+    for node in ["a", "b"] {
+        let (code, body) = gw
+            .admin("/admin/models/load", json!({"model": "smol", "node": node}))
+            .await;
+        assert_eq!(code, 200, "loading on {node}: {body}");
+    }
+    let mut served = std::collections::BTreeSet::new();
+    let streams = futures::future::join_all((0..2).map(|_| gw.stream("smol", 24))).await;
+    for resp in streams {
+        assert_eq!(resp.status(), 200);
+        served.insert(node_of(&resp).expect("x-cortex-node"));
+        let data = read_sse(resp).await;
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+        assert!(!data.iter().any(|d| d.contains("\"error\"")), "{data:?}");
+    }
+    assert_eq!(
+        served.into_iter().collect::<Vec<_>>(),
+        vec!["a", "b"],
+        "two concurrent streams use both replicas"
+    );
+    // Unloading (control path) on the node with its own token.
+    let (code, body) = gw
+        .admin(
+            "/admin/models/unload",
+            json!({"model": "smol", "node": "b"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+
+    // The fleet token alone does not open b: it stays down, saying why.
+    let fleet_only = gateway_started(
+        &[&b],
+        "lru",
+        &models_toml(&[("smol", "")]),
+        "",
+        "neuron_token = \"fleet-token\"",
+    );
+    let st = fleet_only
+        .wait_status("b's refusal", Duration::from_secs(20), |s| {
+            s.nodes[0]
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("token_file"))
+        })
+        .await;
+    assert_eq!(st.nodes[0].state, NodeState::Down, "{st:?}");
+}
+
 /// A burst larger than the neuron's batch and queue together: the gateway
 /// holds the overflow in its own line and every request is served, with
 /// one cold start.

@@ -192,6 +192,25 @@ pub struct NeuronEntry {
     pub name: String,
     /// `http://host:port` of the neuron.
     pub endpoint: String,
+    /// This node's token, sent instead of the fleet's `[auth]
+    /// neuron_token` (prefer `token_file`: a token written here is warned
+    /// about, see [`GatewayConfig::warnings`]).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file whose first line is this node's token (relative to this
+    /// file); after loading, `token` holds what it read.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl NeuronEntry {
+    /// The token this node gets: its own, else the fleet's.
+    pub fn effective_token<'a>(&'a self, auth: &'a AuthSection) -> Option<&'a str> {
+        self.token
+            .as_deref()
+            .or(auth.neuron_token.as_deref())
+            .map(str::trim)
+    }
 }
 
 impl GatewayConfig {
@@ -237,6 +256,7 @@ impl GatewayConfig {
                 "must be greater than 0",
             ));
         }
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut names = std::collections::HashSet::new();
         for (i, n) in self.neurons.iter_mut().enumerate() {
             let at = Some(("neurons", i));
@@ -268,6 +288,32 @@ impl GatewayConfig {
                 ));
             }
             n.endpoint = n.endpoint.trim_end_matches('/').to_string();
+            if let Some(token) = &n.token
+                && token.trim().is_empty()
+            {
+                return Err(ConfigError::invalid_value(
+                    path,
+                    source,
+                    at,
+                    "token",
+                    "must not be empty (leave it out to use [auth] neuron_token)",
+                ));
+            }
+            if let Some(file) = n.token_file.take() {
+                if n.token.is_some() {
+                    return Err(ConfigError::invalid_value(
+                        path,
+                        source,
+                        at,
+                        "token_file",
+                        "set `token` or `token_file`, not both",
+                    ));
+                }
+                let (file, token) = read_token_file(&dir, &file)
+                    .map_err(|m| ConfigError::invalid_value(path, source, at, "token_file", m))?;
+                n.token = Some(token);
+                n.token_file = Some(file);
+            }
         }
         if let Some(token) = &self.auth.admin_token
             && token.trim().is_empty()
@@ -280,7 +326,6 @@ impl GatewayConfig {
                 "must not be empty (leave it out, or set CORTEX_ADMIN_TOKEN)",
             ));
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
         if let Some(token) = &self.auth.neuron_token
             && token.trim().is_empty()
         {
@@ -293,30 +338,9 @@ impl GatewayConfig {
             ));
         }
         if let Some(file) = self.auth.neuron_token_file.take() {
-            let file = if file.is_absolute() {
-                file
-            } else {
-                dir.join(file)
-            };
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                ConfigError::invalid_value(
-                    path,
-                    source,
-                    Some(("auth", 0)),
-                    "neuron_token_file",
-                    format!("cannot read {}: {e}", file.display()),
-                )
+            let (file, token) = read_token_file(&dir, &file).map_err(|m| {
+                ConfigError::invalid_value(path, source, Some(("auth", 0)), "neuron_token_file", m)
             })?;
-            let token = text.lines().next().unwrap_or("").trim().to_string();
-            if token.is_empty() {
-                return Err(ConfigError::invalid_value(
-                    path,
-                    source,
-                    Some(("auth", 0)),
-                    "neuron_token_file",
-                    format!("{} is empty", file.display()),
-                ));
-            }
             self.auth.neuron_token.get_or_insert(token);
             self.auth.neuron_token_file = Some(file);
         }
@@ -392,9 +416,41 @@ impl GatewayConfig {
             .unwrap_or_else(|| PathBuf::from("models.toml"))
     }
 
+    /// Settings that work but that the operator should change: tokens
+    /// written into the file itself (it tends to be shared and committed).
+    pub fn warnings(&self) -> Vec<String> {
+        self.neurons
+            .iter()
+            .filter(|n| n.token.is_some() && n.token_file.is_none())
+            .map(|n| {
+                format!(
+                    "neuron `{}` has its token written in the config file; prefer `token_file`",
+                    n.name
+                )
+            })
+            .collect()
+    }
+
     pub fn neuron_names(&self) -> Vec<String> {
         self.neurons.iter().map(|n| n.name.clone()).collect()
     }
+}
+
+/// Reads a token file (relative to `dir`): its first line, trimmed. The
+/// error says what to fix.
+fn read_token_file(dir: &Path, file: &Path) -> Result<(PathBuf, String), String> {
+    let file = if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        dir.join(file)
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(format!("{} is empty", file.display()));
+    }
+    Ok((file, token))
 }
 
 /// `host:port` with a numeric port.
@@ -511,6 +567,49 @@ mod tests {
             .to_string();
         assert!(
             err.contains("neuron_token_file") && err.contains("missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_node_token_overrides_the_fleet_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("cortex.toml");
+        std::fs::write(dir.path().join("b.token"), "bee\n").unwrap();
+        let text = "[auth]\nneuron_token = \"fleet\"\n\
+                    [[neurons]]\nname = \"a\"\nendpoint = \"http://x:1\"\n\
+                    [[neurons]]\nname = \"b\"\nendpoint = \"http://y:1\"\ntoken_file = \"b.token\"\n\
+                    [[neurons]]\nname = \"c\"\nendpoint = \"http://z:1\"\ntoken = \"sea\"\n";
+        let cfg = GatewayConfig::parse(&cfg_path, text).unwrap();
+        let tokens: Vec<_> = cfg
+            .neurons
+            .iter()
+            .map(|n| n.effective_token(&cfg.auth))
+            .collect();
+        assert_eq!(tokens, vec![Some("fleet"), Some("bee"), Some("sea")]);
+        let warnings = cfg.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("`c`") && warnings[0].contains("token_file"),
+            "{warnings:?}"
+        );
+
+        let bad = |extra: &str| {
+            let text = format!("[[neurons]]\nname = \"a\"\nendpoint = \"http://x:1\"\n{extra}");
+            GatewayConfig::parse(&cfg_path, &text)
+                .unwrap_err()
+                .to_string()
+        };
+        let err = bad("token = \" \"\n");
+        assert!(err.contains(":4: field `token`"), "{err}");
+        let err = bad("token_file = \"missing.token\"\n");
+        assert!(
+            err.contains(":4: field `token_file`") && err.contains("missing.token"),
+            "{err}"
+        );
+        let err = bad("token = \"t\"\ntoken_file = \"b.token\"\n");
+        assert!(
+            err.contains(":5: field `token_file`") && err.contains("not both"),
             "{err}"
         );
     }

@@ -100,14 +100,27 @@ pub fn gateway_started(
     gateway_extra: &str,
     auth_extra: &str,
 ) -> Gateway {
+    let nodes: Vec<(&Child, &str)> = neurons.iter().map(|n| (*n, "")).collect();
+    gateway_nodes(&nodes, strategy, models, gateway_extra, auth_extra)
+}
+
+/// `cortex serve` started and listening, with keys of its own for each
+/// `[[neurons]]` table (e.g. its `token_file`); nodes not waited for.
+pub fn gateway_nodes(
+    neurons: &[(&Child, &str)],
+    strategy: &str,
+    models: &str,
+    gateway_extra: &str,
+    auth_extra: &str,
+) -> Gateway {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cfg = format!(
         "[gateway]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n{gateway_extra}\n\
          [eviction]\nstrategy = \"{strategy}\"\n[auth]\nadmin_token = \"{TOKEN}\"\n{auth_extra}\n"
     );
-    for n in neurons {
+    for (n, extra) in neurons {
         cfg.push_str(&format!(
-            "[[neurons]]\nname = \"{}\"\nendpoint = \"{}\"\n",
+            "[[neurons]]\nname = \"{}\"\nendpoint = \"{}\"\n{extra}\n",
             n.name, n.url
         ));
     }
