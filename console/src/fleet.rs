@@ -456,7 +456,9 @@ impl Fleet {
                     }
                 }
             }
-            EventKind::RequestFirstToken { .. } | EventKind::RequestRouted { .. } => {}
+            EventKind::RequestFirstToken { .. }
+            | EventKind::RequestRouted { .. }
+            | EventKind::RequestRetried { .. } => {}
             EventKind::RequestFinished {
                 model,
                 completion_tokens,

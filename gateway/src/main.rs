@@ -2,6 +2,7 @@
 //! asks a running one how the fleet is.
 
 mod admin;
+mod assemble;
 mod client_api;
 mod demo;
 mod error;
@@ -13,8 +14,10 @@ mod histograms;
 mod load;
 mod metrics;
 mod neuron_clients;
+mod neuron_sse;
 mod placement;
 mod proxy;
+mod retry;
 mod router;
 mod serve;
 mod single_flight;

@@ -308,8 +308,21 @@ pub fn node_of(resp: &reqwest::Response) -> Option<String> {
 
 /// Reads an SSE body to its end; returns the `data:` payloads.
 pub async fn read_sse(resp: reqwest::Response) -> Vec<String> {
+    read_events(&mut resp.bytes_stream().eventsource()).await
+}
+
+/// Reads the rest of an SSE stream; returns the `data:` payloads.
+pub async fn read_events(
+    s: &mut (
+             impl futures::Stream<
+        Item = Result<
+            eventsource_stream::Event,
+            eventsource_stream::EventStreamError<reqwest::Error>,
+        >,
+    > + Unpin
+         ),
+) -> Vec<String> {
     let mut out = Vec::new();
-    let mut s = resp.bytes_stream().eventsource();
     while let Some(ev) = tokio::time::timeout(Duration::from_secs(60), s.next())
         .await
         .expect("stream progresses within 60 s")
@@ -323,6 +336,33 @@ pub async fn read_sse(resp: reqwest::Response) -> Vec<String> {
         }
     }
     out
+}
+
+/// Reads a streamed answer until its first content token.
+pub async fn first_token(
+    s: &mut (
+             impl futures::Stream<
+        Item = Result<
+            eventsource_stream::Event,
+            eventsource_stream::EventStreamError<reqwest::Error>,
+        >,
+    > + Unpin
+         ),
+) {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(60), s.next())
+            .await
+            .expect("a token within 60 s")
+            .expect("the stream goes on")
+            .expect("well-formed SSE");
+        let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+        if v["choices"][0]["delta"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+        {
+            return;
+        }
+    }
 }
 
 pub fn placement_nodes(s: &FleetStatus, model: &str) -> Vec<String> {
