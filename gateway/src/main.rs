@@ -5,6 +5,7 @@ mod admin;
 mod assemble;
 mod client_api;
 mod demo;
+mod echo;
 mod error;
 mod events;
 mod evict;

@@ -27,6 +27,7 @@ use crate::neuron_sse::{Frames, Kind, ReadError};
 use crate::retry::{Failed, Retries, is_node_failure};
 use crate::router::{Lease, acquire, forget};
 use crate::state::AppState;
+use crate::waitlist::Full;
 
 /// The neuron's chat endpoint: the one whose answers are streamed.
 const CHAT_PATH: &str = "/v1/chat/completions";
@@ -324,15 +325,22 @@ async fn send_queued(
     let retry = state.cfg.gateway.retry_after_secs;
     let timeout = state.cfg.gateway.queue_timeout();
     let deadline = tokio::time::Instant::now() + timeout;
-    let Some(place) = state.waitlists.enter(&req.model) else {
-        return Err(unavailable(
-            "gateway_queue_full",
-            format!(
-                "`{}` is busy on every replica and {} requests already wait at the gateway: {}",
-                req.model, state.cfg.gateway.max_waiting, first.message
-            ),
-            retry,
-        ));
+    let place = match state.waitlists.enter(&req.model) {
+        Ok(place) => place,
+        Err(full) => {
+            let waiting = match full {
+                Full::Model(n) => format!("{n} requests for it already wait at the gateway"),
+                Full::Gateway(n) => format!("{n} requests already wait at the gateway"),
+            };
+            return Err(unavailable(
+                "gateway_queue_full",
+                format!(
+                    "`{}` is busy on every replica and {waiting}: {}",
+                    req.model, first.message
+                ),
+                retry,
+            ));
+        }
     };
     tracing::info!(id = %record.id, model = %req.model, waiting = state.waitlists.waiting(&req.model), "every replica is full; waiting at the gateway");
     let timed_out = || {

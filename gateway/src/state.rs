@@ -33,11 +33,14 @@ impl AppState {
     pub fn new(cfg: GatewayConfig, catalogue: ModelsConfig) -> anyhow::Result<Self> {
         Ok(AppState {
             fleet: Fleet::new(&cfg, catalogue),
-            bus: EventBus::new(cfg.gateway.event_buffer),
+            bus: EventBus::new(cfg.gateway.event_buffer, cfg.gateway.event_buffer_bytes),
             metrics: Metrics::new(),
             neurons: NeuronClients::new(&cfg)?,
             loads: Loads::default(),
-            waitlists: crate::waitlist::Waitlists::new(cfg.gateway.max_waiting),
+            waitlists: crate::waitlist::Waitlists::new(
+                cfg.gateway.max_waiting,
+                cfg.gateway.max_waiting_total,
+            ),
             next_request: AtomicU64::new(1),
             boot_id: cortex_common::now_ms() % 1_000_000,
             cfg,

@@ -14,6 +14,7 @@ use cortex_common::neuron_api::{Discovery, ModelsResponse};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 
+use crate::echo;
 use crate::metrics::{DeviceLabels, NodeLabel, model_node};
 use crate::state::AppState;
 
@@ -115,8 +116,10 @@ async fn connect(
         bail!("GET /events answered {}", resp.status());
     }
     let stream: ByteStream = resp.bytes_stream().boxed();
-    let discovery: Discovery = get_json(client, &format!("{endpoint}/discovery")).await?;
-    let models: ModelsResponse = get_json(client, &format!("{endpoint}/models")).await?;
+    let mut discovery: Discovery = get_json(client, &format!("{endpoint}/discovery")).await?;
+    let mut models: ModelsResponse = get_json(client, &format!("{endpoint}/models")).await?;
+    echo::cap_devices(&mut discovery.devices);
+    echo::cap_models(&mut models.models);
     Ok((stream, discovery, models))
 }
 
@@ -158,13 +161,18 @@ async fn consume(state: &AppState, idx: usize, name: &str, stream: ByteStream) -
         if next.data.is_empty() {
             continue;
         }
-        let event: Event = match serde_json::from_str(&next.data) {
+        let mut event: Event = match serde_json::from_str(&next.data) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(node = %name, "unreadable event ({e}): {}", truncate(&next.data));
                 continue;
             }
         };
+        if !echo::from_neuron(&event.kind) {
+            tracing::warn!(node = %name, kind = event.kind.name(), "ignoring an event only the gateway may send");
+            continue;
+        }
+        echo::cap_event(&mut event.kind);
         let stats = matches!(event.kind, EventKind::DeviceStats { .. });
         state.fleet.lock().apply(idx, &event.kind);
         record_metrics(state, name, &event.kind);

@@ -71,9 +71,16 @@ pub struct GatewaySection {
     /// is full (beyond it: 503). Default 256.
     #[serde(default = "default_max_waiting")]
     pub max_waiting: u32,
+    /// Requests that may wait at the gateway across all models (beyond it:
+    /// 503). Default 1024.
+    #[serde(default = "default_max_waiting_total")]
+    pub max_waiting_total: u32,
     /// Fleet events kept for `Last-Event-ID` replay.
     #[serde(default = "default_event_buffer")]
     pub event_buffer: usize,
+    /// Bytes (as JSON) the replay buffer may hold. Default 16 MiB.
+    #[serde(default = "default_event_buffer_bytes")]
+    pub event_buffer_bytes: usize,
     /// Interval of the per-model `histograms` events.
     #[serde(default, deserialize_with = "deserialize_opt_duration")]
     pub histogram_interval: Option<Duration>,
@@ -97,6 +104,12 @@ fn default_max_waiting() -> u32 {
 fn default_event_buffer() -> usize {
     4096
 }
+fn default_max_waiting_total() -> u32 {
+    1024
+}
+fn default_event_buffer_bytes() -> usize {
+    16 << 20
+}
 
 impl Default for GatewaySection {
     fn default() -> Self {
@@ -109,7 +122,9 @@ impl Default for GatewaySection {
             queue_timeout: None,
             retry_after_secs: default_retry_after(),
             max_waiting: default_max_waiting(),
+            max_waiting_total: default_max_waiting_total(),
             event_buffer: default_event_buffer(),
+            event_buffer_bytes: default_event_buffer_bytes(),
             histogram_interval: None,
         }
     }
@@ -247,14 +262,24 @@ impl GatewayConfig {
                 "must be greater than 0",
             ));
         }
-        if self.gateway.event_buffer == 0 {
-            return Err(ConfigError::invalid_value(
-                path,
-                source,
-                g,
-                "event_buffer",
-                "must be greater than 0",
-            ));
+        for (field, value) in [
+            ("event_buffer", self.gateway.event_buffer as u64),
+            ("event_buffer_bytes", self.gateway.event_buffer_bytes as u64),
+            ("max_waiting", u64::from(self.gateway.max_waiting)),
+            (
+                "max_waiting_total",
+                u64::from(self.gateway.max_waiting_total),
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid_value(
+                    path,
+                    source,
+                    g,
+                    field,
+                    "must be greater than 0",
+                ));
+            }
         }
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut names = std::collections::HashSet::new();
