@@ -21,6 +21,7 @@ mod proxy;
 mod retry;
 mod router;
 mod serve;
+mod server;
 mod single_flight;
 mod state;
 mod status_cmd;

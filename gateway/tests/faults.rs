@@ -1,6 +1,7 @@
 //! The gateway when things go wrong around it, with real processes on
-//! loopback: long generations under a short idle timeout, and neurons
-//! killed while requests wait in their queues.
+//! loopback: long generations under a short idle timeout, neurons killed
+//! while requests wait in their queues, and clients that never finish
+//! their request headers.
 
 mod support;
 
@@ -226,4 +227,59 @@ async fn requests_queued_on_a_killed_neuron_are_retried_elsewhere() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A client that sends half its headers is cut off after
+/// `header_read_timeout`; other clients are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_loris_is_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = neuron("a", 250);
+    let gw = gateway(
+        &[&a],
+        "lru",
+        &models_toml(&[("smol", "")]),
+        "header_read_timeout = \"1s\"",
+    )
+    .await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let mut loris = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    loris
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: app")
+        .await
+        .unwrap();
+    let opened = Instant::now();
+
+    let asked = Instant::now();
+    let resp = gw
+        .http
+        .get(format!("{}/health", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        asked.elapsed() < Duration::from_millis(900),
+        "a normal request waited for the slow one: {:?}",
+        asked.elapsed()
+    );
+
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), loris.read(&mut buf))
+        .await
+        .expect("the gateway closes the slow connection")
+        .unwrap_or(0);
+    let closed_after = opened.elapsed();
+    assert!(
+        n == 0 || buf.starts_with(b"HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "closed before the timeout: {closed_after:?}"
+    );
+    // Still serving.
+    let (status, _, body) = gw.chat("smol", 2).await;
+    assert_eq!(status, 200, "{body}");
 }

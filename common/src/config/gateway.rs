@@ -81,6 +81,15 @@ pub struct GatewaySection {
     /// Bytes (as JSON) the replay buffer may hold. Default 16 MiB.
     #[serde(default = "default_event_buffer_bytes")]
     pub event_buffer_bytes: usize,
+    /// Longest a client may take to send a request's headers (slow-loris
+    /// connections are closed after it; an idle keep-alive connection too).
+    /// Default 30 s.
+    #[serde(default, deserialize_with = "deserialize_opt_duration")]
+    pub header_read_timeout: Option<Duration>,
+    /// Client connections open at once on `listen`; further ones wait to be
+    /// accepted. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
     /// Interval of the per-model `histograms` events.
     #[serde(default, deserialize_with = "deserialize_opt_duration")]
     pub histogram_interval: Option<Duration>,
@@ -110,6 +119,9 @@ fn default_max_waiting_total() -> u32 {
 fn default_event_buffer_bytes() -> usize {
     16 << 20
 }
+fn default_max_connections() -> u32 {
+    4096
+}
 
 impl Default for GatewaySection {
     fn default() -> Self {
@@ -125,6 +137,8 @@ impl Default for GatewaySection {
             max_waiting_total: default_max_waiting_total(),
             event_buffer: default_event_buffer(),
             event_buffer_bytes: default_event_buffer_bytes(),
+            header_read_timeout: None,
+            max_connections: default_max_connections(),
             histogram_interval: None,
         }
     }
@@ -140,6 +154,9 @@ impl GatewaySection {
     }
     pub fn queue_timeout(&self) -> Duration {
         self.queue_timeout.unwrap_or(Duration::from_secs(120))
+    }
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout.unwrap_or(Duration::from_secs(30))
     }
     pub fn histogram_interval(&self) -> Duration {
         self.histogram_interval.unwrap_or(Duration::from_secs(5))
