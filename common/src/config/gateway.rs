@@ -287,6 +287,8 @@ impl GatewayConfig {
                 "max_waiting_total",
                 u64::from(self.gateway.max_waiting_total),
             ),
+            ("max_connections", u64::from(self.gateway.max_connections)),
+            ("retry_after_secs", u64::from(self.gateway.retry_after_secs)),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid_value(
@@ -297,6 +299,15 @@ impl GatewayConfig {
                     "must be greater than 0",
                 ));
             }
+        }
+        if let Some(i) = self.auth.api_keys.iter().position(|k| k.trim().is_empty()) {
+            return Err(ConfigError::invalid_value(
+                path,
+                source,
+                Some(("auth", 0)),
+                "api_keys",
+                format!("key {} is empty; remove it or give it a value", i + 1),
+            ));
         }
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut names = std::collections::HashSet::new();
@@ -560,6 +571,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(":2: field `queue_timeout`"), "{err}");
+        for bad in [
+            "keepalive_interval = \"0s\"",
+            "keepalive_interval = \"99999999999999999999d\"",
+            "max_connections = 0",
+            "max_waiting_total = 0",
+            "event_buffer_bytes = 0",
+            "max_connections = 99999999999",
+        ] {
+            let field = bad.split(' ').next().unwrap();
+            let err = parse(&format!("[gateway]\n\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!(":3: field `{field}`")),
+                "{bad}: {err}"
+            );
+        }
+        let err = parse("[auth]\napi_keys = [\"k\", \"\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":2: field `api_keys`") && err.contains("key 2 is empty"),
+            "{err}"
+        );
     }
 
     #[test]
