@@ -18,6 +18,7 @@ mod neuron_clients;
 mod neuron_sse;
 mod placement;
 mod proxy;
+mod redact;
 mod retry;
 mod router;
 mod serve;

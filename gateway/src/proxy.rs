@@ -24,6 +24,7 @@ use crate::assemble::Assembler;
 use crate::error::{AppError, UPSTREAM_QUEUE_FULL, from_upstream_body, unavailable, upstream};
 use crate::metrics::{ErrorLabels, model_node};
 use crate::neuron_sse::{Frames, Kind, ReadError};
+use crate::redact::redact_paths;
 use crate::retry::{Failed, Retries, is_node_failure};
 use crate::router::{Lease, acquire, forget};
 use crate::state::AppState;
@@ -300,7 +301,14 @@ fn flatten(
 
 fn failed(record: Record, e: ApiError) -> Response {
     record.fail(&e);
-    AppError(e).into_response()
+    AppError(for_client(e)).into_response()
+}
+
+/// The error as a client may see it: no server paths in its message (the
+/// event and the log keep the whole message).
+fn for_client(mut e: ApiError) -> ApiError {
+    e.message = redact_paths(&e.message);
+    e
 }
 
 fn set_node(r: &mut Response, node: &str) {
@@ -468,7 +476,8 @@ fn sse_response(
 
 /// The SSE frame that ends a failed stream, then `[DONE]`.
 pub fn error_frames(e: &ApiError) -> Bytes {
-    let json = serde_json::to_string(&e.envelope()).unwrap_or_else(|_| "{}".into());
+    let json =
+        serde_json::to_string(&for_client(e.clone()).envelope()).unwrap_or_else(|_| "{}".into());
     Bytes::from(format!("data: {json}\n\ndata: [DONE]\n\n"))
 }
 

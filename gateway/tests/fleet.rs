@@ -772,3 +772,44 @@ async fn last_event_id_replays_what_was_missed_or_sends_a_snapshot() {
     assert_eq!(first.kind.name(), "snapshot");
     assert!(first.seq > last + 40);
 }
+
+/// A model whose source is a path on the servers: `/v1/models` does not
+/// show the path, and a failed load's error does not repeat it to the
+/// client (the admin status still shows the source).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_paths_stay_out_of_client_answers() {
+    let a = neuron("a", 250);
+    let secret = "/srv/cortex-secret/models/nothing-here.gguf";
+    let models = format!(
+        "{}[[models]]\nid = \"local\"\nsource = \"{secret}\"\nmemory_mb = 100\n",
+        models_toml(&[("smol", "")])
+    );
+    let gw = gateway(&[&a], "lru", &models, "").await;
+    let list = gw
+        .http
+        .get(format!("{}/v1/models", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("\"local\""), "{list}");
+    assert!(!list.contains("cortex-secret"), "{list}");
+    assert!(
+        list.contains("\"embedded\""),
+        "other sources still show: {list}"
+    );
+
+    let (status, _, body) = gw.chat("local", 2).await;
+    assert!(status >= 400, "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(!body.to_string().contains("cortex-secret"), "{body}");
+    let resp = gw.stream("local", 2).await;
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("cortex-secret"), "{text}");
+
+    let s = gw.status().await;
+    let local = s.models.iter().find(|m| m.id == "local").unwrap();
+    assert_eq!(local.source, secret, "the admin API may show it");
+}
