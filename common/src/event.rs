@@ -161,6 +161,16 @@ pub enum EventKind {
         status: u16,
         reason: String,
     },
+    /// The request's node (the event's `node`) failed before the request
+    /// had sent its client anything; it is being sent again, to another
+    /// replica or after a cold load.
+    RequestRetried {
+        request_id: String,
+        model: String,
+        /// Which attempt comes next (2 for the first retry).
+        attempt: u32,
+        reason: String,
+    },
     /// Periodic per model (and node) latency and speed distributions.
     Histograms {
         model: String,
@@ -193,6 +203,7 @@ impl EventKind {
             EventKind::RequestRouted { .. } => "request_routed",
             EventKind::ModelWaiting { .. } => "model_waiting",
             EventKind::RequestFailed { .. } => "request_failed",
+            EventKind::RequestRetried { .. } => "request_retried",
             EventKind::Histograms { .. } => "histograms",
         }
     }

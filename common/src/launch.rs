@@ -87,6 +87,35 @@ impl Drop for Child {
     }
 }
 
+/// Makes the child `command` starts die (SIGKILL) when the thread that
+/// starts it ends — with the whole parent when that is killed, even by
+/// SIGKILL, which runs no clean-up (Linux's `PR_SET_PDEATHSIG`; elsewhere
+/// nothing). The starting thread must live as long as the child should:
+/// not a pool thread that may retire while it runs.
+pub fn die_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only async-signal-safe calls are
+        // made (getpid/getppid/prctl/_exit), touching no memory of the parent.
+        let parent = std::process::id() as libc::pid_t;
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before the line above.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
+}
+
 /// Spawns `command` (stdout piped), waits until it prints its listening line,
 /// and keeps forwarding its stdout to ours, prefixed with `name`, when `echo`.
 pub fn spawn_server(
@@ -219,4 +248,34 @@ pub fn sibling_binary(name: &str, env_override: &str) -> Option<PathBuf> {
         dir = d.parent();
     }
     None
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    /// The child dies with the thread that started it.
+    #[test]
+    fn a_child_dies_with_its_parent() {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cmd = Command::new("sleep");
+            cmd.arg("30");
+            die_with_parent(&mut cmd);
+            let child = cmd.spawn().expect("sleep starts");
+            let _ = tx.send(child);
+            // The thread ends here: the child gets SIGKILL.
+        });
+        let mut child = rx.recv().expect("the child was started");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the child outlived its parent");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    }
 }

@@ -468,7 +468,9 @@ impl Fleet {
                     }
                 }
             }
-            EventKind::RequestFirstToken { .. } | EventKind::RequestRouted { .. } => {}
+            EventKind::RequestFirstToken { .. }
+            | EventKind::RequestRouted { .. }
+            | EventKind::RequestRetried { .. } => {}
             EventKind::ModelWaiting { model, waiting } => {
                 self.model_entry(&model, "").status.waiting = waiting;
             }

@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use crate::error::{AppError, unauthorized, unknown_model};
 use crate::extract::{bearer, json_body, same, typed};
 use crate::proxy::{self, Forward};
+use crate::redact::public_source;
 use crate::state::AppState;
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
@@ -117,7 +118,8 @@ async fn list_models(State(state): State<Arc<AppState>>) -> axum::Json<ModelList
                 created: 0,
                 owned_by: "cortex".into(),
                 cortex: Some(json!({
-                    "source": entry.map(|e| e.source().to_string()),
+                    // Local paths are the server's business (admin status shows them).
+                    "source": entry.and_then(|e| public_source(e.source())),
                     "aliases": catalogue.aliases_of(&id),
                     "pinned": g.is_pinned(&id),
                     "residency_priority": want.priority,

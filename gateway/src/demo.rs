@@ -102,17 +102,31 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let headless = args.headless;
     let port = args.port;
     // Finding/building binaries, fetching the model and starting processes
-    // all block: off the async workers.
-    let start = tokio::task::spawn_blocking(move || -> anyhow::Result<(Fleet, Option<PathBuf>)> {
-        let bins = binaries(headless)?;
-        let model =
-            cortex_common::embedded::ensure_model().context("fetching the embedded model")?;
-        tracing::debug!(model = %model.display(), "embedded model present");
-        let fleet = start_fleet(&bins.neuron, port, token)?;
-        Ok((fleet, bins.console))
-    });
+    // all block: off the async workers, on a thread of its own. The
+    // children die with the thread that starts them (so that a SIGKILLed
+    // demo leaves no orphans, see `launch::die_with_parent`), so that thread
+    // lives until the fleet is stopped — a blocking-pool thread could retire
+    // and take the fleet with it.
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (keep_tx, keep_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("demo-launcher".into())
+        .spawn(move || {
+            let started = (|| -> anyhow::Result<(Fleet, Option<PathBuf>)> {
+                let bins = binaries(headless)?;
+                let model = cortex_common::embedded::ensure_model()
+                    .context("fetching the embedded model")?;
+                tracing::debug!(model = %model.display(), "embedded model present");
+                let fleet = start_fleet(&bins.neuron, port, token)?;
+                Ok((fleet, bins.console))
+            })();
+            let _ = started_tx.send(started);
+            // Parent of the children until the demo lets go.
+            let _ = keep_rx.recv();
+        })
+        .context("starting the demo's launcher thread")?;
     let (mut fleet, console) = tokio::select! {
-        r = start => r.context("demo startup task")??,
+        r = started_rx => r.context("the demo's launcher thread")??,
         _ = stop_signal() => bail!("interrupted while starting the fleet"),
     };
 
@@ -130,6 +144,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || stop_all(fleet))
         .await
         .context("stopping the fleet")?;
+    drop(keep_tx);
     result
 }
 
@@ -254,6 +269,7 @@ fn start_fleet(neuron: &Path, port: u16, token: String) -> anyhow::Result<Fleet>
         cmd.args(["--listen", "127.0.0.1:0", "--name", name])
             .args(["--memory-limit-mb", &limit_mb.to_string()])
             .env("CORTEX_NEURON_TOKEN", &neuron_token);
+        launch::die_with_parent(&mut cmd);
         let child = spawn_logged(name, cmd, &logs)?;
         neurons_toml.push_str(&format!(
             "\n[[neurons]]\nname = \"{name}\"\nendpoint = \"{}\"\n",
@@ -282,6 +298,7 @@ fn start_fleet(neuron: &Path, port: u16, token: String) -> anyhow::Result<Fleet>
         cmd.env_remove(var);
     }
     cmd.env("CORTEX_NEURON_TOKEN", &neuron_token);
+    launch::die_with_parent(&mut cmd);
     let gateway = spawn_logged("gateway", cmd, &logs)?;
     let gateway_url = gateway.url.clone();
     let metrics_url = gateway
@@ -385,11 +402,18 @@ fn announce(fleet: &Fleet, headless: bool) {
         .iter()
         .map(|(n, mb)| format!("{n} ({mb} MiB)"))
         .collect();
+    // The token is printed only headless, where someone needs it to reach
+    // the admin API; the console gets it in its environment, and a
+    // terminal's scrollback is no place for it.
+    let token = if headless {
+        fleet.token.as_str()
+    } else {
+        "(handed to the console; set CORTEX_ADMIN_TOKEN to choose it)"
+    };
     let mut out = String::new();
     out.push_str(&format!(
-        "\ncortex demo: fleet ready\n  gateway      {url}\n  metrics      {}/metrics\n  admin token  {}\n  nodes        {}\n  models       smollm2 (pinned), smollm2-chat, smollm2-code, smollm2-scratch; alias gpt-4o-mini\n  configs      {}\n",
+        "\ncortex demo: fleet ready\n  gateway      {url}\n  metrics      {}/metrics\n  admin token  {token}\n  nodes        {}\n  models       smollm2 (pinned), smollm2-chat, smollm2-code, smollm2-scratch; alias gpt-4o-mini\n  configs      {}\n",
         fleet.metrics_url,
-        fleet.token,
         nodes.join(", "),
         fleet.dir.path().display(),
     ));
@@ -412,10 +436,12 @@ async fn run_headless(fleet: &mut Fleet) -> anyhow::Result<()> {
 
 /// Runs the console in the foreground on this terminal until it exits.
 async fn run_console(console: &Path, fleet: &mut Fleet) -> anyhow::Result<()> {
-    let mut child = tokio::process::Command::new(console)
-        .arg("--gateway")
+    let mut cmd = Command::new(console);
+    cmd.arg("--gateway")
         .arg(&fleet.gateway_url)
-        .env("CORTEX_ADMIN_TOKEN", &fleet.token)
+        .env("CORTEX_ADMIN_TOKEN", &fleet.token);
+    launch::die_with_parent(&mut cmd);
+    let mut child = tokio::process::Command::from(cmd)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", console.display()))?;

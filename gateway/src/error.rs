@@ -67,13 +67,14 @@ pub fn from_upstream_body(status: u16, body: &[u8]) -> ApiError {
     let full = parsed
         .as_ref()
         .is_some_and(|e| e.error.code.as_deref() == Some("queue_full"));
-    let message = match parsed {
+    let mut message = match parsed {
         Some(env) => env.error.message,
         None => format!(
             "neuron answered {status}: {}",
             String::from_utf8_lossy(&body[..body.len().min(300)])
         ),
     };
+    crate::echo::cap(&mut message);
     let code = if status == 503 && full {
         UPSTREAM_QUEUE_FULL
     } else {
@@ -124,5 +125,11 @@ mod tests {
         let e = from_upstream_body(500, b"boom");
         assert!(e.message.contains("boom"));
         assert_eq!(e.status(), 502);
+        let huge = format!(
+            r#"{{"error":{{"message":"{}","type":"x","code":"y"}}}}"#,
+            "m".repeat(1 << 20)
+        );
+        let e = from_upstream_body(500, huge.as_bytes());
+        assert!(e.message.len() <= crate::echo::MAX_ECHO + 3);
     }
 }

@@ -34,7 +34,7 @@ pub async fn unload(
         let g = state.fleet.lock();
         (g.nodes[idx].name.clone(), g.nodes[idx].endpoint.clone())
     };
-    let result = post_unload(state, &endpoint, model).await;
+    let result = post_unload(state.neurons.control(idx), &endpoint, model).await;
     // Counted and published before the view changes, so whoever sees the
     // replica gone also sees why.
     match &result {
@@ -76,9 +76,12 @@ pub async fn unload(
     result
 }
 
-async fn post_unload(state: &AppState, endpoint: &str, model: &str) -> Result<(), ApiError> {
-    let resp = state
-        .control
+async fn post_unload(
+    client: &reqwest::Client,
+    endpoint: &str,
+    model: &str,
+) -> Result<(), ApiError> {
+    let resp = client
         .post(format!("{endpoint}/models/unload"))
         .timeout(Duration::from_secs(60))
         .json(&UnloadRequest {

@@ -8,14 +8,18 @@ use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use cortex_common::error::{ApiError, ErrorKind};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
-/// Equal strings, compared in time independent of where they differ.
+/// Equal secrets, compared in time independent of where they differ and
+/// of their lengths: both are hashed (SHA-256) first, and the digests —
+/// always 32 bytes — compared without an early exit.
 pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    let a = Sha256::digest(a.as_bytes());
+    let b = Sha256::digest(b.as_bytes());
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// The token of an `Authorization: Bearer` header.
@@ -56,4 +60,18 @@ pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError>
 pub fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
     serde::Deserialize::deserialize(v)
         .map_err(|e| ApiError::invalid("invalid_request", format!("invalid request: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole_whatever_their_lengths() {
+        assert!(same("key-1", "key-1"));
+        assert!(!same("key-1", "key-2"));
+        assert!(!same("key", "key-1"), "a prefix is not the key");
+        assert!(!same("key-1", "key"));
+        assert!(!same("", "key"));
+    }
 }

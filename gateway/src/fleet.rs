@@ -67,11 +67,14 @@ pub struct ModelRuntime {
     pub dirty: BTreeSet<String>,
     /// Largest size a neuron reported for it.
     pub observed_bytes: Option<u64>,
+    /// Declared in models.toml: kept for the gateway's life.
+    in_catalogue: bool,
 }
 
 impl ModelRuntime {
     fn new(pinned: bool) -> Self {
         ModelRuntime {
+            in_catalogue: false,
             pinned,
             requests_total: 0,
             errors_total: 0,
@@ -177,7 +180,11 @@ impl Fleet {
         let models = catalogue
             .models
             .iter()
-            .map(|m| (m.id.clone(), ModelRuntime::new(m.pinned)))
+            .map(|m| {
+                let mut rt = ModelRuntime::new(m.pinned);
+                rt.in_catalogue = true;
+                (m.id.clone(), rt)
+            })
             .collect();
         Fleet {
             inner: Mutex::new(FleetInner {
@@ -451,7 +458,36 @@ impl FleetInner {
         n.reported.clear();
         n.unloading.clear();
         n.epoch.send_modify(|e| *e += 1);
+        self.forget_vanished(idx);
         was_up
+    }
+
+    /// Frees what is kept per model id once nothing refers to the id any
+    /// more: a node's `last_used` for ids it no longer has, and the
+    /// counters of ids outside the catalogue that no node reports, loads or
+    /// serves. Ids a neuron reported once must not be kept forever.
+    fn forget_vanished(&mut self, idx: usize) {
+        let n = &mut self.nodes[idx];
+        let NodeView {
+            reported,
+            pending,
+            in_flight,
+            last_used,
+            ..
+        } = n;
+        last_used.retain(|id, _| {
+            reported.contains_key(id) || pending.contains_key(id) || in_flight.contains_key(id)
+        });
+        let nodes = &self.nodes;
+        self.models.retain(|id, rt| {
+            rt.pinned
+                || rt.in_catalogue
+                || nodes.iter().any(|n| {
+                    n.reported.contains_key(id)
+                        || n.pending.contains_key(id)
+                        || n.in_flight.contains_key(id)
+                })
+        });
     }
 
     fn observe_sizes(&mut self, idx: usize) {
@@ -558,6 +594,7 @@ impl FleetInner {
                 }
                 n.unloading.retain(|id| n.reported.contains_key(id));
                 self.observe_sizes(idx);
+                self.forget_vanished(idx);
             }
             _ => {}
         }
@@ -806,6 +843,37 @@ mod tests {
         assert_eq!(m.placements[0].state, PlacementState::Loaded);
         assert_eq!(m.ttft_histogram.count, 1);
         assert!(m.tok_s.p50.is_some());
+    }
+
+    #[test]
+    fn state_of_ids_a_node_no_longer_reports_is_freed() {
+        let f = fleet("lru");
+        let mut g = f.lock();
+        let stray: Vec<ModelInfo> = (0..100).map(|i| loaded(&format!("stray-{i}"))).collect();
+        g.node_up(0, vec![device(250)], stray.clone());
+        g.apply(
+            0,
+            &EventKind::DeviceStats {
+                devices: vec![device(250)],
+                models: stray,
+            },
+        );
+        assert_eq!(g.models.len(), 101, "the catalogue's m and 100 strays");
+        assert_eq!(g.nodes[0].last_used.len(), 100);
+        g.begin(0, "stray-7");
+        g.apply(
+            0,
+            &EventKind::DeviceStats {
+                devices: vec![device(250)],
+                models: vec![loaded("m")],
+            },
+        );
+        let kept: Vec<&String> = g.models.keys().collect();
+        assert_eq!(kept, vec!["m", "stray-7"], "in flight stays until it ends");
+        g.end(0, "stray-7");
+        g.node_down(0, "gone");
+        assert_eq!(g.models.keys().collect::<Vec<_>>(), vec!["m"]);
+        assert!(g.nodes[0].last_used.is_empty());
     }
 
     #[test]

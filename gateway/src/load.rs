@@ -255,7 +255,8 @@ async fn post_load(
 ) -> Result<LifecycleResponse, ApiError> {
     let endpoint = state.fleet.lock().nodes[idx].endpoint.clone();
     let resp = state
-        .control
+        .neurons
+        .control(idx)
         .post(format!("{endpoint}/models/load"))
         .timeout(LOAD_TIMEOUT)
         .json(&LoadRequest {

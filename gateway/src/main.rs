@@ -2,8 +2,10 @@
 //! asks a running one how the fleet is.
 
 mod admin;
+mod assemble;
 mod client_api;
 mod demo;
+mod echo;
 mod error;
 mod events;
 mod evict;
@@ -12,11 +14,16 @@ mod fleet;
 mod histograms;
 mod load;
 mod metrics;
+mod neuron_clients;
+mod neuron_sse;
 mod placement;
 mod proxy;
+mod redact;
+mod retry;
 mod router;
 mod scale_out;
 mod serve;
+mod server;
 mod single_flight;
 mod state;
 mod status_cmd;

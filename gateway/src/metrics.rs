@@ -66,6 +66,9 @@ pub struct Metrics {
     pub requests: Family<ModelNode, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
     pub cold_starts: Family<ModelNode, Counter>,
+    /// Requests sent again after their node failed before they had sent
+    /// anything to their client; one series, there from the start.
+    pub retries: Counter,
     pub evictions: Family<EvictionLabels, Counter>,
     pub prompt_tokens: Family<ModelNode, Counter>,
     pub completion_tokens: Family<ModelNode, Counter>,
@@ -118,6 +121,12 @@ impl Metrics {
             "cortex_cold_starts",
             "Model loads the gateway started to serve a request or an admin call",
             Clone::clone(&cold_starts),
+        );
+        let retries = Counter::default();
+        registry.register(
+            "cortex_retries",
+            "Requests retried on another replica (or after a cold load) because their node failed before they had sent anything to their client",
+            retries.clone(),
         );
         let evictions = Family::default();
         registry.register(
@@ -202,6 +211,7 @@ impl Metrics {
             requests,
             errors,
             cold_starts,
+            retries,
             evictions,
             prompt_tokens,
             completion_tokens,

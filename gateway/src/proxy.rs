@@ -1,10 +1,12 @@
 //! Forwarding a client request to the replica the router picked: bodies pass
-//! through untouched (but for the resolved model id), streams pass through
-//! as they arrive (SSE), with an idle read timeout and never a total one.
-//! While a cold load or a long prefill keeps a stream silent the client gets
-//! keepalive comments; a stream that fails after it started ends with an
-//! error event and `[DONE]`. How every request ended is logged, counted and
-//! published.
+//! through untouched (but for the resolved model id). The neuron always
+//! streams, with an idle read timeout and never a total one: streams pass
+//! through frame by frame (SSE, see `neuron_sse`), non-streamed answers are
+//! assembled here (`assemble`). While a cold load or a long prefill keeps a
+//! stream silent the client gets keepalive comments; a request whose node
+//! fails before the client saw any of the answer is retried (`retry`); a
+//! stream that fails after it started ends with an error event and
+//! `[DONE]`. How every request ended is logged, counted and published.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,12 +17,21 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use cortex_common::error::{ApiError, ErrorKind};
 use cortex_common::event::EventKind;
+use cortex_common::openai::ChatCompletionResponse;
 use futures::StreamExt;
 
+use crate::assemble::Assembler;
 use crate::error::{AppError, UPSTREAM_QUEUE_FULL, from_upstream_body, unavailable, upstream};
 use crate::metrics::{ErrorLabels, model_node};
+use crate::neuron_sse::{Frames, Kind, ReadError};
+use crate::redact::redact_paths;
+use crate::retry::{Failed, Retries, is_node_failure};
 use crate::router::{Lease, acquire, forget};
 use crate::state::AppState;
+use crate::waitlist::Full;
+
+/// The neuron's chat endpoint: the one whose answers are streamed.
+const CHAT_PATH: &str = "/v1/chat/completions";
 
 /// Header naming the node that served a request.
 pub const NODE_HEADER: &str = "x-cortex-node";
@@ -72,6 +83,15 @@ impl Record {
                 model: self.model.clone(),
             },
         );
+    }
+
+    /// Where the request failed, for a retry's event.
+    fn failed_at(&self) -> Failed<'_> {
+        Failed {
+            request_id: &self.id,
+            model: &self.model,
+            node: self.node.as_deref(),
+        }
     }
 
     fn count(&self) {
@@ -129,55 +149,148 @@ impl Drop for Record {
     }
 }
 
-pub async fn forward(state: Arc<AppState>, req: Forward) -> Response {
-    let mut record = Record::new(&state, &req.model);
-    let mut acquiring = tokio::spawn(acquire(state.clone(), req.model.clone()));
-    if req.stream {
-        match tokio::time::timeout(STREAM_COMMIT_AFTER, &mut acquiring).await {
-            Ok(joined) => {
-                let lease = match flatten(joined) {
-                    Ok(l) => l,
-                    Err(e) => return failed(record, e),
-                };
-                // A replica was at hand: errors before the first byte can
-                // still be answered with their own status.
-                match send_queued(&state, &req, lease, &mut record).await {
-                    Ok((lease, resp)) => stream_response(state, record, lease, resp),
-                    Err(e) => failed(record, e),
-                }
-            }
-            Err(_) => stream_response_after_load(state, record, req, acquiring),
+pub async fn forward(state: Arc<AppState>, mut req: Forward) -> Response {
+    let record = Record::new(&state, &req.model);
+    let retries = Retries::new(&state);
+    if !req.stream {
+        if req.path != CHAT_PATH {
+            // Not a generation (e.g. counting tokens): a JSON answer as is.
+            return answer_json(state, record, req, retries).await;
         }
-    } else {
-        let lease = match flatten(acquiring.await) {
+        // The neuron always streams (see `assemble`); the JSON is built here.
+        if let Some(body) = req.body.as_object_mut() {
+            body.insert("stream".into(), serde_json::Value::Bool(true));
+            body.insert(
+                "stream_options".into(),
+                serde_json::json!({"include_usage": true}),
+            );
+        }
+        return answer_json(state, record, req, retries).await;
+    }
+    let mut record = record;
+    let mut acquiring = tokio::spawn(acquire(state.clone(), req.model.clone()));
+    match tokio::time::timeout(STREAM_COMMIT_AFTER, &mut acquiring).await {
+        Ok(joined) => {
+            let lease = match flatten(joined) {
+                Ok(l) => l,
+                Err(e) => return failed(record, e),
+            };
+            // A replica was at hand: errors before the first byte can
+            // still be answered with their own status.
+            match send_queued(&state, &req, lease, &mut record).await {
+                Ok((lease, resp)) => {
+                    let node = lease.replica.node.clone();
+                    let body = stream_body(state, record, req, retries, Start::Sent(lease, resp));
+                    sse_response(body, Some(&node))
+                }
+                Err(e) if is_node_failure(&e) => {
+                    let body = stream_body(state, record, req, retries, Start::Failed(e));
+                    sse_response(body, None)
+                }
+                Err(e) => failed(record, e),
+            }
+        }
+        Err(_) => {
+            let body = stream_body(state, record, req, retries, Start::Acquiring(acquiring));
+            sse_response(body, None)
+        }
+    }
+}
+
+/// A non-streamed answer: assembled from the neuron's stream; retried on
+/// another replica when its node fails first (the client has seen nothing).
+async fn answer_json(
+    state: Arc<AppState>,
+    mut record: Record,
+    req: Forward,
+    mut retries: Retries,
+) -> Response {
+    loop {
+        let lease = match acquire(state.clone(), req.model.clone()).await {
             Ok(l) => l,
             Err(e) => return failed(record, e),
         };
-        let (lease, resp) = match send_queued(&state, &req, lease, &mut record).await {
-            Ok(x) => x,
-            Err(e) => return failed(record, e),
+        let e = match send_queued(&state, &req, lease, &mut record).await {
+            Ok((lease, resp)) => match collect(&lease, resp).await {
+                Ok(mut r) => {
+                    record.ok();
+                    set_node(&mut r, &lease.replica.node);
+                    return r;
+                }
+                Err(e) => e,
+            },
+            Err(e) => e,
         };
-        let mut down = lease.replica.down.clone();
-        let status = resp.status();
-        let body = tokio::select! {
-            b = resp.bytes() => b.map_err(|e| upstream("upstream_failed", format!("reading the answer from {}: {e}", lease.replica.node))),
-            _ = down.changed() => Err(upstream("node_down", format!("{} went down during the request", lease.replica.node))),
-        };
-        match body {
-            Ok(body) => {
-                record.ok();
-                let mut r = Response::new(Body::from(body));
-                *r.status_mut() = status;
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                set_node(&mut r, &lease.replica.node);
-                r
-            }
-            Err(e) => failed(record, e),
+        if !retries.again(&state, record.failed_at(), &e).await {
+            return failed(record, e);
         }
     }
+}
+
+/// Reads the neuron's answer: a chat stream assembled into one completion,
+/// anything else (a JSON document) as it is.
+async fn collect(lease: &Lease, resp: reqwest::Response) -> Result<Response, ApiError> {
+    let is_sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if is_sse {
+        return Ok(axum::Json(assemble(lease, resp).await?).into_response());
+    }
+    let node = &lease.replica.node;
+    let mut down = lease.replica.down.clone();
+    let body = tokio::select! {
+        b = resp.bytes() => b.map_err(|e| upstream("upstream_failed", format!("reading the answer from {node}: {e}")))?,
+        _ = down.changed() => return Err(went_down(node)),
+    };
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// Reads a neuron's chat stream to `[DONE]` into one answer.
+async fn assemble(
+    lease: &Lease,
+    resp: reqwest::Response,
+) -> Result<ChatCompletionResponse, ApiError> {
+    let node = &lease.replica.node;
+    let mut frames = Frames::new(resp);
+    let mut down = lease.replica.down.clone();
+    let mut answer = Assembler::default();
+    loop {
+        let frame = tokio::select! {
+            f = frames.next() => f.map_err(|e| read_failure(node, e))?,
+            _ = down.changed() => return Err(went_down(node)),
+        };
+        match frame.kind {
+            Kind::Comment => {}
+            Kind::Chunk(Some(chunk)) => answer.push(&chunk),
+            Kind::Chunk(None) => {
+                return Err(upstream(
+                    "upstream_invalid",
+                    format!("{node} sent a chunk that is not a chat completion chunk"),
+                ));
+            }
+            Kind::Error(e) => return Err(e),
+            Kind::Done => return Ok(answer.finish()),
+        }
+    }
+}
+
+fn read_failure(node: &str, e: ReadError) -> ApiError {
+    let code = match e {
+        ReadError::TooLarge => "upstream_invalid",
+        ReadError::Transport(_) | ReadError::Ended => "upstream_failed",
+    };
+    upstream(code, format!("the stream from {node} {e}"))
+}
+
+fn went_down(node: &str) -> ApiError {
+    upstream("node_down", format!("{node} went down during the request"))
 }
 
 fn flatten(
@@ -188,7 +301,14 @@ fn flatten(
 
 fn failed(record: Record, e: ApiError) -> Response {
     record.fail(&e);
-    AppError(e).into_response()
+    AppError(for_client(e)).into_response()
+}
+
+/// The error as a client may see it: no server paths in its message (the
+/// event and the log keep the whole message).
+fn for_client(mut e: ApiError) -> ApiError {
+    e.message = redact_paths(&e.message);
+    e
 }
 
 fn set_node(r: &mut Response, node: &str) {
@@ -213,15 +333,22 @@ async fn send_queued(
     let retry = state.cfg.gateway.retry_after_secs;
     let timeout = state.cfg.gateway.queue_timeout();
     let deadline = tokio::time::Instant::now() + timeout;
-    let Some(place) = state.waitlists.enter(&req.model) else {
-        return Err(unavailable(
-            "gateway_queue_full",
-            format!(
-                "`{}` is busy on every replica and {} requests already wait at the gateway: {}",
-                req.model, state.cfg.gateway.max_waiting, first.message
-            ),
-            retry,
-        ));
+    let place = match state.waitlists.enter(&req.model) {
+        Ok(place) => place,
+        Err(full) => {
+            let waiting = match full {
+                Full::Model(n) => format!("{n} requests for it already wait at the gateway"),
+                Full::Gateway(n) => format!("{n} requests already wait at the gateway"),
+            };
+            return Err(unavailable(
+                "gateway_queue_full",
+                format!(
+                    "`{}` is busy on every replica and {waiting}: {}",
+                    req.model, first.message
+                ),
+                retry,
+            ));
+        }
     };
     tracing::info!(id = %record.id, model = %req.model, waiting = state.waitlists.waiting(&req.model), "every replica is full; waiting at the gateway");
     let timed_out = || {
@@ -267,16 +394,15 @@ async fn send_with_retry(
         record.routed(&lease);
         let url = format!("{}{}", lease.replica.endpoint, req.path);
         let sent = state
-            .upstream
+            .neurons
+            .upstream(lease.replica.idx)
             .post(&url)
             .header("x-request-id", &record.id)
             .json(&req.body)
             .send()
             .await;
-        let stale = match &sent {
-            Err(e) => e.is_connect(),
-            Ok(r) => r.status() == StatusCode::NOT_FOUND,
-        };
+        // The neuron does not have the model (any more): the view was stale.
+        let stale = matches!(&sent, Ok(r) if r.status() == StatusCode::NOT_FOUND);
         if stale && attempt == 0 {
             tracing::info!(node = %lease.replica.node, model = %req.model, "replica was not there; routing again");
             forget(state, &lease.replica, &req.model);
@@ -284,12 +410,20 @@ async fn send_with_retry(
             lease = acquire(state.clone(), req.model.clone()).await?;
             continue;
         }
-        let resp = sent.map_err(|e| {
-            upstream(
-                "upstream_unreachable",
-                format!("sending to {}: {e}", lease.replica.node),
-            )
-        })?;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                // Dead or resetting: route nowhere near it until its events
+                // say otherwise; the caller may retry elsewhere.
+                if e.is_connect() {
+                    forget(state, &lease.replica, &req.model);
+                }
+                return Err(upstream(
+                    "upstream_unreachable",
+                    format!("sending to {}: {e}", lease.replica.node),
+                ));
+            }
+        };
         if resp.status().is_success() {
             return Ok((lease, resp));
         }
@@ -321,7 +455,12 @@ async fn read_limited(resp: reqwest::Response) -> Vec<u8> {
     out
 }
 
-fn sse_headers(r: &mut Response) {
+/// An SSE response over `body`, naming the node when it is known.
+fn sse_response(
+    body: impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+    node: Option<&str>,
+) -> Response {
+    let mut r = Response::new(Body::from_stream(body));
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -329,139 +468,149 @@ fn sse_headers(r: &mut Response) {
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Some(node) = node {
+        set_node(&mut r, node);
+    }
+    r
 }
 
 /// The SSE frame that ends a failed stream, then `[DONE]`.
-pub fn error_frames(e: &ApiError, mid_event: bool) -> Bytes {
-    let json = serde_json::to_string(&e.envelope()).unwrap_or_else(|_| "{}".into());
-    let lead = if mid_event { "\n\n" } else { "" };
-    Bytes::from(format!("{lead}data: {json}\n\ndata: [DONE]\n\n"))
+pub fn error_frames(e: &ApiError) -> Bytes {
+    let json =
+        serde_json::to_string(&for_client(e.clone()).envelope()).unwrap_or_else(|_| "{}".into());
+    Bytes::from(format!("data: {json}\n\ndata: [DONE]\n\n"))
 }
 
-/// Pass-through of a stream that already has its upstream response.
-fn stream_response(
-    state: Arc<AppState>,
-    record: Record,
-    lease: Lease,
-    resp: reqwest::Response,
-) -> Response {
-    let node = lease.replica.node.clone();
-    let body = pass_through(state, record, lease, resp).map(Ok::<Bytes, std::convert::Infallible>);
-    let mut r = Response::new(Body::from_stream(body));
-    sse_headers(&mut r);
-    set_node(&mut r, &node);
-    r
+const WAITING_FOR_MODEL: Bytes = Bytes::from_static(b": cortex: waiting for the model to load\n\n");
+const WAITING_FOR_NEURON: Bytes = Bytes::from_static(b": cortex: waiting for the neuron\n\n");
+const KEEPALIVE: Bytes = Bytes::from_static(b": keepalive\n\n");
+
+/// Where a streamed request's body begins.
+enum Start {
+    /// Sent, with the neuron's 200 in hand.
+    Sent(Lease, reqwest::Response),
+    /// Still looking for a replica (cold load, room being made).
+    Acquiring(tokio::task::JoinHandle<Result<Lease, ApiError>>),
+    /// The first attempt's node failed before answering.
+    Failed(ApiError),
 }
 
-/// A stream whose replica is not ready yet (cold load, room being made):
-/// answers 200 at once and sends keepalive comments until it is.
-fn stream_response_after_load(
+/// A streamed request's SSE body: keepalive comments while a replica is
+/// found and the neuron prefills; the neuron's frames, whole, once the
+/// answer starts (the opening role-only chunk is held back until then);
+/// retries while the client has seen nothing of the answer; an error
+/// event then `[DONE]` when it fails.
+fn stream_body(
     state: Arc<AppState>,
     mut record: Record,
     req: Forward,
-    mut acquiring: tokio::task::JoinHandle<Result<Lease, ApiError>>,
-) -> Response {
+    mut retries: Retries,
+    start: Start,
+) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let keepalive = state.cfg.gateway.keepalive_interval();
-    let body = async_stream::stream! {
+    async_stream::stream! {
         let mut tick = tokio::time::interval(keepalive);
         tick.reset();
-        let lease = loop {
-            tokio::select! {
-                joined = &mut acquiring => break flatten(joined),
-                _ = tick.tick() => yield Ok::<Bytes, std::convert::Infallible>(Bytes::from_static(b": cortex: waiting for the model to load\n\n")),
-            }
-        };
-        let lease = match lease {
-            Ok(l) => l,
-            Err(e) => {
-                yield Ok(error_frames(&e, false));
-                record.fail(&e);
+        let mut start = Some(start);
+        loop {
+            let attempt = match start.take() {
+                Some(Start::Sent(lease, resp)) => Ok((lease, resp)),
+                Some(Start::Failed(e)) => Err(e),
+                other => {
+                    let mut acquiring = match other {
+                        Some(Start::Acquiring(handle)) => handle,
+                        _ => tokio::spawn(acquire(state.clone(), req.model.clone())),
+                    };
+                    let lease = loop {
+                        tokio::select! {
+                            joined = &mut acquiring => break flatten(joined),
+                            _ = tick.tick() => yield Ok(WAITING_FOR_MODEL),
+                        }
+                    };
+                    match lease {
+                        Err(e) => Err(e),
+                        Ok(lease) => {
+                            let sending = send_queued(&state, &req, lease, &mut record);
+                            tokio::pin!(sending);
+                            loop {
+                                tokio::select! {
+                                    r = &mut sending => break r,
+                                    _ = tick.tick() => yield Ok(WAITING_FOR_NEURON),
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            let failure = match attempt {
+                Err(e) => e,
+                Ok((lease, resp)) => {
+                    let node = lease.replica.node.clone();
+                    let mut frames = Frames::new(resp);
+                    let mut down = lease.replica.down.clone();
+                    // Frames that open the message but say nothing yet.
+                    let mut held: Vec<Bytes> = Vec::new();
+                    let mut started = false;
+                    let end = loop {
+                        tokio::select! {
+                            f = frames.next() => match f {
+                                Err(e) => break Some(read_failure(&node, e)),
+                                Ok(frame) => {
+                                    tick.reset();
+                                    match frame.kind {
+                                        Kind::Error(e) => break Some(e),
+                                        Kind::Comment => yield Ok(frame.raw),
+                                        _ if !started && !frame.starts_answer() => held.push(frame.raw),
+                                        _ => {
+                                            started = true;
+                                            for h in held.drain(..) {
+                                                yield Ok(h);
+                                            }
+                                            let done = matches!(frame.kind, Kind::Done);
+                                            yield Ok(frame.raw);
+                                            if done {
+                                                break None;
+                                            }
+                                        }
+                                    }
+                                }
+                            },
+                            _ = down.changed() => break Some(went_down(&node)),
+                            _ = tick.tick() => yield Ok(KEEPALIVE),
+                        }
+                    };
+                    drop(lease);
+                    match end {
+                        None => {
+                            record.ok();
+                            return;
+                        }
+                        Some(e) if started => {
+                            yield Ok(error_frames(&e));
+                            record.fail(&e);
+                            return;
+                        }
+                        Some(e) => e,
+                    }
+                }
+            };
+            let again = {
+                let deciding = retries.again(&state, record.failed_at(), &failure);
+                tokio::pin!(deciding);
+                loop {
+                    tokio::select! {
+                        r = &mut deciding => break r,
+                        _ = tick.tick() => yield Ok(KEEPALIVE),
+                    }
+                }
+            };
+            if !again {
+                yield Ok(error_frames(&failure));
+                record.fail(&failure);
                 return;
             }
-        };
-        let sent = {
-            let sending = send_queued(&state, &req, lease, &mut record);
-            tokio::pin!(sending);
-            loop {
-                tokio::select! {
-                    r = &mut sending => break r,
-                    _ = tick.tick() => yield Ok(Bytes::from_static(b": cortex: waiting for the neuron\n\n")),
-                }
-            }
-        };
-        match sent {
-            Ok((lease, resp)) => {
-                let mut pass = pass_through(state.clone(), record, lease, resp);
-                while let Some(b) = pass.next().await {
-                    yield Ok(b);
-                }
-            }
-            Err(e) => {
-                yield Ok(error_frames(&e, false));
-                record.fail(&e);
-            }
         }
-    };
-    let mut r = Response::new(Body::from_stream(body));
-    sse_headers(&mut r);
-    r
-}
-
-/// The upstream's bytes as they come, keepalives in the silences (only
-/// between events), an error event then `[DONE]` when it fails.
-fn pass_through(
-    state: Arc<AppState>,
-    record: Record,
-    lease: Lease,
-    resp: reqwest::Response,
-) -> futures::stream::BoxStream<'static, Bytes> {
-    let keepalive = state.cfg.gateway.keepalive_interval();
-    Box::pin(async_stream::stream! {
-        let mut up = resp.bytes_stream();
-        let mut down = lease.replica.down.clone();
-        let mut tick = tokio::time::interval(keepalive);
-        tick.reset();
-        let mut at_boundary = true;
-        let mut tail: Vec<u8> = Vec::new();
-        let mut saw_done = false;
-        let failure = loop {
-            tokio::select! {
-                chunk = up.next() => match chunk {
-                    Some(Ok(b)) => {
-                        at_boundary = b.ends_with(b"\n\n");
-                        tail.extend_from_slice(&b);
-                        if find(&tail, b"data: [DONE]") {
-                            saw_done = true;
-                        }
-                        let keep = tail.len().saturating_sub(16);
-                        tail.drain(..keep);
-                        tick.reset();
-                        yield b;
-                    }
-                    Some(Err(e)) => break Some(upstream("upstream_failed", format!("stream from {} failed: {e}", lease.replica.node))),
-                    None if saw_done => break None,
-                    None => break Some(upstream("upstream_failed", format!("stream from {} ended before [DONE]", lease.replica.node))),
-                },
-                _ = down.changed() => break Some(upstream("node_down", format!("{} went down during the stream", lease.replica.node))),
-                _ = tick.tick() => if at_boundary {
-                    yield Bytes::from_static(b": keepalive\n\n");
-                },
-            }
-        };
-        drop(lease);
-        match failure {
-            None => record.ok(),
-            Some(e) => {
-                yield error_frames(&e, !at_boundary);
-                record.fail(&e);
-            }
-        }
-        drop(state);
-    })
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    }
 }
 
 #[cfg(test)]
@@ -469,12 +618,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_frames_end_with_done_and_close_a_partial_event() {
+    fn error_frames_end_with_done() {
         let e = upstream("upstream_failed", "boom");
-        let text = String::from_utf8(error_frames(&e, true).to_vec()).unwrap();
-        assert!(text.starts_with("\n\ndata: {\"error\""), "{text}");
+        let text = String::from_utf8(error_frames(&e).to_vec()).unwrap();
+        assert!(text.starts_with("data: {\"error\""), "{text}");
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
-        let text = String::from_utf8(error_frames(&e, false).to_vec()).unwrap();
-        assert!(text.starts_with("data: {"), "{text}");
     }
 }

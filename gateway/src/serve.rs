@@ -2,7 +2,6 @@
 //! background tasks, and serves the client + admin API on `listen` and the
 //! metrics on `metrics_listen`.
 
-use std::future::IntoFuture;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +19,13 @@ use tokio::net::TcpListener;
 
 use crate::error::AppError;
 use crate::metrics;
+use crate::server::{self, Limits};
 use crate::state::AppState;
 
 /// How long open connections may take to finish after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Connections served at once on `metrics_listen` (scrapers, a few).
+const METRICS_CONNECTIONS: usize = 64;
 
 /// Loads `cortex.toml` (+ environment) and the models file it names.
 pub fn load_config(path: &Path) -> anyhow::Result<(GatewayConfig, ModelsConfig)> {
@@ -77,6 +79,9 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     if cfg.auth.admin_token.is_none() {
         tracing::warn!("no admin token configured: the admin API will refuse every call");
     }
+    for warning in cfg.warnings() {
+        tracing::warn!("{}: {warning}", config.display());
+    }
     if cfg.neurons.is_empty() {
         tracing::warn!("no [[neurons]] configured: every request will be answered 503");
     }
@@ -127,18 +132,27 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let metrics_server = tokio::spawn(
-        axum::serve(metrics_listener, metrics_app)
-            .with_graceful_shutdown(stopped(stop_rx.clone()))
-            .into_future(),
-    );
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let limits = Limits {
+        header_read_timeout: state.cfg.gateway.header_read_timeout(),
+        max_connections: state.cfg.gateway.max_connections as usize,
+    };
+    let metrics_limits = Limits {
+        max_connections: METRICS_CONNECTIONS,
+        ..limits
+    };
+    let metrics_server = tokio::spawn(server::serve(
+        metrics_listener,
+        metrics_app,
+        metrics_limits,
+        stopped(stop_rx.clone()),
+    ));
+    let server = server::serve(listener, app(state), limits, stopped(stop_rx.clone()));
     let grace = async {
         stopped(stop_rx).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        r = server => r.context("serving the API")?,
+        () = server => {}
         _ = grace => tracing::warn!("connections still open after {} s; exiting", SHUTDOWN_GRACE.as_secs()),
     }
     metrics_server.abort();

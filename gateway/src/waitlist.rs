@@ -2,9 +2,10 @@
 //! refused for lack of room (the neuron's `queue_full`) waits here, in
 //! arrival order, instead of passing the 503 to its client. Only the head
 //! of the line retries; it is woken when a request for the model ends (or
-//! every [`RECHECK`] at worst). Bounded by `max_waiting` and by the
-//! request's `queue_timeout`; past either, the client gets a 503 with
-//! `Retry-After`.
+//! every [`RECHECK`] at worst). Bounded per model by `max_waiting`, across
+//! models by `max_waiting_total` (each waiting request holds its parsed
+//! body), and in time by the request's `queue_timeout`; past any of them,
+//! the client gets a 503 with `Retry-After`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -27,12 +28,23 @@ pub struct Waitlist {
 /// A place in a model's line; leaving (drop) frees it.
 pub struct Place {
     list: Arc<Waitlist>,
+    total: Arc<AtomicU32>,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
         self.list.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.total.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// Why a request found no place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The model's line holds `max_waiting` requests.
+    Model(u32),
+    /// `max_waiting_total` requests wait across all models.
+    Gateway(u32),
 }
 
 impl Place {
@@ -50,13 +62,18 @@ impl Place {
 pub struct Waitlists {
     lists: Mutex<HashMap<String, Arc<Waitlist>>>,
     max_waiting: u32,
+    /// Requests waiting across all models.
+    total: Arc<AtomicU32>,
+    max_total: u32,
 }
 
 impl Waitlists {
-    pub fn new(max_waiting: u32) -> Self {
+    pub fn new(max_waiting: u32, max_total: u32) -> Self {
         Waitlists {
             lists: Mutex::new(HashMap::new()),
             max_waiting,
+            total: Arc::new(AtomicU32::new(0)),
+            max_total,
         }
     }
 
@@ -65,16 +82,26 @@ impl Waitlists {
         lists.entry(model.to_string()).or_default().clone()
     }
 
-    /// A place in `model`'s line, or `None` when the line is full.
-    pub fn enter(&self, model: &str) -> Option<Place> {
-        let list = self.list(model);
-        let max = self.max_waiting;
-        list.waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+    /// A place in `model`'s line, unless that line or the gateway is full.
+    pub fn enter(&self, model: &str) -> Result<Place, Full> {
+        let take = |n: &AtomicU32, max: u32| {
+            n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
-            .ok()?;
-        Some(Place { list })
+            .is_ok()
+        };
+        if !take(&self.total, self.max_total) {
+            return Err(Full::Gateway(self.max_total));
+        }
+        let list = self.list(model);
+        if !take(&list.waiting, self.max_waiting) {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return Err(Full::Model(self.max_waiting));
+        }
+        Ok(Place {
+            list,
+            total: self.total.clone(),
+        })
     }
 
     /// Requests waiting for `model` now.
@@ -113,11 +140,15 @@ mod tests {
 
     #[tokio::test]
     async fn the_line_is_bounded_and_places_free_on_drop() {
-        let w = Waitlists::new(2);
+        let w = Waitlists::new(2, 100);
         let a = w.enter("m").unwrap();
         let b = w.enter("m").unwrap();
-        assert!(w.enter("m").is_none(), "the third waits nowhere");
-        assert!(w.enter("other").is_some(), "lines are per model");
+        assert_eq!(
+            w.enter("m").err(),
+            Some(Full::Model(2)),
+            "the third waits nowhere"
+        );
+        assert!(w.enter("other").is_ok(), "lines are per model");
         assert_eq!(w.waiting("m"), 2);
         drop(a);
         assert_eq!(w.waiting("m"), 1);
@@ -126,8 +157,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_gateway_wide_bound_spans_models() {
+        let w = Waitlists::new(10, 3);
+        let places: Vec<Place> = ["a", "b", "c"]
+            .iter()
+            .map(|m| w.enter(m).unwrap())
+            .collect();
+        assert_eq!(w.enter("d").err(), Some(Full::Gateway(3)));
+        assert_eq!(w.enter("a").err(), Some(Full::Gateway(3)));
+        drop(places);
+        let _again = w.enter("d").unwrap();
+        assert_eq!(w.waiting("a"), 0, "a refused entry leaves no count behind");
+    }
+
+    #[tokio::test]
     async fn the_head_is_served_in_arrival_order() {
-        let w = Arc::new(Waitlists::new(10));
+        let w = Arc::new(Waitlists::new(10, 100));
         let order = Arc::new(Mutex::new(Vec::new()));
         let first = w.enter("m").unwrap();
         let guard = first.head().await;

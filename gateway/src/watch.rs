@@ -14,6 +14,7 @@ use cortex_common::neuron_api::{Discovery, ModelsResponse};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 
+use crate::echo;
 use crate::metrics::{DeviceLabels, NodeLabel, model_node};
 use crate::state::AppState;
 
@@ -30,10 +31,12 @@ pub async fn watch_node(state: Arc<AppState>, idx: usize) {
         let g = state.fleet.lock();
         (g.nodes[idx].name.clone(), g.nodes[idx].endpoint.clone())
     };
+    // This node's control client: it carries the node's token.
+    let client = state.neurons.control(idx).clone();
     let mut backoff = MIN_BACKOFF;
     let mut logged_failure = false;
     loop {
-        match connect(&state, &endpoint).await {
+        match connect(&client, &endpoint).await {
             Ok((stream, discovery, models)) => {
                 logged_failure = false;
                 {
@@ -57,9 +60,9 @@ pub async fn watch_node(state: Arc<AppState>, idx: usize) {
                 };
                 // Debounce: a stream that dropped while the node still
                 // answers is re-opened without declaring the node down.
-                if quick_health(&state, &endpoint).await {
+                if quick_health(&client, &endpoint).await {
                     tracing::warn!(node = %name, "event stream dropped ({reason}); node still answers, reconnecting");
-                    if let Ok(again) = connect(&state, &endpoint).await {
+                    if let Ok(again) = connect(&client, &endpoint).await {
                         let (stream, discovery, models) = again;
                         state
                             .fleet
@@ -93,11 +96,10 @@ type ByteStream = futures::stream::BoxStream<'static, reqwest::Result<bytes::Byt
 /// Opens the event stream first, then reads the state, so nothing that
 /// happens in between is missed.
 async fn connect(
-    state: &AppState,
+    client: &reqwest::Client,
     endpoint: &str,
 ) -> anyhow::Result<(ByteStream, Discovery, ModelsResponse)> {
-    let resp = state
-        .control
+    let resp = client
         .get(format!("{endpoint}/events"))
         .header("accept", "text/event-stream")
         .send()
@@ -106,24 +108,26 @@ async fn connect(
     if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
         bail!(
             "the neuron refused the gateway's token (401): give the gateway the fleet's \
-             neuron token ([auth] neuron_token, neuron_token_file or CORTEX_NEURON_TOKEN)"
+             neuron token ([auth] neuron_token, neuron_token_file or CORTEX_NEURON_TOKEN), \
+             or this node's own ([[neurons]] token_file)"
         );
     }
     if !resp.status().is_success() {
         bail!("GET /events answered {}", resp.status());
     }
     let stream: ByteStream = resp.bytes_stream().boxed();
-    let discovery: Discovery = get_json(state, &format!("{endpoint}/discovery")).await?;
-    let models: ModelsResponse = get_json(state, &format!("{endpoint}/models")).await?;
+    let mut discovery: Discovery = get_json(client, &format!("{endpoint}/discovery")).await?;
+    let mut models: ModelsResponse = get_json(client, &format!("{endpoint}/models")).await?;
+    echo::cap_devices(&mut discovery.devices);
+    echo::cap_models(&mut models.models);
     Ok((stream, discovery, models))
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(
-    state: &AppState,
+    client: &reqwest::Client,
     url: &str,
 ) -> anyhow::Result<T> {
-    let resp = state
-        .control
+    let resp = client
         .get(url)
         .timeout(Duration::from_secs(5))
         .send()
@@ -135,9 +139,8 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     resp.json().await.with_context(|| format!("reading {url}"))
 }
 
-async fn quick_health(state: &AppState, endpoint: &str) -> bool {
-    state
-        .control
+async fn quick_health(client: &reqwest::Client, endpoint: &str) -> bool {
+    client
         .get(format!("{endpoint}/health"))
         .timeout(Duration::from_millis(300))
         .send()
@@ -158,13 +161,18 @@ async fn consume(state: &AppState, idx: usize, name: &str, stream: ByteStream) -
         if next.data.is_empty() {
             continue;
         }
-        let event: Event = match serde_json::from_str(&next.data) {
+        let mut event: Event = match serde_json::from_str(&next.data) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(node = %name, "unreadable event ({e}): {}", truncate(&next.data));
                 continue;
             }
         };
+        if !echo::from_neuron(&event.kind) {
+            tracing::warn!(node = %name, kind = event.kind.name(), "ignoring an event only the gateway may send");
+            continue;
+        }
+        echo::cap_event(&mut event.kind);
         let stats = matches!(event.kind, EventKind::DeviceStats { .. });
         state.fleet.lock().apply(idx, &event.kind);
         record_metrics(state, name, &event.kind);

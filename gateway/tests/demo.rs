@@ -1,6 +1,6 @@
 //! `cortex demo --headless`: the fleet comes up (two nodes, the pinned model
 //! loaded), serves a chat request, and SIGTERM stops it with no process
-//! left behind.
+//! left behind; nor does SIGKILL leave any.
 
 mod demo_fleet;
 
@@ -80,6 +80,21 @@ async fn headless_demo_serves_and_stops_cleanly() {
     let pids = demo.fleet_pids.clone();
     let ok = tokio::task::block_in_place(|| demo.terminate(Duration::from_secs(20)));
     assert!(ok, "cortex demo exits 0 on SIGTERM");
+    let left = demo_fleet::wait_gone(&pids, Duration::from_secs(5));
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+}
+
+/// SIGKILL gives the demo no chance to stop its fleet: its children die
+/// with it all the same (PR_SET_PDEATHSIG), on Linux.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_demo_leaves_no_orphans() {
+    let mut demo = demo_fleet::start();
+    assert_eq!(demo.fleet_pids.len(), 3, "{:?}", demo.fleet_pids);
+    // The children outlive the start-up: they die with the demo only.
+    assert_eq!(demo.status().await.nodes_up, 2);
+    let pids = demo.fleet_pids.clone();
+    demo.child.kill();
     let left = demo_fleet::wait_gone(&pids, Duration::from_secs(5));
     assert!(left.is_empty(), "processes left behind: {left:?}");
 }

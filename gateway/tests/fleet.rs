@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use cortex_common::event::{Event, EventKind};
 use cortex_common::status::NodeState;
+use eventsource_stream::Eventsource;
 use serde_json::{Value, json};
 use support::*;
 
@@ -255,6 +256,90 @@ async fn token_protected_neurons_serve_only_a_gateway_with_the_token() {
     );
     let (status, _, body) = tokenless.chat("smol", 2).await;
     assert_eq!(status, 503, "{body}");
+}
+
+/// Each node may hold its own token: a `[[neurons]] token_file` (or
+/// `token`) overrides the fleet's for that node's events, loads and chat
+/// requests, while the other node keeps the fleet token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_node_gets_its_own_token() {
+    let a = neuron_env(
+        "a",
+        250,
+        "127.0.0.1:0",
+        &["--max-queue", "64"],
+        &[("CORTEX_NEURON_TOKEN", "fleet-token")],
+    );
+    let b = neuron_env(
+        "b",
+        250,
+        "127.0.0.1:0",
+        &["--max-queue", "64"],
+        &[("CORTEX_NEURON_TOKEN", "bravo-own-token")],
+    );
+    let files = tempfile::tempdir().unwrap();
+    let b_token = files.path().join("b.token");
+    std::fs::write(&b_token, "bravo-own-token\n").unwrap();
+    let b_extra = format!("token_file = {:?}", b_token.display().to_string());
+    let gw = gateway_nodes(
+        &[(&a, ""), (&b, &b_extra)],
+        "lru",
+        &models_toml(&[("smol", "")]),
+        "",
+        "neuron_token = \"fleet-token\"",
+    );
+    // Both event streams (control path) are accepted.
+    gw.wait_status("both nodes up", Duration::from_secs(20), |s| {
+        s.nodes_up == 2
+    })
+    .await;
+    // Loads (control path) and chats (data path) on each node.
+    for node in ["a", "b"] {
+        let (code, body) = gw
+            .admin("/admin/models/load", json!({"model": "smol", "node": node}))
+            .await;
+        assert_eq!(code, 200, "loading on {node}: {body}");
+    }
+    let mut served = std::collections::BTreeSet::new();
+    let streams = futures::future::join_all((0..2).map(|_| gw.stream("smol", 24))).await;
+    for resp in streams {
+        assert_eq!(resp.status(), 200);
+        served.insert(node_of(&resp).expect("x-cortex-node"));
+        let data = read_sse(resp).await;
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+        assert!(!data.iter().any(|d| d.contains("\"error\"")), "{data:?}");
+    }
+    assert_eq!(
+        served.into_iter().collect::<Vec<_>>(),
+        vec!["a", "b"],
+        "two concurrent streams use both replicas"
+    );
+    // Unloading (control path) on the node with its own token.
+    let (code, body) = gw
+        .admin(
+            "/admin/models/unload",
+            json!({"model": "smol", "node": "b"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+
+    // The fleet token alone does not open b: it stays down, saying why.
+    let fleet_only = gateway_started(
+        &[&b],
+        "lru",
+        &models_toml(&[("smol", "")]),
+        "",
+        "neuron_token = \"fleet-token\"",
+    );
+    let st = fleet_only
+        .wait_status("b's refusal", Duration::from_secs(20), |s| {
+            s.nodes[0]
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("token_file"))
+        })
+        .await;
+    assert_eq!(st.nodes[0].state, NodeState::Down, "{st:?}");
 }
 
 /// A burst larger than the neuron's batch and queue together: the gateway
@@ -535,6 +620,10 @@ async fn a_killed_neuron_is_noticed_at_once_and_rejoins_when_back() {
     assert_eq!(node_of(&doomed).as_deref(), Some("a"));
     let survivor = gw.stream("smol", 12).await;
     assert_eq!(node_of(&survivor).as_deref(), Some("b"));
+    // The doomed stream has started its answer (a request that has not is
+    // retried elsewhere instead; see tests/faults.rs).
+    let mut doomed = doomed.bytes_stream().eventsource();
+    first_token(&mut doomed).await;
 
     let addr = a.url.trim_start_matches("http://").to_string();
     a.kill();
@@ -545,7 +634,7 @@ async fn a_killed_neuron_is_noticed_at_once_and_rejoins_when_back() {
     .await;
     assert!(killed_at.elapsed() < Duration::from_secs(1));
 
-    let data = read_sse(doomed).await;
+    let data = read_events(&mut doomed).await;
     let n = data.len();
     assert!(n >= 2, "{data:?}");
     assert_eq!(data[n - 1], "[DONE]", "{data:?}");
@@ -759,4 +848,45 @@ async fn last_event_id_replays_what_was_missed_or_sends_a_snapshot() {
     let first = stale.next().await;
     assert_eq!(first.kind.name(), "snapshot");
     assert!(first.seq > last + 40);
+}
+
+/// A model whose source is a path on the servers: `/v1/models` does not
+/// show the path, and a failed load's error does not repeat it to the
+/// client (the admin status still shows the source).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_paths_stay_out_of_client_answers() {
+    let a = neuron("a", 250);
+    let secret = "/srv/cortex-secret/models/nothing-here.gguf";
+    let models = format!(
+        "{}[[models]]\nid = \"local\"\nsource = \"{secret}\"\nmemory_mb = 100\n",
+        models_toml(&[("smol", "")])
+    );
+    let gw = gateway(&[&a], "lru", &models, "").await;
+    let list = gw
+        .http
+        .get(format!("{}/v1/models", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("\"local\""), "{list}");
+    assert!(!list.contains("cortex-secret"), "{list}");
+    assert!(
+        list.contains("\"embedded\""),
+        "other sources still show: {list}"
+    );
+
+    let (status, _, body) = gw.chat("local", 2).await;
+    assert!(status >= 400, "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(!body.to_string().contains("cortex-secret"), "{body}");
+    let resp = gw.stream("local", 2).await;
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("cortex-secret"), "{text}");
+
+    let s = gw.status().await;
+    let local = s.models.iter().find(|m| m.id == "local").unwrap();
+    assert_eq!(local.source, secret, "the admin API may show it");
 }

@@ -71,9 +71,25 @@ pub struct GatewaySection {
     /// is full (beyond it: 503). Default 256.
     #[serde(default = "default_max_waiting")]
     pub max_waiting: u32,
+    /// Requests that may wait at the gateway across all models (beyond it:
+    /// 503). Default 1024.
+    #[serde(default = "default_max_waiting_total")]
+    pub max_waiting_total: u32,
     /// Fleet events kept for `Last-Event-ID` replay.
     #[serde(default = "default_event_buffer")]
     pub event_buffer: usize,
+    /// Bytes (as JSON) the replay buffer may hold. Default 16 MiB.
+    #[serde(default = "default_event_buffer_bytes")]
+    pub event_buffer_bytes: usize,
+    /// Longest a client may take to send a request's headers (slow-loris
+    /// connections are closed after it; an idle keep-alive connection too).
+    /// Default 30 s.
+    #[serde(default, deserialize_with = "deserialize_opt_duration")]
+    pub header_read_timeout: Option<Duration>,
+    /// Client connections open at once on `listen`; further ones wait to be
+    /// accepted. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
     /// Interval of the per-model `histograms` events.
     #[serde(default, deserialize_with = "deserialize_opt_duration")]
     pub histogram_interval: Option<Duration>,
@@ -97,6 +113,15 @@ fn default_max_waiting() -> u32 {
 fn default_event_buffer() -> usize {
     4096
 }
+fn default_max_waiting_total() -> u32 {
+    1024
+}
+fn default_event_buffer_bytes() -> usize {
+    16 << 20
+}
+fn default_max_connections() -> u32 {
+    4096
+}
 
 impl Default for GatewaySection {
     fn default() -> Self {
@@ -109,7 +134,11 @@ impl Default for GatewaySection {
             queue_timeout: None,
             retry_after_secs: default_retry_after(),
             max_waiting: default_max_waiting(),
+            max_waiting_total: default_max_waiting_total(),
             event_buffer: default_event_buffer(),
+            event_buffer_bytes: default_event_buffer_bytes(),
+            header_read_timeout: None,
+            max_connections: default_max_connections(),
             histogram_interval: None,
         }
     }
@@ -125,6 +154,9 @@ impl GatewaySection {
     }
     pub fn queue_timeout(&self) -> Duration {
         self.queue_timeout.unwrap_or(Duration::from_secs(120))
+    }
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout.unwrap_or(Duration::from_secs(30))
     }
     pub fn histogram_interval(&self) -> Duration {
         self.histogram_interval.unwrap_or(Duration::from_secs(5))
@@ -192,6 +224,25 @@ pub struct NeuronEntry {
     pub name: String,
     /// `http://host:port` of the neuron.
     pub endpoint: String,
+    /// This node's token, sent instead of the fleet's `[auth]
+    /// neuron_token` (prefer `token_file`: a token written here is warned
+    /// about, see [`GatewayConfig::warnings`]).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file whose first line is this node's token (relative to this
+    /// file); after loading, `token` holds what it read.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl NeuronEntry {
+    /// The token this node gets: its own, else the fleet's.
+    pub fn effective_token<'a>(&'a self, auth: &'a AuthSection) -> Option<&'a str> {
+        self.token
+            .as_deref()
+            .or(auth.neuron_token.as_deref())
+            .map(str::trim)
+    }
 }
 
 impl GatewayConfig {
@@ -228,15 +279,37 @@ impl GatewayConfig {
                 "must be greater than 0",
             ));
         }
-        if self.gateway.event_buffer == 0 {
+        for (field, value) in [
+            ("event_buffer", self.gateway.event_buffer as u64),
+            ("event_buffer_bytes", self.gateway.event_buffer_bytes as u64),
+            ("max_waiting", u64::from(self.gateway.max_waiting)),
+            (
+                "max_waiting_total",
+                u64::from(self.gateway.max_waiting_total),
+            ),
+            ("max_connections", u64::from(self.gateway.max_connections)),
+            ("retry_after_secs", u64::from(self.gateway.retry_after_secs)),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid_value(
+                    path,
+                    source,
+                    g,
+                    field,
+                    "must be greater than 0",
+                ));
+            }
+        }
+        if let Some(i) = self.auth.api_keys.iter().position(|k| k.trim().is_empty()) {
             return Err(ConfigError::invalid_value(
                 path,
                 source,
-                g,
-                "event_buffer",
-                "must be greater than 0",
+                Some(("auth", 0)),
+                "api_keys",
+                format!("key {} is empty; remove it or give it a value", i + 1),
             ));
         }
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut names = std::collections::HashSet::new();
         for (i, n) in self.neurons.iter_mut().enumerate() {
             let at = Some(("neurons", i));
@@ -268,6 +341,32 @@ impl GatewayConfig {
                 ));
             }
             n.endpoint = n.endpoint.trim_end_matches('/').to_string();
+            if let Some(token) = &n.token
+                && token.trim().is_empty()
+            {
+                return Err(ConfigError::invalid_value(
+                    path,
+                    source,
+                    at,
+                    "token",
+                    "must not be empty (leave it out to use [auth] neuron_token)",
+                ));
+            }
+            if let Some(file) = n.token_file.take() {
+                if n.token.is_some() {
+                    return Err(ConfigError::invalid_value(
+                        path,
+                        source,
+                        at,
+                        "token_file",
+                        "set `token` or `token_file`, not both",
+                    ));
+                }
+                let (file, token) = read_token_file(&dir, &file)
+                    .map_err(|m| ConfigError::invalid_value(path, source, at, "token_file", m))?;
+                n.token = Some(token);
+                n.token_file = Some(file);
+            }
         }
         if let Some(token) = &self.auth.admin_token
             && token.trim().is_empty()
@@ -280,7 +379,6 @@ impl GatewayConfig {
                 "must not be empty (leave it out, or set CORTEX_ADMIN_TOKEN)",
             ));
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
         if let Some(token) = &self.auth.neuron_token
             && token.trim().is_empty()
         {
@@ -293,30 +391,9 @@ impl GatewayConfig {
             ));
         }
         if let Some(file) = self.auth.neuron_token_file.take() {
-            let file = if file.is_absolute() {
-                file
-            } else {
-                dir.join(file)
-            };
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                ConfigError::invalid_value(
-                    path,
-                    source,
-                    Some(("auth", 0)),
-                    "neuron_token_file",
-                    format!("cannot read {}: {e}", file.display()),
-                )
+            let (file, token) = read_token_file(&dir, &file).map_err(|m| {
+                ConfigError::invalid_value(path, source, Some(("auth", 0)), "neuron_token_file", m)
             })?;
-            let token = text.lines().next().unwrap_or("").trim().to_string();
-            if token.is_empty() {
-                return Err(ConfigError::invalid_value(
-                    path,
-                    source,
-                    Some(("auth", 0)),
-                    "neuron_token_file",
-                    format!("{} is empty", file.display()),
-                ));
-            }
             self.auth.neuron_token.get_or_insert(token);
             self.auth.neuron_token_file = Some(file);
         }
@@ -392,9 +469,41 @@ impl GatewayConfig {
             .unwrap_or_else(|| PathBuf::from("models.toml"))
     }
 
+    /// Settings that work but that the operator should change: tokens
+    /// written into the file itself (it tends to be shared and committed).
+    pub fn warnings(&self) -> Vec<String> {
+        self.neurons
+            .iter()
+            .filter(|n| n.token.is_some() && n.token_file.is_none())
+            .map(|n| {
+                format!(
+                    "neuron `{}` has its token written in the config file; prefer `token_file`",
+                    n.name
+                )
+            })
+            .collect()
+    }
+
     pub fn neuron_names(&self) -> Vec<String> {
         self.neurons.iter().map(|n| n.name.clone()).collect()
     }
+}
+
+/// Reads a token file (relative to `dir`): its first line, trimmed. The
+/// error says what to fix.
+fn read_token_file(dir: &Path, file: &Path) -> Result<(PathBuf, String), String> {
+    let file = if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        dir.join(file)
+    };
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(format!("{} is empty", file.display()));
+    }
+    Ok((file, token))
 }
 
 /// `host:port` with a numeric port.
@@ -462,6 +571,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(":2: field `queue_timeout`"), "{err}");
+        for bad in [
+            "keepalive_interval = \"0s\"",
+            "keepalive_interval = \"99999999999999999999d\"",
+            "max_connections = 0",
+            "max_waiting_total = 0",
+            "event_buffer_bytes = 0",
+            "max_connections = 99999999999",
+        ] {
+            let field = bad.split(' ').next().unwrap();
+            let err = parse(&format!("[gateway]\n\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!(":3: field `{field}`")),
+                "{bad}: {err}"
+            );
+        }
+        let err = parse("[auth]\napi_keys = [\"k\", \"\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":2: field `api_keys`") && err.contains("key 2 is empty"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -511,6 +644,49 @@ mod tests {
             .to_string();
         assert!(
             err.contains("neuron_token_file") && err.contains("missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_node_token_overrides_the_fleet_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("cortex.toml");
+        std::fs::write(dir.path().join("b.token"), "bee\n").unwrap();
+        let text = "[auth]\nneuron_token = \"fleet\"\n\
+                    [[neurons]]\nname = \"a\"\nendpoint = \"http://x:1\"\n\
+                    [[neurons]]\nname = \"b\"\nendpoint = \"http://y:1\"\ntoken_file = \"b.token\"\n\
+                    [[neurons]]\nname = \"c\"\nendpoint = \"http://z:1\"\ntoken = \"sea\"\n";
+        let cfg = GatewayConfig::parse(&cfg_path, text).unwrap();
+        let tokens: Vec<_> = cfg
+            .neurons
+            .iter()
+            .map(|n| n.effective_token(&cfg.auth))
+            .collect();
+        assert_eq!(tokens, vec![Some("fleet"), Some("bee"), Some("sea")]);
+        let warnings = cfg.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("`c`") && warnings[0].contains("token_file"),
+            "{warnings:?}"
+        );
+
+        let bad = |extra: &str| {
+            let text = format!("[[neurons]]\nname = \"a\"\nendpoint = \"http://x:1\"\n{extra}");
+            GatewayConfig::parse(&cfg_path, &text)
+                .unwrap_err()
+                .to_string()
+        };
+        let err = bad("token = \" \"\n");
+        assert!(err.contains(":4: field `token`"), "{err}");
+        let err = bad("token_file = \"missing.token\"\n");
+        assert!(
+            err.contains(":4: field `token_file`") && err.contains("missing.token"),
+            "{err}"
+        );
+        let err = bad("token = \"t\"\ntoken_file = \"b.token\"\n");
+        assert!(
+            err.contains(":5: field `token_file`") && err.contains("not both"),
             "{err}"
         );
     }

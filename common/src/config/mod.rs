@@ -139,6 +139,9 @@ pub fn find_key_line(source: &str, table: Option<(&str, usize)>, key: &str) -> O
     None
 }
 
+/// Longest duration a setting may have (100 years).
+const MAX_DURATION_SECS: f64 = 36500.0 * 86400.0;
+
 /// Parses durations like `90s`, `10m`, `2h`, `1d`, `500ms`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let t = text.trim();
@@ -164,7 +167,15 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     if secs <= 0.0 || !secs.is_finite() {
         return Err(format!("`{t}` must be a positive duration"));
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    // At most a century: larger values overflow the timers they feed.
+    if secs > MAX_DURATION_SECS {
+        return Err(format!("`{t}` is too long; at most 36500d"));
+    }
+    let d = std::time::Duration::from_secs_f64(secs);
+    if d < std::time::Duration::from_millis(1) {
+        return Err(format!("`{t}` is shorter than 1ms"));
+    }
+    Ok(d)
 }
 
 /// `deserialize_with` for optional duration fields written as `"10m"`; a
@@ -227,6 +238,10 @@ mod tests {
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("10x").is_err());
         assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("0.0000001ms").is_err());
+        assert!(parse_duration("99999999999999999999999d").is_err());
+        assert!(parse_duration("1e999s").is_err());
+        assert_eq!(parse_duration("36500d").unwrap().as_secs(), 36500 * 86400);
     }
 
     #[test]

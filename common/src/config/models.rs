@@ -13,6 +13,9 @@ use super::{ConfigError, deserialize_opt_duration, load_toml};
 /// Priority class a model has when `residency_priority` is not given.
 pub const DEFAULT_RESIDENCY_PRIORITY: u32 = 100;
 
+/// Largest `memory_mb` accepted: bytes must fit a `u64` with room to add.
+pub const MAX_MEMORY_MB: u64 = 1 << 40;
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsConfig {
@@ -86,7 +89,7 @@ impl ModelEntry {
     }
 
     pub fn memory_bytes(&self) -> Option<u64> {
-        self.memory_mb.map(|mb| mb * 1024 * 1024)
+        self.memory_mb.map(|mb| mb.saturating_mul(1024 * 1024))
     }
 }
 
@@ -143,6 +146,12 @@ impl ModelsConfig {
             }
             if m.memory_mb == Some(0) {
                 return Err(bad("memory_mb", "must be greater than 0".into()));
+            }
+            if m.memory_mb.is_some_and(|mb| mb > MAX_MEMORY_MB) {
+                return Err(bad(
+                    "memory_mb",
+                    format!("must be at most {MAX_MEMORY_MB} (1 EiB)"),
+                ));
             }
             if m.min_devices == 0 {
                 return Err(bad("min_devices", "must be at least 1".into()));
@@ -283,6 +292,14 @@ mod tests {
             err.starts_with("models.toml:4: field `max_replicas`"),
             "{err}"
         );
+        for huge in ["18446744073709551615", "1099511627777"] {
+            let src = format!("[[models]]\nid = \"x\"\n\nmemory_mb = {huge}\n");
+            let err = parse(&src).unwrap_err().to_string();
+            assert!(err.contains(":4: field `memory_mb`"), "{err}");
+        }
+        let src = "[[models]]\nid = \"x\"\nmemory_mb = 18446744073709551616\n";
+        let err = parse(src).unwrap_err().to_string();
+        assert!(err.contains(":3: field `memory_mb`"), "{err}");
     }
 
     #[test]

@@ -100,14 +100,27 @@ pub fn gateway_started(
     gateway_extra: &str,
     auth_extra: &str,
 ) -> Gateway {
+    let nodes: Vec<(&Child, &str)> = neurons.iter().map(|n| (*n, "")).collect();
+    gateway_nodes(&nodes, strategy, models, gateway_extra, auth_extra)
+}
+
+/// `cortex serve` started and listening, with keys of its own for each
+/// `[[neurons]]` table (e.g. its `token_file`); nodes not waited for.
+pub fn gateway_nodes(
+    neurons: &[(&Child, &str)],
+    strategy: &str,
+    models: &str,
+    gateway_extra: &str,
+    auth_extra: &str,
+) -> Gateway {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cfg = format!(
         "[gateway]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n{gateway_extra}\n\
          [eviction]\nstrategy = \"{strategy}\"\n[auth]\nadmin_token = \"{TOKEN}\"\n{auth_extra}\n"
     );
-    for n in neurons {
+    for (n, extra) in neurons {
         cfg.push_str(&format!(
-            "[[neurons]]\nname = \"{}\"\nendpoint = \"{}\"\n",
+            "[[neurons]]\nname = \"{}\"\nendpoint = \"{}\"\n{extra}\n",
             n.name, n.url
         ));
     }
@@ -295,8 +308,21 @@ pub fn node_of(resp: &reqwest::Response) -> Option<String> {
 
 /// Reads an SSE body to its end; returns the `data:` payloads.
 pub async fn read_sse(resp: reqwest::Response) -> Vec<String> {
+    read_events(&mut resp.bytes_stream().eventsource()).await
+}
+
+/// Reads the rest of an SSE stream; returns the `data:` payloads.
+pub async fn read_events(
+    s: &mut (
+             impl futures::Stream<
+        Item = Result<
+            eventsource_stream::Event,
+            eventsource_stream::EventStreamError<reqwest::Error>,
+        >,
+    > + Unpin
+         ),
+) -> Vec<String> {
     let mut out = Vec::new();
-    let mut s = resp.bytes_stream().eventsource();
     while let Some(ev) = tokio::time::timeout(Duration::from_secs(60), s.next())
         .await
         .expect("stream progresses within 60 s")
@@ -310,6 +336,33 @@ pub async fn read_sse(resp: reqwest::Response) -> Vec<String> {
         }
     }
     out
+}
+
+/// Reads a streamed answer until its first content token.
+pub async fn first_token(
+    s: &mut (
+             impl futures::Stream<
+        Item = Result<
+            eventsource_stream::Event,
+            eventsource_stream::EventStreamError<reqwest::Error>,
+        >,
+    > + Unpin
+         ),
+) {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(60), s.next())
+            .await
+            .expect("a token within 60 s")
+            .expect("the stream goes on")
+            .expect("well-formed SSE");
+        let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+        if v["choices"][0]["delta"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+        {
+            return;
+        }
+    }
 }
 
 pub fn placement_nodes(s: &FleetStatus, model: &str) -> Vec<String> {
