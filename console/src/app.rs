@@ -477,10 +477,7 @@ impl App {
                 Vec::new()
             }
             Command::Evict { model, node } => {
-                self.confirm(AdminRequest::Unload {
-                    model,
-                    node: Some(node),
-                });
+                self.confirm(AdminRequest::Evict { model, node });
                 Vec::new()
             }
         }
@@ -522,7 +519,10 @@ impl App {
                         return match purpose {
                             Purpose::Load => self.send(AdminRequest::Load { model, node }),
                             Purpose::Evict => {
-                                self.confirm(AdminRequest::Unload { model, node });
+                                match node {
+                                    Some(node) => self.confirm(AdminRequest::Evict { model, node }),
+                                    None => self.notify(Level::Warn, "choose a node to evict from"),
+                                }
                                 Vec::new()
                             }
                         };
@@ -582,10 +582,11 @@ impl App {
 
     fn confirm(&mut self, request: AdminRequest) {
         let question = match &request {
+            AdminRequest::Evict { model, node } => format!("Evict {model} from {node}?"),
             AdminRequest::Unload {
                 model,
                 node: Some(n),
-            } => format!("Evict {model} from {n}?"),
+            } => format!("Unload {model} from {n}?"),
             AdminRequest::Unload { model, node: None } => {
                 let nodes: Vec<String> = self
                     .fleet
@@ -745,10 +746,11 @@ impl App {
             .collect();
         match nodes.len() {
             0 => self.notify(Level::Warn, format!("{model} is not resident anywhere")),
-            1 => self.confirm(AdminRequest::Unload {
-                model,
-                node: nodes.into_iter().next(),
-            }),
+            1 => {
+                if let Some(node) = nodes.into_iter().next() {
+                    self.confirm(AdminRequest::Evict { model, node });
+                }
+            }
             _ => {
                 self.mode = Mode::Dialog(Dialog::ChooseNode {
                     purpose: Purpose::Evict,

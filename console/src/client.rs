@@ -42,10 +42,16 @@ pub enum AdminRequest {
         model: String,
         node: Option<String>,
     },
-    /// Unload `model` everywhere, or from `node` only (an eviction).
+    /// Unload `model` everywhere, or from `node` only.
     Unload {
         model: String,
         node: Option<String>,
+    },
+    /// Evict `model` from `node`: an unload the gateway records as an
+    /// operator's eviction (`evicted` event, `cortex_evictions_total`).
+    Evict {
+        model: String,
+        node: String,
     },
     Pin {
         model: String,
@@ -60,6 +66,7 @@ impl AdminRequest {
         match self {
             AdminRequest::Load { .. } => "/admin/models/load",
             AdminRequest::Unload { .. } => "/admin/models/unload",
+            AdminRequest::Evict { .. } => "/admin/models/evict",
             AdminRequest::Pin { .. } => "/admin/models/pin",
             AdminRequest::Unpin { .. } => "/admin/models/unpin",
         }
@@ -72,6 +79,7 @@ impl AdminRequest {
                 Some(node) => json!({"model": model, "node": node}),
                 None => json!({"model": model}),
             },
+            AdminRequest::Evict { model, node } => json!({"model": model, "node": node}),
             AdminRequest::Pin { model } | AdminRequest::Unpin { model } => {
                 json!({"model": model})
             }
@@ -82,6 +90,7 @@ impl AdminRequest {
         match self {
             AdminRequest::Load { model, .. }
             | AdminRequest::Unload { model, .. }
+            | AdminRequest::Evict { model, .. }
             | AdminRequest::Pin { model }
             | AdminRequest::Unpin { model } => model,
         }
@@ -99,7 +108,8 @@ impl AdminRequest {
             AdminRequest::Unload {
                 model,
                 node: Some(n),
-            } => format!("evict {model} from {n}"),
+            } => format!("unload {model} from {n}"),
+            AdminRequest::Evict { model, node } => format!("evict {model} from {node}"),
             AdminRequest::Pin { model } => format!("pin {model}"),
             AdminRequest::Unpin { model } => format!("unpin {model}"),
         }
@@ -113,7 +123,7 @@ impl AdminRequest {
                 Some(node) => format!("{model} loaded on {node}"),
                 None => format!("{model} loaded"),
             },
-            AdminRequest::Unload { .. } => {
+            AdminRequest::Unload { .. } | AdminRequest::Evict { .. } => {
                 let nodes: Vec<&str> = answer
                     .get("nodes")
                     .and_then(Value::as_array)

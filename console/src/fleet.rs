@@ -318,23 +318,14 @@ impl Fleet {
             self.last_seq = ev.seq;
         }
         self.now_ms = self.now_ms.max(ev.ts_ms);
+        if let Some(l) = describe::describe(&ev) {
+            self.push_log(ev.ts_ms, l.level, l.node, l.text);
+        }
         let ts = ev.ts_ms;
         let node = ev.node;
-        let on = |node: &Option<String>| match node {
-            Some(n) => format!(" on {n}"),
-            None => String::new(),
-        };
 
         match ev.kind {
-            EventKind::Snapshot { status } => {
-                let text = format!(
-                    "snapshot: {} nodes, {} models",
-                    status.nodes.len(),
-                    status.models.len()
-                );
-                self.load_snapshot(*status, ts);
-                self.push_log(ts, Level::Info, None, text);
-            }
+            EventKind::Snapshot { status } => self.load_snapshot(*status, ts),
             EventKind::NodeUp { endpoint } => {
                 let name = node.clone().unwrap_or_else(|| endpoint.clone());
                 let entry = self.nodes.entry(name.clone()).or_insert(NodeStatus {
@@ -348,12 +339,6 @@ impl Fleet {
                 entry.state = NodeState::Up;
                 entry.endpoint = endpoint.clone();
                 entry.reason = None;
-                self.push_log(
-                    ts,
-                    Level::Info,
-                    Some(name.clone()),
-                    format!("{name} up ({endpoint})"),
-                );
             }
             EventKind::NodeDown { endpoint, reason } => {
                 let name = node.clone().unwrap_or_else(|| endpoint.clone());
@@ -369,12 +354,6 @@ impl Fleet {
                 for m in self.models.values_mut() {
                     m.remove_placement(&name);
                 }
-                self.push_log(
-                    ts,
-                    Level::Error,
-                    Some(name.clone()),
-                    format!("{name} down: {reason}"),
-                );
             }
             EventKind::ModelLoadStarted { model, source } => {
                 if let Some(n) = &node {
@@ -383,12 +362,6 @@ impl Fleet {
                     p.state = PlacementState::Loading;
                     p.progress = None;
                 }
-                self.push_log(
-                    ts,
-                    Level::Info,
-                    node.clone(),
-                    format!("loading {model}{} from {source}", on(&node)),
-                );
             }
             EventKind::ModelLoadProgress {
                 model, done, total, ..
@@ -401,10 +374,8 @@ impl Fleet {
             }
             EventKind::ModelLoaded {
                 model,
-                duration_ms,
                 memory_bytes,
-                quant,
-                unquantized_bytes,
+                ..
             } => {
                 if let Some(n) = &node {
                     let view = self.model_entry(&model, "");
@@ -415,45 +386,11 @@ impl Fleet {
                     p.state = PlacementState::Loaded;
                     p.progress = None;
                 }
-                self.push_log(
-                    ts,
-                    Level::Info,
-                    node.clone(),
-                    format!(
-                        "loaded {model}{} in {:.1}s ({}{})",
-                        on(&node),
-                        duration_ms as f64 / 1000.0,
-                        human_bytes(memory_bytes),
-                        match (quant, unquantized_bytes) {
-                            (Some(q), Some(before)) =>
-                                format!(", {q} from {}", human_bytes(before)),
-                            (Some(q), None) => format!(", {q}"),
-                            _ => String::new(),
-                        }
-                    ),
-                );
             }
-            EventKind::ModelLoadFailed { model, reason } => {
+            EventKind::ModelLoadFailed { model, .. } | EventKind::ModelUnloaded { model, .. } => {
                 if let (Some(n), Some(view)) = (&node, self.models.get_mut(&model)) {
                     view.remove_placement(n);
                 }
-                self.push_log(
-                    ts,
-                    Level::Error,
-                    node.clone(),
-                    format!("load of {model}{} failed: {reason}", on(&node)),
-                );
-            }
-            EventKind::ModelUnloaded { model, reason } => {
-                if let (Some(n), Some(view)) = (&node, self.models.get_mut(&model)) {
-                    view.remove_placement(n);
-                }
-                self.push_log(
-                    ts,
-                    Level::Info,
-                    node.clone(),
-                    format!("unloaded {model}{} ({reason})", on(&node)),
-                );
             }
             EventKind::RequestStarted { model, .. } => {
                 let view = self.model_entry(&model, "");
@@ -478,7 +415,6 @@ impl Fleet {
                 model,
                 completion_tokens,
                 ended,
-                error,
                 ..
             } => {
                 self.finished.push_back((ts, completion_tokens as u64));
@@ -502,15 +438,6 @@ impl Fleet {
                         ns.in_flight = ns.in_flight.saturating_sub(1);
                     }
                 }
-                if ended == RequestEnd::Error {
-                    let why = error.unwrap_or_else(|| "generation failed".into());
-                    self.push_log(
-                        ts,
-                        Level::Error,
-                        node.clone(),
-                        format!("request on {model}{} failed: {why}", on(&node)),
-                    );
-                }
             }
             EventKind::DeviceStats { devices, models } => {
                 if let Some(n) = &node {
@@ -522,69 +449,24 @@ impl Fleet {
                     m.advance_to(sec);
                 }
             }
-            EventKind::PlacementDecided { model, reason } => {
-                self.push_log(
-                    ts,
-                    Level::Info,
-                    node.clone(),
-                    format!("placed {model}{}: {reason}", on(&node)),
-                );
-            }
-            EventKind::ColdLoad { model } => {
-                self.push_log(
-                    ts,
-                    Level::Info,
-                    node.clone(),
-                    format!("cold load of {model}{}", on(&node)),
-                );
-            }
-            EventKind::Evicted {
-                model,
-                for_model,
-                strategy,
-                reason,
-            } => {
+            EventKind::PlacementDecided { .. } | EventKind::ColdLoad { .. } => {}
+            EventKind::Evicted { model, .. } => {
                 if let (Some(n), Some(view)) = (&node, self.models.get_mut(&model))
                     && let Some(p) = view.status.placements.iter_mut().find(|p| &p.node == n)
                 {
                     p.state = PlacementState::Unloading;
                 }
-                self.push_log(
-                    ts,
-                    Level::Warn,
-                    node.clone(),
-                    format!(
-                        "evicted {model}{} for {for_model} ({strategy}: {reason})",
-                        on(&node)
-                    ),
-                );
             }
             EventKind::Pinned { model } => {
                 self.model_entry(&model, "").status.pinned = true;
-                self.push_log(ts, Level::Info, None, format!("pinned {model}"));
             }
             EventKind::Unpinned { model } => {
                 self.model_entry(&model, "").status.pinned = false;
-                self.push_log(ts, Level::Info, None, format!("unpinned {model}"));
             }
-            EventKind::RequestFailed {
-                model,
-                status,
-                reason,
-                ..
-            } => {
+            EventKind::RequestFailed { model, .. } => {
                 if let Some(view) = self.models.get_mut(&model) {
                     view.status.errors_total += 1;
                 }
-                self.push_log(
-                    ts,
-                    Level::Error,
-                    node.clone(),
-                    format!(
-                        "request for {model}{} failed ({status}): {reason}",
-                        on(&node)
-                    ),
-                );
             }
             EventKind::Histograms {
                 model,
@@ -682,6 +564,8 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
+
+pub mod describe;
 
 #[cfg(test)]
 mod tests;

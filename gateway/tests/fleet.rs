@@ -441,6 +441,56 @@ async fn a_deep_line_scales_out_to_max_replicas_and_no_further() {
     );
 }
 
+/// `/admin/models/evict` (the console's `e`): the replica goes, and the
+/// gateway records an operator's eviction (event and counter); a model not
+/// on that node, or a node that does not exist, answers 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_eviction_unloads_and_is_recorded_as_one() {
+    let a = neuron("a", 250);
+    let gw = gateway(&[&a], "lru", &models_toml(&[("smol", "")]), "").await;
+    assert_eq!(gw.chat("smol", 1).await.0, 200);
+    let mut events = gw.events(None).await;
+    let (status, body) = gw
+        .admin("/admin/models/evict", json!({"model": "smol", "node": "a"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["nodes"], json!(["a"]), "{body}");
+    let seen = events
+        .until(|e| matches!(&e.kind, EventKind::Evicted { model, .. } if model == "smol"))
+        .await;
+    let Some(EventKind::Evicted {
+        strategy, reason, ..
+    }) = seen.last().map(|e| &e.kind)
+    else {
+        unreachable!("until stops at the eviction")
+    };
+    assert_eq!(strategy, "operator");
+    assert!(reason.contains("operator"), "{reason}");
+    gw.wait_status("smol gone from a", Duration::from_secs(10), |s| {
+        placement_nodes(s, "smol").is_empty()
+    })
+    .await;
+    let counted = gw
+        .metric_sum(
+            "cortex_evictions_total",
+            &["model=\"smol\"", "reason=\"operator\""],
+        )
+        .await;
+    assert_eq!(counted, 1.0);
+    let (status, body) = gw
+        .admin("/admin/models/evict", json!({"model": "smol", "node": "a"}))
+        .await;
+    assert_eq!(status, 404, "not resident any more: {body}");
+    let (status, body) = gw
+        .admin(
+            "/admin/models/evict",
+            json!({"model": "smol", "node": "zz"}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_envelope(&body, "node_not_found");
+}
+
 /// With the gateway's line set small, the overflow gets a 503 with
 /// `Retry-After` and an envelope saying why; the rest are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

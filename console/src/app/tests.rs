@@ -307,9 +307,9 @@ fn e_chooses_a_node_then_confirms_the_eviction() {
     assert!(matches!(app.mode, Mode::Dialog(Dialog::Confirm { .. })));
     assert_eq!(
         press(&mut app, KeyCode::Char('y')),
-        vec![Effect::Admin(AdminRequest::Unload {
+        vec![Effect::Admin(AdminRequest::Evict {
             model: "smollm2-tiny".into(),
-            node: Some("alpha".into())
+            node: "alpha".into()
         })]
     );
 }
