@@ -10,7 +10,7 @@
 
 use candle_core::{D, Result, Tensor};
 
-use super::attention_decode::{AppendKv, DecodeAttention, QkvRow};
+use super::attention_decode::{AppendKv, DecodeRow, QkvRow, attend_rows};
 use super::kv_cache::KvCache;
 use super::linear::Linear;
 use super::norm::RmsNorm;
@@ -117,11 +117,21 @@ impl Attention {
                 && self.k_norm.is_none()
                 && y.is_contiguous()
         });
+        let scale = (1.0 / (self.head_dim as f64).sqrt()) as f32;
         let mut outs = Vec::with_capacity(seqs.len());
+        // Consecutive single tokens (the decode rows come first) are
+        // attended together in one pass.
+        let mut group: Vec<DecodeRow> = Vec::new();
         for s in seqs.iter_mut() {
             if let (Some(y), 1) = (&fused, s.len) {
-                outs.push(self.attend_one(y, s.start_row, layer, s.cache, rope)?);
+                group.push(self.append_one(y, s.start_row, layer, s.cache, rope)?);
                 continue;
+            }
+            if let Some(y) = &fused
+                && !group.is_empty()
+            {
+                outs.push(attend_rows(y, &group, rope, scale)?);
+                group.clear();
             }
             outs.push(self.attend(
                 &q.narrow(0, s.start_row, s.len)?,
@@ -132,6 +142,11 @@ impl Attention {
                 rope,
             )?);
         }
+        if let Some(y) = &fused
+            && !group.is_empty()
+        {
+            outs.push(attend_rows(y, &group, rope, scale)?);
+        }
         let y = if outs.len() == 1 {
             outs.pop().unwrap_or(q)
         } else {
@@ -140,16 +155,17 @@ impl Attention {
         self.o.forward_split(&y, decode_rows)
     }
 
-    /// One token on the CPU: key and value written into the cache in
-    /// place, the query attended, from row `row` of the fused projection.
-    fn attend_one(
+    /// One token on the CPU: its key and value written into the cache in
+    /// place, from row `row` of the fused projection; attention follows for
+    /// the whole group of single tokens.
+    fn append_one(
         &self,
         qkv: &Tensor,
         row: usize,
         layer: usize,
         cache: &mut KvCache,
         rope: &Rope,
-    ) -> Result<Tensor> {
+    ) -> Result<DecodeRow> {
         let at = QkvRow {
             row,
             heads: self.num_heads,
@@ -166,15 +182,11 @@ impl Attention {
             },
         )?;
         values.inplace_op2(qkv, &AppendKv { at, rope: None })?;
-        qkv.apply_op3_no_bwd(
-            keys,
-            values,
-            &DecodeAttention {
-                at,
-                rope,
-                scale: (1.0 / (self.head_dim as f64).sqrt()) as f32,
-            },
-        )
+        Ok(DecodeRow {
+            at,
+            keys: keys.clone(),
+            values: values.clone(),
+        })
     }
 
     /// One sequence: `q` `(len, q_dim)`, `k`/`v` `(len, kv_dim)`.

@@ -1,18 +1,19 @@
-//! One sequence's single-token step (decode) on the CPU, fused: its new key
-//! and value written straight into the KV cache's storage (the key rotated
-//! on the way), then the query rotated and attended, all from the rows of
-//! the fused q/k/v projection. Three candle ops instead of a dozen per
-//! sequence and layer, which is most of what a batched decode step costs
-//! beyond its matmuls.
+//! Single-token steps (decode) on the CPU, fused: each sequence's new key
+//! and value written straight into its KV cache's storage (the key rotated
+//! on the way), then every sequence's query rotated and attended in one
+//! parallel pass, all from the rows of the fused q/k/v projection. Two
+//! in-place ops per sequence and one pass per layer instead of a dozen ops
+//! per sequence, which is most of what a batched decode step costs beyond
+//! its matmuls.
 //!
 //! The arithmetic is exactly that of the generic path (candle's rope ops,
 //! [`super::attention_cpu::CausalAttention`]), so either path gives the same
 //! bits for a row.
 
-use candle_core::{CpuStorage, CustomOp3, InplaceOp2, Layout, Result, Shape};
+use candle_core::{CpuStorage, InplaceOp2, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::attention_cpu::{PARALLEL_WORK, one_row, rows, with_scores};
+use super::attention_cpu::{PARALLEL_WORK, one_row, rows as rows_of, with_scores};
 use super::rope::Rope;
 
 /// Where one sequence's row sits in the q/k/v projection output
@@ -102,74 +103,91 @@ impl InplaceOp2 for AppendKv<'_> {
     }
 }
 
-/// The row's query, rotated, attended over the cache's first `pos + 1`
-/// rows: `(q/k/v, K cache, V cache)` → `(1, heads · head_dim)`.
-pub struct DecodeAttention<'a> {
+/// One sequence's single token in a group: where its row is in the q/k/v
+/// projection, and its layer's caches (the new key and value already
+/// written at `at.pos` by [`AppendKv`]).
+pub struct DecodeRow {
     pub at: QkvRow,
-    pub rope: &'a Rope,
-    pub scale: f32,
+    pub keys: Tensor,
+    pub values: Tensor,
 }
 
-impl CustomOp3 for DecodeAttention<'_> {
-    fn name(&self) -> &'static str {
-        "neuron-decode-attention"
+/// Attention of several sequences' single tokens at once: each row's query
+/// rotated and attended over its own cache's first `pos + 1` rows, every
+/// (sequence, head) pair shared out over the threads together — one
+/// dispatch per layer, however many sequences decode. Returns
+/// `(rows.len(), heads · head_dim)`, in `rows` order. Each pair is computed
+/// exactly as [`super::attention_cpu::CausalAttention`] computes it.
+pub fn attend_rows(qkv: &Tensor, rows: &[DecodeRow], rope: &Rope, scale: f32) -> Result<Tensor> {
+    let Some(first) = rows.first() else {
+        candle_core::bail!("decode attention: no rows");
+    };
+    let (h, kvh, hd) = (first.at.heads, first.at.kv_heads, first.at.head_dim);
+    if kvh == 0 || h % kvh != 0 || hd == 0 {
+        candle_core::bail!("decode attention: {h} heads over {kvh} kv heads of {hd}");
     }
-
-    fn cpu_fwd(
-        &self,
-        ys: &CpuStorage,
-        yl: &Layout,
-        ks: &CpuStorage,
-        kl: &Layout,
-        vs: &CpuStorage,
-        vl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let a = self.at;
-        let (h, kvh, hd) = (a.heads, a.kv_heads, a.head_dim);
-        let mut q = a.values(ys, yl)?[..h * hd].to_vec();
-        for head in q.chunks_mut(hd.max(1)) {
-            self.rope.rotate(head, a.pos)?;
+    let group = h / kvh;
+    // Read access to every storage for the whole computation.
+    let (qs, ql) = qkv.storage_and_layout();
+    let Storage::Cpu(qs) = &*qs else {
+        candle_core::bail!("decode attention runs on the CPU");
+    };
+    let mut guards = Vec::with_capacity(rows.len());
+    for r in rows {
+        if (r.at.heads, r.at.kv_heads, r.at.head_dim) != (h, kvh, hd) {
+            candle_core::bail!("decode attention: rows of different shapes");
         }
-        let (k, k_heads, capacity) = rows(ks, kl, "k")?;
-        let (v, _, _) = rows(vs, vl, "v")?;
-        if kl.shape() != vl.shape() || k_heads != kvh || kvh == 0 || h % kvh != 0 {
+        guards.push((r.keys.storage_and_layout(), r.values.storage_and_layout()));
+    }
+    let mut caches = Vec::with_capacity(rows.len());
+    let mut queries = Vec::with_capacity(rows.len() * h * hd);
+    for (r, ((ks, kl), (vs, vl))) in rows.iter().zip(&guards) {
+        let (Storage::Cpu(ks), Storage::Cpu(vs)) = (&**ks, &**vs) else {
+            candle_core::bail!("decode attention runs on the CPU");
+        };
+        let (k, k_heads, capacity) = rows_of(ks, kl, "k")?;
+        let (v, _, _) = rows_of(vs, vl, "v")?;
+        if kl.shape() != vl.shape() || k_heads != kvh || r.at.pos >= capacity {
             candle_core::bail!(
-                "decode attention: {h} heads over caches {:?} / {:?}",
+                "decode attention: caches {:?} / {:?} at {}",
                 kl.shape(),
-                vl.shape()
+                vl.shape(),
+                r.at.pos
             );
         }
-        if a.pos >= capacity {
-            candle_core::bail!("decode attention: position {} past the cache", a.pos);
+        caches.push((k, v, r.at.pos + 1));
+        let start = queries.len();
+        queries.extend_from_slice(&r.at.values(qs, ql)?[..h * hd]);
+        for head in queries[start..].chunks_mut(hd) {
+            rope.rotate(head, r.at.pos)?;
         }
-        let group = h / kvh;
-        let mut out = vec![0f32; h * hd];
-        if hd == 0 {
-            return Ok((CpuStorage::F32(out), Shape::from((1, 0))));
-        }
-        let visible = a.pos + 1;
-        let run = |(head, o): (usize, &mut [f32])| {
-            with_scores(|scores| {
-                one_row(
-                    &q[head * hd..(head + 1) * hd],
-                    k,
-                    v,
-                    head / group,
-                    visible,
-                    hd,
-                    self.scale,
-                    scores,
-                    o,
-                )
-            })
-        };
-        if h * visible < PARALLEL_WORK {
-            out.chunks_mut(hd).enumerate().for_each(run);
-        } else {
-            out.par_chunks_mut(hd).enumerate().for_each(run);
-        }
-        Ok((CpuStorage::F32(out), Shape::from((1, h * hd))))
     }
+    let mut out = vec![0f32; rows.len() * h * hd];
+    let run = |(item, o): (usize, &mut [f32])| {
+        let (seq, head) = (item / h, item % h);
+        let (k, v, visible) = caches[seq];
+        with_scores(|scores| {
+            one_row(
+                &queries[item * hd..(item + 1) * hd],
+                k,
+                v,
+                head / group,
+                visible,
+                hd,
+                scale,
+                scores,
+                o,
+            )
+        })
+    };
+    let work: usize = caches.iter().map(|c| c.2 * h).sum();
+    if work < PARALLEL_WORK {
+        out.chunks_mut(hd).enumerate().for_each(run);
+    } else {
+        out.par_chunks_mut(hd).enumerate().for_each(run);
+    }
+    drop(guards);
+    Tensor::from_vec(out, (rows.len(), h * hd), qkv.device())
 }
 
 #[cfg(test)]
@@ -253,12 +271,12 @@ mod tests {
         )
         .unwrap();
         v.inplace_op2(qkv, &AppendKv { at, rope: None }).unwrap();
-        let op = DecodeAttention {
+        let row = DecodeRow {
             at,
-            rope,
-            scale: (1.0 / (HD as f64).sqrt()) as f32,
+            keys: k.clone(),
+            values: v.clone(),
         };
-        qkv.apply_op3_no_bwd(k, v, &op).unwrap()
+        attend_rows(qkv, &[row], rope, (1.0 / (HD as f64).sqrt()) as f32).unwrap()
     }
 
     fn bits(t: &Tensor) -> Vec<u32> {
@@ -296,6 +314,56 @@ mod tests {
                     assert_eq!(bits(&x), bits(&y), "{style:?} cache after {prior}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn sequences_attended_together_get_what_each_gets_alone() {
+        let rope = Rope::new(
+            HD,
+            10_000.0,
+            600,
+            RopeStyle::Interleaved,
+            &RopeScaling::None,
+            None,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let qkv = Tensor::randn(0f32, 1.0, (3, (H + 2 * KVH) * HD), &Device::Cpu).unwrap();
+        let priors = [0, 9, 500];
+        let mut alone = Vec::new();
+        let mut together = Vec::new();
+        for (row, prior) in priors.into_iter().enumerate() {
+            let mut a = cache(prior);
+            let mut b = a.copy_prefix(prior).unwrap();
+            alone.push(generic(&qkv, row, &mut a, &rope));
+            let at = QkvRow {
+                row,
+                heads: H,
+                kv_heads: KVH,
+                head_dim: HD,
+                pos: prior,
+            };
+            let (k, v) = b.layer_full(0, prior + 1).unwrap();
+            k.inplace_op2(
+                &qkv,
+                &AppendKv {
+                    at,
+                    rope: Some(&rope),
+                },
+            )
+            .unwrap();
+            v.inplace_op2(&qkv, &AppendKv { at, rope: None }).unwrap();
+            together.push(DecodeRow {
+                at,
+                keys: k.clone(),
+                values: v.clone(),
+            });
+        }
+        let got = attend_rows(&qkv, &together, &rope, (1.0 / (HD as f64).sqrt()) as f32).unwrap();
+        assert_eq!(got.dims(), &[3, H * HD]);
+        for (i, want) in alone.iter().enumerate() {
+            assert_eq!(bits(&got.get(i).unwrap()), bits(want), "sequence {i}");
         }
     }
 
