@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::histogram::HistogramSnapshot;
+pub use crate::neuron_api::UnloadReason;
 use crate::neuron_api::{DeviceInfo, ModelInfo};
 use crate::status::FleetStatus;
 
@@ -72,8 +73,7 @@ pub enum EventKind {
     },
     ModelUnloaded {
         model: String,
-        /// `requested`, `evicted`, `ttl`.
-        reason: String,
+        reason: UnloadReason,
     },
     // ---- neuron: requests ----
     RequestStarted {

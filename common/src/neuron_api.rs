@@ -132,6 +132,39 @@ pub struct LoadRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnloadRequest {
     pub model: String,
+    /// Why, as the neuron reports it in `model_unloaded` (default
+    /// `requested`).
+    #[serde(default)]
+    pub reason: UnloadReason,
+}
+
+/// Why a model was unloaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnloadReason {
+    /// An operator or client asked for it.
+    #[default]
+    Requested,
+    /// The gateway made room for another model.
+    Evicted,
+    /// Idle past the model's `ttl`.
+    Ttl,
+}
+
+impl UnloadReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnloadReason::Requested => "requested",
+            UnloadReason::Evicted => "evicted",
+            UnloadReason::Ttl => "ttl",
+        }
+    }
+}
+
+impl std::fmt::Display for UnloadReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Answer of load and unload.

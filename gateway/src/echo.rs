@@ -74,11 +74,11 @@ pub fn cap_event(kind: &mut EventKind) {
             cap(model);
             cap_opt(quant);
         }
-        EventKind::ModelLoadFailed { model, reason }
-        | EventKind::ModelUnloaded { model, reason } => {
+        EventKind::ModelLoadFailed { model, reason } => {
             cap(model);
             cap(reason);
         }
+        EventKind::ModelUnloaded { model, .. } => cap(model),
         EventKind::RequestStarted {
             request_id, model, ..
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cortex_common::error::ApiError;
 use cortex_common::event::EventKind;
-use cortex_common::neuron_api::{ModelState, UnloadRequest};
+use cortex_common::neuron_api::{ModelState, UnloadReason, UnloadRequest};
 
 use crate::error::{from_upstream_body, upstream};
 use crate::metrics::EvictionLabels;
@@ -34,7 +34,12 @@ pub async fn unload(
         let g = state.fleet.lock();
         (g.nodes[idx].name.clone(), g.nodes[idx].endpoint.clone())
     };
-    let result = post_unload(state.neurons.control(idx), &endpoint, model).await;
+    let reason = match &why {
+        Some(w) if w.strategy == "ttl" => UnloadReason::Ttl,
+        Some(_) => UnloadReason::Evicted,
+        None => UnloadReason::Requested,
+    };
+    let result = post_unload(state.neurons.control(idx), &endpoint, model, reason).await;
     // Counted and published before the view changes, so whoever sees the
     // replica gone also sees why.
     match &result {
@@ -80,12 +85,14 @@ async fn post_unload(
     client: &reqwest::Client,
     endpoint: &str,
     model: &str,
+    reason: UnloadReason,
 ) -> Result<(), ApiError> {
     let resp = client
         .post(format!("{endpoint}/models/unload"))
         .timeout(Duration::from_secs(60))
         .json(&UnloadRequest {
             model: model.to_string(),
+            reason,
         })
         .send()
         .await

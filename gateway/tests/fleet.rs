@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cortex_common::event::{Event, EventKind};
+use cortex_common::event::{Event, EventKind, UnloadReason};
 use cortex_common::status::NodeState;
 use eventsource_stream::Eventsource;
 use serde_json::{Value, json};
@@ -618,6 +618,7 @@ async fn lru_evicts_the_least_recently_used_and_spares_pinned() {
 async fn priority_evicts_the_lowest_class_and_ttl_unloads_idle_models() {
     let a = neuron("a", 250);
     let gw = gateway(&[&a], "priority", &models_toml(THREE_CLASSES), "").await;
+    let mut events = gw.events(None).await;
     let s = fill_then_ask_for_new(&gw).await;
     // Same sequence as the LRU test, different victim: the low class goes.
     assert!(
@@ -652,6 +653,18 @@ async fn priority_evicts_the_lowest_class_and_ttl_unloads_idle_models() {
         .await,
         1.0
     );
+    // The neuron says why each went: the gateway tells it.
+    let seen = events
+        .until(|e| matches!(&e.kind, EventKind::ModelUnloaded { model, .. } if model == "new"))
+        .await;
+    let why = |name: &str| {
+        seen.iter().find_map(|e| match &e.kind {
+            EventKind::ModelUnloaded { model, reason } if model == name => Some(*reason),
+            _ => None,
+        })
+    };
+    assert_eq!(why("cheap"), Some(UnloadReason::Evicted));
+    assert_eq!(why("new"), Some(UnloadReason::Ttl));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

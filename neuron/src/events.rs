@@ -58,7 +58,7 @@ mod tests {
         for _ in 0..3 {
             bus.emit(EventKind::ModelUnloaded {
                 model: "m".into(),
-                reason: "requested".into(),
+                reason: cortex_common::neuron_api::UnloadReason::Requested,
             });
         }
         let seqs: Vec<u64> = (0..3).map(|_| rx.try_recv().unwrap().seq).collect();

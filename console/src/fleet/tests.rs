@@ -104,7 +104,7 @@ fn load_lifecycle_moves_through_states() {
         Some("beta"),
         EventKind::ModelUnloaded {
             model: "qwen3-0.6b".into(),
-            reason: "requested".into(),
+            reason: cortex_common::event::UnloadReason::Requested,
         },
     ));
     assert_eq!(placement_state(&fleet, "qwen3-0.6b", "beta"), None);

@@ -55,7 +55,7 @@ pub async fn unload(
     JsonBody(req): JsonBody<UnloadRequest>,
 ) -> Result<Json<LifecycleResponse>, Failure> {
     check_len("model", &req.model, MAX_MODEL_ID_BYTES)?;
-    let entry = n.registry.unload(&req.model, "requested")?;
+    let entry = n.registry.unload(&req.model, req.reason)?;
     Ok(Json(LifecycleResponse {
         model: req.model,
         state: ModelState::Unloading,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use cortex_common::error::{ApiError, ErrorKind};
 use cortex_common::event::EventKind;
-use cortex_common::neuron_api::{ModelInfo, ModelState, Progress};
+use cortex_common::neuron_api::{ModelInfo, ModelState, Progress, UnloadReason};
 use tokenizers::Tokenizer;
 use tokio::sync::watch;
 
@@ -148,6 +148,9 @@ type LoadOutcome = Option<Result<Arc<ModelEntry>, ApiError>>;
 const FAILED_TTL: Duration = Duration::from_secs(600);
 /// Failed loads listed at most; the oldest is forgotten first.
 const MAX_FAILED: usize = 32;
+/// Longest a load waits for unloaded models still in use to let their
+/// memory go, when that is what it lacks.
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
 /// Longest error message kept for a failed load, bytes.
 const MAX_ERROR_BYTES: usize = 1024;
 
@@ -198,6 +201,15 @@ impl State {
             .map(|e| e.memory_bytes())
             .sum();
         slots + draining
+    }
+
+    /// Bytes of unloaded models that requests still hold.
+    fn draining_bytes(&self) -> u64 {
+        self.draining
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|e| e.memory_bytes())
+            .sum()
     }
 
     /// Forgets expired failures (the oldest beyond [`MAX_FAILED`] too) and
@@ -565,10 +577,22 @@ impl Registry {
             Resolved::HfDir(p) => safetensors::estimate_bytes(p, &self.device),
         }
         .map_err(load_error)?;
-        {
+        // An unload just before (an eviction making room) frees its memory
+        // when its last request lets go: wait for that, not for anything else.
+        let deadline = Instant::now() + DRAIN_WAIT;
+        loop {
             let mut state = self.state();
+            state.prune(Instant::now());
             let used = state.used();
-            if used + needed > self.memory_limit {
+            if used + needed <= self.memory_limit {
+                if let Some(Slot::Loading { reserved, .. }) = state.slots.get_mut(id) {
+                    *reserved = needed;
+                }
+                break;
+            }
+            let draining = state.draining_bytes();
+            let would_fit = used.saturating_sub(draining) + needed <= self.memory_limit;
+            if !would_fit || Instant::now() >= deadline {
                 return Err(load_error(LoadError::InsufficientMemory {
                     model: id.to_string(),
                     needed_mb: needed.div_ceil(1 << 20),
@@ -576,9 +600,9 @@ impl Registry {
                     total_mb: self.memory_limit >> 20,
                 }));
             }
-            if let Some(Slot::Loading { reserved, .. }) = state.slots.get_mut(id) {
-                *reserved = needed;
-            }
+            drop(state);
+            // This is the load's own thread: sleeping blocks nobody.
+            std::thread::sleep(Duration::from_millis(20));
         }
         let last_emit = Mutex::new(Instant::now());
         let progress = |done: u64, total: u64| {
@@ -610,7 +634,7 @@ impl Registry {
     /// Removes a resident model. Requests already running on it finish; its
     /// memory stays counted until the last of them lets go of the weights,
     /// so no load can be placed in memory that is still in use.
-    pub fn unload(&self, id: &str, reason: &str) -> Result<Arc<ModelEntry>, ApiError> {
+    pub fn unload(&self, id: &str, reason: UnloadReason) -> Result<Arc<ModelEntry>, ApiError> {
         let mut state = self.state();
         match state.slots.get(id) {
             Some(Slot::Loaded(_)) => {}
@@ -640,10 +664,10 @@ impl Registry {
         };
         state.draining.push(Arc::downgrade(&entry));
         drop(state);
-        tracing::info!(model = id, reason, "unloaded");
+        tracing::info!(model = id, reason = reason.as_str(), "unloaded");
         self.bus.emit(EventKind::ModelUnloaded {
             model: id.to_string(),
-            reason: reason.to_string(),
+            reason,
         });
         Ok(entry)
     }
