@@ -546,3 +546,461 @@ async fn a_neuron_that_never_answers_is_routed_around() {
     gw.wait_status("b back", Duration::from_secs(20), |s| s.nodes_up == 2)
         .await;
 }
+
+/// Opens `n` connections to `addr` that send part of a request's headers,
+/// half of them then trickling a byte every 200 ms; each task reports how
+/// long after opening the server closed it (EOF, a reset, or a 408).
+async fn slow_lorises(addr: &str, n: usize) -> Vec<tokio::task::JoinHandle<Duration>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let mut conn = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connecting a slow loris");
+        tasks.push(tokio::spawn(async move {
+            let opened = Instant::now();
+            let _ = conn
+                .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await;
+            let mut buf = [0u8; 256];
+            loop {
+                let trickle = tokio::time::sleep(Duration::from_millis(200));
+                tokio::select! {
+                    r = conn.read(&mut buf) => {
+                        if let Ok(n) = r
+                            && n > 0
+                        {
+                            assert!(
+                                buf.starts_with(b"HTTP/1.1 408"),
+                                "{:?}",
+                                String::from_utf8_lossy(&buf[..n])
+                            );
+                        }
+                        return opened.elapsed();
+                    }
+                    () = trickle, if i % 2 == 0 => {
+                        if conn.write_all(b"a").await.is_err() {
+                            return opened.elapsed();
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    tasks
+}
+
+/// 200 slow-loris connections to the gateway and 200 to a neuron (header
+/// timeouts of 1 s): normal requests keep a modest latency meanwhile, and
+/// every slow connection is closed after the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_loris_connections_are_closed_and_others_served() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = neuron_conf(
+        dir.path(),
+        "a",
+        250,
+        "127.0.0.1:0",
+        "header_read_timeout = \"1s\"\n",
+    );
+    let gw = gateway(
+        &[&a],
+        "lru",
+        &models_toml(&[("smol", "")]),
+        "header_read_timeout = \"1s\"",
+    )
+    .await;
+    let (status, _, body) = gw.chat("smol", 2).await;
+    assert_eq!(status, 200, "warm-up: {body}");
+
+    let mut lorises = slow_lorises(gw.url.trim_start_matches("http://"), 200).await;
+    lorises.extend(slow_lorises(a.url.trim_start_matches("http://"), 200).await);
+
+    // Each on a new connection: a pooled one idles past the 1 s timeout.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        for url in [&gw.url, &a.url] {
+            let asked = Instant::now();
+            let resp = fresh.get(format!("{url}/health")).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            slowest = slowest.max(asked.elapsed());
+        }
+    }
+    let asked = Instant::now();
+    let resp = fresh
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .json(&chat_body("smol", 2, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let chat = asked.elapsed();
+    // A health check takes about a millisecond; 500 ms leaves room for a
+    // loaded 2-core machine while still catching a server that queues
+    // normal clients behind the slow ones.
+    assert!(
+        slowest < Duration::from_millis(500),
+        "health checks slowed to {slowest:?} by the slow lorises"
+    );
+    assert!(
+        chat < Duration::from_secs(5),
+        "a 2-token chat took {chat:?}"
+    );
+    let mut closed = Vec::new();
+    for l in lorises {
+        closed.push(
+            tokio::time::timeout(Duration::from_secs(15), l)
+                .await
+                .expect("every slow connection is closed")
+                .expect("a loris task"),
+        );
+    }
+    let first = closed.iter().min().copied().unwrap_or_default();
+    let last = closed.iter().max().copied().unwrap_or_default();
+    println!(
+        "400 slow lorises closed after {first:?}..{last:?}; slowest health check {slowest:?}, chat {chat:?}"
+    );
+    // Not before the timeout (minus timer slack), and within a few of them.
+    assert!(
+        first >= Duration::from_millis(900),
+        "closed early: {first:?}"
+    );
+    assert!(last < Duration::from_secs(6), "closed late: {last:?}");
+}
+
+/// An `/admin/events` subscriber that never reads does not make the
+/// gateway buffer for it: memory stays bounded while 50 000 events flow
+/// (pins and unpins), and another subscriber receives them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_subscriber_that_never_reads_costs_bounded_memory() {
+    use tokio::io::AsyncWriteExt;
+    let _serial = SERIAL.lock().await;
+    const WRITERS: usize = 8;
+    const EVENTS: usize = 50_000;
+    let ids: Vec<String> = (0..WRITERS).map(|i| format!("m{i}")).collect();
+    let entries: Vec<(&str, &str)> = ids.iter().map(|i| (i.as_str(), "")).collect();
+    let gw = gateway(&[], "lru", &models_toml(&entries), "").await;
+    let pid = gw.child.pid();
+
+    let mut stuck = tokio::net::TcpStream::connect(gw.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stuck
+        .write_all(
+            format!(
+                "GET /admin/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut live = gw.events(None).await;
+    let start_seq = live.next().await.seq;
+    let rss_before = rss_kib(pid);
+
+    let mut writers = Vec::new();
+    for id in ids.clone() {
+        let http = gw.http.clone();
+        let url = gw.url.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..EVENTS / WRITERS {
+                let path = if i % 2 == 0 { "pin" } else { "unpin" };
+                let resp = http
+                    .post(format!("{url}/admin/models/{path}"))
+                    .bearer_auth(TOKEN)
+                    .json(&json!({"model": id}))
+                    .send()
+                    .await
+                    .expect("a pin call");
+                assert_eq!(resp.status(), 200);
+            }
+        }));
+    }
+    let reader = tokio::spawn(async move {
+        let mut n = 0usize;
+        let mut last = start_seq;
+        while last < start_seq + EVENTS as u64 {
+            let e = live.next().await;
+            last = e.seq;
+            n += 1;
+        }
+        n
+    });
+    let mut peak = rss_before;
+    for w in writers {
+        while !w.is_finished() {
+            peak = peak.max(rss_kib(pid));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        w.await.expect("a writer");
+    }
+    let received = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the live subscriber catches up")
+        .expect("the reader");
+    peak = peak.max(rss_kib(pid));
+    println!(
+        "{EVENTS} events: live subscriber got {received}; gateway RSS {rss_before} KiB before, peak {peak} KiB"
+    );
+    // The live reader may skip only what the replay buffer no longer holds
+    // (it then gets a snapshot); reading as fast as it can, it misses little.
+    assert!(received >= EVENTS / 2, "the live subscriber got {received}");
+    // The replay buffer holds 4096 small events (about 1 MiB); 48 MiB of
+    // growth would mean the stuck subscriber's backlog is kept.
+    assert!(
+        peak < rss_before + 48 * 1024,
+        "the gateway grew from {rss_before} to {peak} KiB"
+    );
+    // Still answering (no nodes here, so /health would say 503).
+    let asked = Instant::now();
+    let s = gw.status().await;
+    assert!(s.nodes.is_empty());
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    drop(stuck);
+}
+
+/// Every route of the client and admin APIs, with a valid body to mutate.
+fn routes() -> Vec<(&'static str, &'static str, Value)> {
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    vec![
+        (
+            "POST",
+            "/v1/chat/completions",
+            json!({"model": "smol", "messages": messages, "max_tokens": 2}),
+        ),
+        (
+            "POST",
+            "/v1/messages",
+            json!({"model": "smol", "messages": messages, "max_tokens": 2}),
+        ),
+        (
+            "POST",
+            "/v1/messages/count_tokens",
+            json!({"model": "smol", "messages": messages}),
+        ),
+        (
+            "POST",
+            "/v1/responses",
+            json!({"model": "smol", "input": "hi", "max_output_tokens": 2}),
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            json!({"model": "smol", "prompt": "hi", "max_tokens": 2}),
+        ),
+        (
+            "POST",
+            "/admin/models/load",
+            json!({"model": "smol", "node": "a"}),
+        ),
+        (
+            "POST",
+            "/admin/models/unload",
+            json!({"model": "smol", "node": "a"}),
+        ),
+        ("POST", "/admin/models/evict", json!({"model": "smol"})),
+        ("POST", "/admin/models/pin", json!({"model": "smol"})),
+        ("POST", "/admin/models/unpin", json!({"model": "smol"})),
+        ("GET", "/v1/models", json!({})),
+        ("GET", "/health", json!({})),
+        ("GET", "/admin/status", json!({})),
+        ("POST", "/no/such/route", json!({})),
+    ]
+}
+
+/// Keys the routes read, for mutations that set one to a wrong value.
+const KEYS: &[&str] = &[
+    "model",
+    "messages",
+    "max_tokens",
+    "stream",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "input",
+    "prompt",
+    "system",
+    "node",
+    "max_output_tokens",
+    "max_completion_tokens",
+    "stream_options",
+    "seed",
+    "logprobs",
+    "top_k",
+    "content",
+    "role",
+];
+
+fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        Just(json!(u64::MAX)),
+        any::<f64>()
+            .prop_filter("JSON has no NaN", |f| f.is_finite())
+            .prop_map(Value::from),
+        "\\PC{0,24}".prop_map(Value::from),
+        Just(Value::from("<|im_start|>system")),
+    ];
+    leaf.prop_recursive(3, 32, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map(
+                proptest::sample::select(KEYS).prop_map(String::from),
+                inner,
+                0..4
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A bad body: raw bytes, any JSON, or the route's valid body with one
+/// key removed or set to anything (also inside its first message).
+#[derive(Debug, Clone)]
+enum BadBody {
+    Bytes(Vec<u8>),
+    Json(Value),
+    Remove(usize),
+    Set(&'static str, Value),
+    SetInMessage(&'static str, Value),
+}
+
+fn bad_body() -> impl proptest::strategy::Strategy<Value = (BadBody, bool)> {
+    use proptest::prelude::*;
+    let body = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(BadBody::Bytes),
+        any_json().prop_map(BadBody::Json),
+        (0usize..4).prop_map(BadBody::Remove),
+        (proptest::sample::select(KEYS), any_json()).prop_map(|(k, v)| BadBody::Set(k, v)),
+        (proptest::sample::select(KEYS), any_json()).prop_map(|(k, v)| BadBody::SetInMessage(k, v)),
+    ];
+    (body, any::<bool>())
+}
+
+fn render(base: &Value, bad: &BadBody) -> Vec<u8> {
+    let mut v = base.clone();
+    match bad {
+        BadBody::Bytes(b) => return b.clone(),
+        BadBody::Json(j) => v = j.clone(),
+        BadBody::Remove(i) => {
+            if let Some(o) = v.as_object_mut()
+                && let Some(k) = o.keys().nth(i % o.len().max(1)).cloned()
+            {
+                o.remove(&k);
+            }
+        }
+        BadBody::Set(k, x) => v[*k] = x.clone(),
+        BadBody::SetInMessage(k, x) => {
+            if let Some(m) = v.get_mut("messages").and_then(|m| m.get_mut(0)) {
+                m[*k] = x.clone();
+            }
+        }
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// Generated bad bodies on every route of a live gateway: never a 5xx,
+/// never a crash, and every refusal is a JSON error envelope. (The neuron
+/// caps answers at 4 tokens, so a mutation that stays valid is cheap.)
+#[test]
+fn bad_bodies_on_every_route_get_an_envelope() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let _serial = SERIAL.blocking_lock();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = neuron_conf(
+        dir.path(),
+        "a",
+        250,
+        "127.0.0.1:0",
+        "max_tokens_limit = 4\n",
+    );
+    let mut gw = rt.block_on(gateway(&[&a], "lru", &models_toml(&[("smol", "")]), ""));
+    let cases = std::env::var("CHAOS_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let total = std::sync::atomic::AtomicUsize::new(0);
+    for (method, path, base) in routes() {
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let result = runner.run(&bad_body(), |(bad, typed)| {
+            total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let body = render(&base, &bad);
+            let (status, text) = rt.block_on(async {
+                let mut req = gw
+                    .http
+                    .request(method.parse().unwrap(), format!("{}{path}", gw.url))
+                    .bearer_auth(TOKEN)
+                    .body(body);
+                if typed {
+                    req = req.header("content-type", "application/json");
+                }
+                let resp = tokio::time::timeout(Duration::from_secs(60), req.send())
+                    .await
+                    .map_err(|_| TestCaseError::fail("no answer within 60 s"))?
+                    .map_err(|e| TestCaseError::fail(format!("no answer: {e}")))?;
+                let status = resp.status().as_u16();
+                let text = tokio::time::timeout(Duration::from_secs(60), resp.text())
+                    .await
+                    .map_err(|_| TestCaseError::fail("the body did not end within 60 s"))?
+                    .map_err(|e| TestCaseError::fail(format!("the body broke: {e}")))?;
+                Ok::<_, TestCaseError>((status, text))
+            })?;
+            proptest::prop_assert!(status < 500, "{method} {path}: {status} {text}");
+            if status >= 400 {
+                let v: Value = serde_json::from_str(&text).map_err(|e| {
+                    TestCaseError::fail(format!("{method} {path}: {status} not JSON ({e}): {text}"))
+                })?;
+                proptest::prop_assert!(
+                    v["error"]["message"].is_string(),
+                    "{method} {path}: {status} without an envelope: {text}"
+                );
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{method} {path}: {e}");
+        }
+    }
+    println!(
+        "{} generated bodies answered without a 5xx",
+        total.into_inner()
+    );
+    assert!(
+        gw.child.process.try_wait().unwrap().is_none(),
+        "the gateway is still running"
+    );
+    let health = rt.block_on(async {
+        gw.http
+            .get(format!("{}/health", gw.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(health, 200);
+}
