@@ -205,8 +205,18 @@ async fn chaos_loop(
     let sampler = tokio::spawn(async move {
         let mut peak = 0;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let began = Instant::now();
+        let mut printed = 0;
+        println!("soak: {:>6} {:>10}", "secs", "rss_kib");
         loop {
-            peak = peak.max(rss_kib(pid));
+            let rss = rss_kib(pid);
+            peak = peak.max(rss);
+            // One table row every 10 s (scripts/soak collects them).
+            let secs = began.elapsed().as_secs();
+            if secs >= printed {
+                println!("soak: {secs:>6} {rss:>10}");
+                printed = secs + 10;
+            }
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stop_rx.changed() => return peak.max(rss_kib(pid)),
