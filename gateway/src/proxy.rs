@@ -393,14 +393,21 @@ async fn send_with_retry(
     for attempt in 0..2 {
         record.routed(&lease);
         let url = format!("{}{}", lease.replica.endpoint, req.path);
-        let sent = state
+        let sending = state
             .neurons
             .upstream(lease.replica.idx)
             .post(&url)
             .header("x-request-id", &record.id)
             .json(&req.body)
-            .send()
-            .await;
+            .send();
+        // A node that hangs before answering (stopped, wedged) is marked
+        // down by its silent event stream; the request is retried then,
+        // not after the upstream idle timeout.
+        let mut down = lease.replica.down.clone();
+        let sent = tokio::select! {
+            sent = sending => sent,
+            Ok(()) = down.changed() => return Err(went_down(&lease.replica.node)),
+        };
         // The neuron does not have the model (any more): the view was stale.
         let stale = matches!(&sent, Ok(r) if r.status() == StatusCode::NOT_FOUND);
         if stale && attempt == 0 {

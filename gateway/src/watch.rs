@@ -23,6 +23,9 @@ use crate::state::AppState;
 const EVENTS_IDLE: Duration = Duration::from_secs(10);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest wait for a neuron to answer the event stream's request: a host
+/// that accepts connections and never answers is reported as such.
+const HANDSHAKE: Duration = Duration::from_secs(5);
 /// A node up for less than this before dropping is flapping.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 
@@ -99,11 +102,13 @@ async fn connect(
     client: &reqwest::Client,
     endpoint: &str,
 ) -> anyhow::Result<(ByteStream, Discovery, ModelsResponse)> {
-    let resp = client
+    let asked = client
         .get(format!("{endpoint}/events"))
         .header("accept", "text/event-stream")
-        .send()
+        .send();
+    let resp = tokio::time::timeout(HANDSHAKE, asked)
         .await
+        .map_err(|_| anyhow::anyhow!("no answer to GET /events within {} s", HANDSHAKE.as_secs()))?
         .context("GET /events")?;
     if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
         bail!(

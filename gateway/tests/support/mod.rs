@@ -104,10 +104,37 @@ pub fn gateway_started(
     gateway_nodes(&nodes, strategy, models, gateway_extra, auth_extra)
 }
 
+/// A `[[neurons]]` table: name, endpoint, extra keys.
+pub struct NodeEntry<'a> {
+    pub name: &'a str,
+    pub endpoint: &'a str,
+    pub extra: &'a str,
+}
+
 /// `cortex serve` started and listening, with keys of its own for each
 /// `[[neurons]]` table (e.g. its `token_file`); nodes not waited for.
 pub fn gateway_nodes(
     neurons: &[(&Child, &str)],
+    strategy: &str,
+    models: &str,
+    gateway_extra: &str,
+    auth_extra: &str,
+) -> Gateway {
+    let entries: Vec<NodeEntry> = neurons
+        .iter()
+        .map(|(n, extra)| NodeEntry {
+            name: &n.name,
+            endpoint: &n.url,
+            extra,
+        })
+        .collect();
+    gateway_entries(&entries, strategy, models, gateway_extra, auth_extra)
+}
+
+/// `cortex serve` over any endpoints (a neuron, or something that only
+/// pretends to be one); nodes not waited for.
+pub fn gateway_entries(
+    neurons: &[NodeEntry],
     strategy: &str,
     models: &str,
     gateway_extra: &str,
@@ -118,10 +145,10 @@ pub fn gateway_nodes(
         "[gateway]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n{gateway_extra}\n\
          [eviction]\nstrategy = \"{strategy}\"\n[auth]\nadmin_token = \"{TOKEN}\"\n{auth_extra}\n"
     );
-    for (n, extra) in neurons {
+    for n in neurons {
         cfg.push_str(&format!(
-            "[[neurons]]\nname = \"{}\"\nendpoint = \"{}\"\n{extra}\n",
-            n.name, n.url
+            "[[neurons]]\nname = \"{}\"\nendpoint = \"{}\"\n{}\n",
+            n.name, n.endpoint, n.extra
         ));
     }
     std::fs::write(dir.path().join("cortex.toml"), cfg).expect("write cortex.toml");
@@ -394,4 +421,36 @@ pub fn models_toml(entries: &[(&str, &str)]) -> String {
             format!("[[models]]\nid = \"{id}\"\nsource = \"embedded\"\nmemory_mb = 100\n{extra}\n")
         })
         .collect()
+}
+
+/// A neuron started with `--config` pointing at `toml` (written into
+/// `dir`), for settings that have no flag (header timeout, token limit).
+pub fn neuron_conf(
+    dir: &std::path::Path,
+    name: &str,
+    limit_mb: u64,
+    listen: &str,
+    toml: &str,
+) -> Child {
+    let path = dir.join(format!("{name}.neuron.toml"));
+    std::fs::write(&path, toml).expect("write neuron.toml");
+    let path = path.to_string_lossy().into_owned();
+    neuron_with(
+        name,
+        limit_mb,
+        listen,
+        &["--config", &path, "--max-queue", "64"],
+    )
+}
+
+/// Resident memory of process `pid` in KiB (Linux: VmRSS of
+/// /proc/PID/status).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }
