@@ -53,6 +53,9 @@ impl NeuronClients {
 
 impl Pair {
     fn new(token: Option<&str>, idle: Duration) -> anyhow::Result<Self> {
+        // Idle connections are dropped before a neuron's default header
+        // timeout (30 s) would close them under a request reusing one.
+        const POOL_IDLE: Duration = Duration::from_secs(20);
         let mut headers = HeaderMap::new();
         if let Some(token) = token {
             let mut v = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
@@ -65,12 +68,13 @@ impl Pair {
             .connect_timeout(Duration::from_secs(2))
             .read_timeout(idle)
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(POOL_IDLE)
             .build()
             .context("building the upstream HTTP client")?;
         let control = reqwest::Client::builder()
             .default_headers(headers)
             .connect_timeout(Duration::from_secs(1))
+            .pool_idle_timeout(POOL_IDLE)
             .tcp_nodelay(true)
             .build()
             .context("building the control HTTP client")?;

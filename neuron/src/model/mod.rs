@@ -4,6 +4,7 @@
 
 pub mod gguf;
 pub mod gguf_tokenizer;
+pub mod hf_cache;
 pub mod progress;
 pub mod resolve;
 pub mod roots;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use cortex_common::embedded;
 
 use super::LoadError;
+use super::hf_cache::hf_cache_dir;
 use super::roots::ModelRoots;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,17 +124,6 @@ fn gguf_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     out.sort();
     out
-}
-
-/// `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
-pub fn hf_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("HF_HUB_CACHE") {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(home) = std::env::var_os("HF_HOME") {
-        return Some(PathBuf::from(home).join("hub"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
 }
 
 /// `org/name` or `org/name/file.gguf` in the HF cache layout

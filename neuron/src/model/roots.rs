@@ -29,7 +29,7 @@ impl ModelRoots {
     pub fn defaults() -> Self {
         let dirs = [
             cortex_common::embedded::cache_dir().ok(),
-            super::resolve::hf_cache_dir(),
+            super::hf_cache::hf_cache_dir(),
         ];
         Self::new(dirs.into_iter().flatten().collect())
     }
