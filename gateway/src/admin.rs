@@ -295,6 +295,9 @@ fn set_pin(
         rt.pinned = pinned;
         changed
     };
+    if let Some(store) = &state.pins {
+        store.record(&model, pinned);
+    }
     if changed {
         tracing::info!(%model, pinned, "pin changed by an operator");
         let kind = if pinned {

@@ -16,6 +16,7 @@ mod load;
 mod metrics;
 mod neuron_clients;
 mod neuron_sse;
+mod pin_store;
 mod placement;
 mod proxy;
 mod redact;

@@ -91,7 +91,9 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&cfg.gateway.listen)
         .await
         .with_context(|| format!("binding listen {}", cfg.gateway.listen))?;
-    let state = Arc::new(AppState::new(cfg, catalogue)?);
+    let mut state = AppState::new(cfg, catalogue)?;
+    state.restore_pins();
+    let state = Arc::new(state);
 
     let models: Vec<String> = state
         .fleet

@@ -25,6 +25,8 @@ pub struct AppState {
     pub loads: Loads,
     /// Requests waiting at the gateway for room on a replica, per model.
     pub waitlists: crate::waitlist::Waitlists,
+    /// Runtime pins kept across restarts; `None` without a state directory.
+    pub pins: Option<std::sync::Arc<crate::pin_store::PinStore>>,
     next_request: AtomicU64,
     boot_id: u64,
 }
@@ -41,10 +43,43 @@ impl AppState {
                 cfg.gateway.max_waiting,
                 cfg.gateway.max_waiting_total,
             ),
+            pins: None,
             next_request: AtomicU64::new(1),
             boot_id: cortex_common::now_ms() % 1_000_000,
             cfg,
         })
+    }
+
+    /// Opens the pin store in the configured (or default) state directory
+    /// and applies the pins it holds over models.toml's.
+    pub fn restore_pins(&mut self) {
+        let dir = self
+            .cfg
+            .gateway
+            .state_dir
+            .clone()
+            .or_else(crate::pin_store::default_state_dir);
+        let Some(dir) = dir else {
+            tracing::warn!(
+                "no state directory (set [gateway] state_dir or HOME): runtime pins will not survive a restart"
+            );
+            return;
+        };
+        let (store, err) = crate::pin_store::PinStore::open(&dir);
+        if let Some(e) = err {
+            tracing::warn!("{e}");
+        }
+        let overrides = store.overrides();
+        {
+            let mut g = self.fleet.lock();
+            for (model, pinned) in &overrides {
+                g.runtime(model).pinned = *pinned;
+            }
+        }
+        if !overrides.is_empty() {
+            tracing::info!(path = %store.path().display(), pins = overrides.len(), "runtime pins restored");
+        }
+        self.pins = Some(store);
     }
 
     pub fn next_request_id(&self) -> String {

@@ -441,6 +441,62 @@ async fn a_deep_line_scales_out_to_max_replicas_and_no_further() {
     );
 }
 
+/// Runtime pins and unpins survive a gateway restart (even a SIGKILL: they
+/// are written when made); a corrupt state file is a warning, and
+/// models.toml's pins apply again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runtime_pins_survive_a_restart() {
+    let a = neuron("a", 250);
+    let models = models_toml(&[("smol", ""), ("fixed", "pinned = true")]);
+    let mut gw = gateway(&[&a], "lru", &models, "").await;
+    let pinned = |s: &cortex_common::status::FleetStatus, id: &str| {
+        s.models.iter().find(|m| m.id == id).map(|m| m.pinned)
+    };
+    let st = gw.status().await;
+    assert_eq!(
+        (pinned(&st, "smol"), pinned(&st, "fixed")),
+        (Some(false), Some(true))
+    );
+    assert_eq!(
+        gw.admin("/admin/models/pin", json!({"model": "smol"}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        gw.admin("/admin/models/unpin", json!({"model": "fixed"}))
+            .await
+            .0,
+        200
+    );
+    let file = gw.dir().join("state/pins.json");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains("\"fixed\": false")) {
+        assert!(
+            Instant::now() < deadline,
+            "pins were not written to {file:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    gw.restart(1).await;
+    let st = gw.status().await;
+    assert_eq!(
+        (pinned(&st, "smol"), pinned(&st, "fixed")),
+        (Some(true), Some(false)),
+        "the operator's pins, not models.toml's"
+    );
+
+    std::fs::write(&file, "{ not json").expect("corrupt the file");
+    gw.restart(1).await;
+    let st = gw.status().await;
+    assert_eq!(
+        (pinned(&st, "smol"), pinned(&st, "fixed")),
+        (Some(false), Some(true)),
+        "a corrupt file is ignored"
+    );
+}
+
 /// `/admin/models/evict` (the console's `e`): the replica goes, and the
 /// gateway records an operator's eviction (event and counter); a model not
 /// on that node, or a node that does not exist, answers 404.

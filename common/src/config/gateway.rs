@@ -93,6 +93,11 @@ pub struct GatewaySection {
     /// Interval of the per-model `histograms` events.
     #[serde(default, deserialize_with = "deserialize_opt_duration")]
     pub histogram_interval: Option<Duration>,
+    /// Where the gateway keeps state across restarts (runtime pins), relative
+    /// to this file's folder. Default `$XDG_STATE_HOME/cortex`, else
+    /// `~/.local/state/cortex`.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 fn default_listen() -> String {
@@ -140,6 +145,7 @@ impl Default for GatewaySection {
             header_read_timeout: None,
             max_connections: default_max_connections(),
             histogram_interval: None,
+            state_dir: None,
         }
     }
 }
@@ -406,6 +412,13 @@ impl GatewayConfig {
         } else {
             dir.join(models)
         });
+        if let Some(state) = self.gateway.state_dir.take() {
+            self.gateway.state_dir = Some(if state.is_absolute() {
+                state
+            } else {
+                dir.join(state)
+            });
+        }
         Ok(self)
     }
 

@@ -142,7 +142,7 @@ pub fn gateway_entries(
 ) -> Gateway {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cfg = format!(
-        "[gateway]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n{gateway_extra}\n\
+        "[gateway]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\nstate_dir = \"state\"\n{gateway_extra}\n\
          [eviction]\nstrategy = \"{strategy}\"\n[auth]\nadmin_token = \"{TOKEN}\"\n{auth_extra}\n"
     );
     for n in neurons {
@@ -153,14 +153,7 @@ pub fn gateway_entries(
     }
     std::fs::write(dir.path().join("cortex.toml"), cfg).expect("write cortex.toml");
     std::fs::write(dir.path().join("models.toml"), models).expect("write models.toml");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cortex"));
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(dir.path().join("cortex.toml"))
-        .env("RUST_LOG", "info")
-        .env_remove("CORTEX_ADMIN_TOKEN")
-        .env_remove("CORTEX_API_KEYS");
-    let child = spawn_server("cortex", cmd, READY, false).expect("starting cortex");
+    let child = serve(dir.path());
     Gateway {
         url: child.url.clone(),
         metrics_url: child
@@ -173,7 +166,41 @@ pub fn gateway_entries(
     }
 }
 
+/// `cortex serve` on the config in `dir`, listening.
+fn serve(dir: &std::path::Path) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cortex"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(dir.join("cortex.toml"))
+        .env("RUST_LOG", "info")
+        .env_remove("CORTEX_ADMIN_TOKEN")
+        .env_remove("CORTEX_API_KEYS");
+    spawn_server("cortex", cmd, READY, false).expect("starting cortex")
+}
+
 impl Gateway {
+    /// The folder of its config (and, under `state/`, its state).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Stops the gateway (SIGKILL: nothing gets saved on the way out) and
+    /// starts it again on the same config; waits until `nodes` are up.
+    pub async fn restart(&mut self, nodes: u32) {
+        self.child.kill();
+        self.child = serve(self._dir.path());
+        self.url = self.child.url.clone();
+        self.metrics_url = self
+            .child
+            .metrics_url
+            .clone()
+            .expect("cortex announces its metrics listener");
+        self.wait_status("every node up again", Duration::from_secs(20), |s| {
+            s.nodes_up == nodes
+        })
+        .await;
+    }
+
     pub async fn status(&self) -> FleetStatus {
         self.http
             .get(format!("{}/admin/status", self.url))
