@@ -288,8 +288,8 @@ impl Answer {
                 vec![ChunkChoice {
                     index: 0,
                     delta: ChunkDelta {
-                        role: None,
                         content,
+                        ..Default::default()
                     },
                     finish_reason: finish,
                     stop_reason: None,
