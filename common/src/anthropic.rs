@@ -126,8 +126,10 @@ pub enum ContentBlock {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         is_error: Option<bool>,
     },
-    /// Extended-thinking blocks clients echo back in assistant turns; cortex
-    /// models do not produce them, and translation drops them.
+    /// The model's thinking, before its answer (from the neuron's
+    /// `reasoning_content`). Clients echo it back in assistant turns;
+    /// translation drops it there. `signature` is empty: cortex does not
+    /// sign thoughts.
     Thinking {
         thinking: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,6 +296,7 @@ impl StreamEvent {
 pub enum BlockDelta {
     TextDelta { text: String },
     InputJsonDelta { partial_json: String },
+    ThinkingDelta { thinking: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -382,6 +382,10 @@ fn accumulate(events: &[StreamEvent]) -> (Vec<Value>, Value, Value) {
                     cortex_common::anthropic::BlockDelta::InputJsonDelta { partial_json } => {
                         json_buf.push_str(partial_json)
                     }
+                    cortex_common::anthropic::BlockDelta::ThinkingDelta { thinking } => {
+                        let t = b["thinking"].as_str().unwrap().to_string() + thinking;
+                        b["thinking"] = Value::String(t);
+                    }
                 }
             }
             StreamEvent::ContentBlockStop { index } => {
