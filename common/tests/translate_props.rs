@@ -195,6 +195,7 @@ fn messages_request() -> impl Strategy<Value = MessagesRequest> {
                             .collect()
                     }),
                     tool_choice: None,
+                    thinking: None,
                 }
             },
         )

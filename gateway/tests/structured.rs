@@ -250,6 +250,29 @@ async fn messages_thinking_and_tool_use(f: &Fleet) {
         .collect();
     assert_eq!(text, "Hello there!");
 
+    // `thinking: disabled` reaches a Qwen3-style template as
+    // `enable_thinking: false`, which writes an empty thought into the
+    // prompt: `<think>`, `\n\n`, `</think>`, `\n\n` are 6 more tokens.
+    let count = |thinking: Value| {
+        let mut body =
+            json!({"model": "think", "messages": [{"role": "user", "content": "Hello"}]});
+        if !thinking.is_null() {
+            body["thinking"] = thinking;
+        }
+        body
+    };
+    let on = f
+        .post("/v1/messages/count_tokens", count(Value::Null))
+        .await;
+    let off = f
+        .post(
+            "/v1/messages/count_tokens",
+            count(json!({"type": "disabled"})),
+        )
+        .await;
+    let tokens = |v: &Value| v["input_tokens"].as_u64().expect("input_tokens");
+    assert_eq!(tokens(&off), tokens(&on) + 6, "on {on}, off {off}");
+
     let v = f
         .post(
             "/v1/messages",
