@@ -11,12 +11,13 @@ use support::Neuron;
 use support::chain::{HERMES, OPENS_THINK, QWEN3, write_chain};
 
 const CALL_JSON: &str = "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n";
+const BAD_CALL: &str = "\n{\"name\": get_weather}\n";
 const THOUGHT: &str = "\nThe user says hello.\n";
 const ANSWER: &str = "\n\nHello there!";
 
-/// A neuron with three chain models loaded: `tools` (a Hermes call),
-/// `think` (a thought, then an answer) and `think-open` (its template opens
-/// the thought).
+/// A neuron with chain models loaded: `tools` (a Hermes call), `think` (a
+/// thought, then an answer), `think-open` (its template opens the thought)
+/// and `bad-tools` (a call whose JSON does not parse).
 async fn fleet_of_chains(root: &std::path::Path) -> Neuron {
     let models = [
         (
@@ -26,6 +27,11 @@ async fn fleet_of_chains(root: &std::path::Path) -> Neuron {
         ),
         ("think", QWEN3, vec!["<think>", THOUGHT, "</think>", ANSWER]),
         ("think-open", OPENS_THINK, vec![THOUGHT, "</think>", ANSWER]),
+        (
+            "bad-tools",
+            HERMES,
+            vec!["<tool_call>", BAD_CALL, "</tool_call>"],
+        ),
     ];
     for (name, template, pieces) in &models {
         let dir = root.join(name);
@@ -61,6 +67,7 @@ async fn structured_output_on_chat_completions() {
     tool_calls_non_streaming(&n).await;
     tool_calls_streaming(&n).await;
     tool_markup_stays_text_without_tools_or_with_tool_choice_none(&n).await;
+    a_call_that_does_not_parse_is_text(&n).await;
     reasoning_non_streaming(&n).await;
     reasoning_streaming(&n).await;
     a_prompt_opened_thought(&n).await;
@@ -149,6 +156,28 @@ async fn tool_markup_stays_text_without_tools_or_with_tool_choice_none(n: &Neuro
         );
         assert_eq!(body["choices"][0]["finish_reason"], "stop", "{body}");
     }
+}
+
+async fn a_call_that_does_not_parse_is_text(n: &Neuron) {
+    let markup = format!("<tool_call>{BAD_CALL}</tool_call>");
+    let (s, body) = n
+        .chat(ask("bad-tools", json!({"tools": weather_tool()})))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let choice = &body["choices"][0];
+    assert_eq!(choice["message"]["content"], markup, "{body}");
+    assert!(choice["message"].get("tool_calls").is_none(), "{body}");
+    assert_eq!(choice["finish_reason"], "stop", "{body}");
+    let chunks = n
+        .chat_stream(ask("bad-tools", json!({"tools": weather_tool()})))
+        .await;
+    assert_eq!(support::stream_text(&chunks), markup);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["choices"][0]["delta"].get("tool_calls").is_none()),
+        "{chunks:?}"
+    );
 }
 
 async fn reasoning_non_streaming(n: &Neuron) {

@@ -2,8 +2,9 @@
 //! it starts from the longest cached prefix, hands out prompt chunks to
 //! prefill, then one token at a time; it takes each pass's logits, samples,
 //! detokenizes incrementally, applies stop sequences, splits the text into
-//! reasoning, answer and tool calls, streams those to the request's handler and measures itself. When it ends, its KV cache
-//! goes back to the prompt cache and its events are emitted.
+//! reasoning, answer and tool calls, streams those to the request's handler
+//! and measures itself. When it ends, its KV cache goes back to the prompt
+//! cache and its events are emitted.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,7 +13,7 @@ use std::time::Instant;
 use candle_core::Tensor;
 use cortex_common::event::{EventKind, RequestEnd};
 use cortex_common::openai::FinishReason;
-use cortex_common::translate::tool_calls::ParsedToolCall;
+use cortex_common::translate::tool_calls::{ParsedToolCall, TOOL_CALL_OPEN};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::admission::Permit;
@@ -346,7 +347,14 @@ impl Sequence {
     fn send_outputs(&mut self, out: Vec<Output>) {
         for o in out {
             let event = match o {
-                Output::Content(t) => GenEvent::Delta(t),
+                Output::Content(t) => {
+                    if self.request.output.hermes_tool_calls && t.contains(TOOL_CALL_OPEN) {
+                        // The parser keeps a call it cannot read as text.
+                        tracing::warn!(request_id = %self.request.id, model = %self.entry.id,
+                            "the model wrote a tool call that does not parse; it is returned as text");
+                    }
+                    GenEvent::Delta(t)
+                }
                 Output::Reasoning(t) => GenEvent::Reasoning(t),
                 Output::ToolCall(c) => {
                     self.called_tools = true;
