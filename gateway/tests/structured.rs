@@ -17,6 +17,11 @@ use support::*;
 
 const KEY: &str = "structured-key";
 const CALL_JSON: &str = "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n";
+/// Two calls in one turn, each one token (a chain visits a token once).
+const TWO_CALLS: [&str; 2] = [
+    "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
+    "\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>",
+];
 const THOUGHT: &str = "\nThe user says hello.\n";
 const ANSWER: &str = "\n\nHello there!";
 
@@ -40,6 +45,7 @@ impl Fleet {
                 chain::QWEN3,
                 vec!["<think>", THOUGHT, "</think>", ANSWER],
             ),
+            ("two-tools", chain::HERMES, TWO_CALLS.to_vec()),
         ];
         let mut toml = String::new();
         for (id, template, pieces) in &models {
@@ -131,6 +137,7 @@ fn anthropic_tools() -> Value {
 async fn every_surface_carries_structured_output() {
     let f = Fleet::start().await;
     chat_tool_calls(&f).await;
+    parallel_tool_calls(&f).await;
     chat_reasoning(&f).await;
     messages_thinking_and_tool_use(&f).await;
     responses_reasoning_and_function_calls(&f).await;
@@ -181,6 +188,76 @@ async fn chat_tool_calls(f: &Fleet) {
         .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
         .collect();
     assert_eq!(finish, ["tool_calls"], "{chunks:?}");
+}
+
+/// Two calls in one turn: two `tool_calls` (indices 0 and 1 when
+/// streamed), two `tool_use` blocks, two `function_call` items.
+async fn parallel_tool_calls(f: &Fleet) {
+    let cities = |calls: Vec<&Value>, args: &dyn Fn(&Value) -> Value| -> Vec<Value> {
+        calls.iter().map(|c| args(c)["city"].clone()).collect()
+    };
+    let parse =
+        |s: &Value| serde_json::from_str::<Value>(s.as_str().unwrap_or("")).unwrap_or(Value::Null);
+    let body = chat("two-tools", json!({"tools": openai_tools()}));
+    let v = f.post("/v1/chat/completions", body.clone()).await;
+    let calls: Vec<&Value> = v["choices"][0]["message"]["tool_calls"]
+        .as_array()
+        .expect("tool_calls")
+        .iter()
+        .collect();
+    assert_eq!(
+        cities(calls, &|c| parse(&c["function"]["arguments"])),
+        [json!("Paris"), json!("Rome")],
+        "{v}"
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+
+    let chunks = f.stream("/v1/chat/completions", body).await;
+    let mut args = [String::new(), String::new()];
+    for c in &chunks {
+        for call in c["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let i = call["index"].as_u64().expect("index") as usize;
+            args[i].push_str(call["function"]["arguments"].as_str().unwrap_or(""));
+        }
+    }
+    let args: Vec<Value> = args
+        .iter()
+        .map(|a| serde_json::from_str::<Value>(a).unwrap()["city"].clone())
+        .collect();
+    assert_eq!(args, [json!("Paris"), json!("Rome")], "{chunks:?}");
+
+    let v = f
+        .post(
+            "/v1/messages",
+            chat("two-tools", json!({"tools": anthropic_tools()})),
+        )
+        .await;
+    let blocks: Vec<&Value> = v["content"].as_array().expect("content").iter().collect();
+    assert!(blocks.iter().all(|b| b["type"] == "tool_use"), "{v}");
+    assert_eq!(
+        cities(blocks, &|b| b["input"].clone()),
+        [json!("Paris"), json!("Rome")],
+        "{v}"
+    );
+
+    let v = f
+        .post(
+            "/v1/responses",
+            json!({"model": "two-tools", "input": "Weather?", "temperature": 0,
+                   "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]}),
+        )
+        .await;
+    let items: Vec<&Value> = v["output"].as_array().expect("output").iter().collect();
+    assert!(items.iter().all(|i| i["type"] == "function_call"), "{v}");
+    assert_eq!(
+        cities(items, &|i| parse(&i["arguments"])),
+        [json!("Paris"), json!("Rome")],
+        "{v}"
+    );
 }
 
 async fn chat_reasoning(f: &Fleet) {
