@@ -3,7 +3,7 @@
 //! streaming events they parse, and Anthropic's error shape.
 //!
 //! Requests are lenient about fields cortex does not use (`cache_control`,
-//! `thinking`, `service_tier`, … are accepted and ignored) but strict about
+//! `service_tier`, … are accepted and ignored) but strict about
 //! the types of the ones it does. Translation to and from the OpenAI shapes
 //! lives in [`crate::translate`].
 
@@ -35,9 +35,24 @@ pub struct MessagesRequest {
     pub tools: Option<Vec<Tool>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<ToolChoice>,
+    /// `{"type": "enabled", "budget_tokens": N}` or `{"type": "disabled"}`;
+    /// kept as JSON so that a type cortex does not know is ignored, not
+    /// rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Value>,
 }
 
 impl MessagesRequest {
+    /// Whether the client switched thinking on or off (`None`: it did not
+    /// say, or said something cortex does not understand).
+    pub fn thinking_enabled(&self) -> Option<bool> {
+        match self.thinking.as_ref()?.get("type")?.as_str()? {
+            "enabled" => Some(true),
+            "disabled" => Some(false),
+            _ => None,
+        }
+    }
+
     pub fn is_stream(&self) -> bool {
         self.stream.unwrap_or(false)
     }
@@ -126,8 +141,10 @@ pub enum ContentBlock {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         is_error: Option<bool>,
     },
-    /// Extended-thinking blocks clients echo back in assistant turns; cortex
-    /// models do not produce them, and translation drops them.
+    /// The model's thinking, before its answer (from the neuron's
+    /// `reasoning_content`). Clients echo it back in assistant turns;
+    /// translation drops it there. `signature` is empty: cortex does not
+    /// sign thoughts.
     Thinking {
         thinking: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,6 +311,7 @@ impl StreamEvent {
 pub enum BlockDelta {
     TextDelta { text: String },
     InputJsonDelta { partial_json: String },
+    ThinkingDelta { thinking: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -428,6 +446,7 @@ mod tests {
         let req: MessagesRequest = serde_json::from_str(SDK_REQUEST).unwrap();
         assert_eq!(req.max_tokens, 1024);
         assert!(req.is_stream() && req.has_tools());
+        assert_eq!(req.thinking_enabled(), Some(false));
         match req.system.as_ref().unwrap() {
             SystemPrompt::Blocks(b) => assert_eq!(b[1].text(), "Be brief."),
             other => panic!("{other:?}"),

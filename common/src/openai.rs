@@ -45,6 +45,10 @@ pub struct ChatCompletionRequest {
     pub tool_choice: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Extension (vLLM, llama.cpp): extra variables for the model's chat
+    /// template, e.g. `{"enable_thinking": false}` for Qwen3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,
 }
 
 impl ChatCompletionRequest {
@@ -62,6 +66,12 @@ impl ChatCompletionRequest {
             .as_ref()
             .and_then(|o| o.include_usage)
             .unwrap_or(false)
+    }
+
+    /// `tool_choice: "none"`: the model may not call tools, and text that
+    /// looks like a call stays text.
+    pub fn tools_disabled(&self) -> bool {
+        matches!(&self.tool_choice, Some(Value::String(s)) if s == "none")
     }
 
     pub fn stop_sequences(&self) -> Vec<String> {
@@ -98,6 +108,10 @@ pub struct ChatMessage {
     pub tool_calls: Option<Vec<ToolCall>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// The model's thinking, apart from its answer (the convention of vLLM,
+    /// DeepSeek and llama.cpp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 impl ChatMessage {
@@ -174,6 +188,15 @@ pub struct Usage {
     /// `cached_tokens`: prompt tokens the prompt cache served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// `reasoning_tokens`: completion tokens the model spent thinking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CompletionTokensDetails {
+    #[serde(default)]
+    pub reasoning_tokens: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -189,7 +212,20 @@ impl Usage {
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
             prompt_tokens_details: None,
+            completion_tokens_details: None,
         }
+    }
+
+    pub fn with_reasoning(mut self, reasoning_tokens: u32) -> Self {
+        self.completion_tokens_details = Some(CompletionTokensDetails { reasoning_tokens });
+        self
+    }
+
+    /// Completion tokens spent thinking (0 when not reported).
+    pub fn reasoning_tokens(&self) -> u32 {
+        self.completion_tokens_details
+            .map(|d| d.reasoning_tokens)
+            .unwrap_or(0)
     }
 
     pub fn with_cached(mut self, cached_tokens: u32) -> Self {
@@ -261,12 +297,16 @@ pub struct ChunkDelta {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// A fragment of the model's thinking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
 /// One fragment of a streamed tool call (`choices[].delta.tool_calls[]`):
 /// the first fragment of a call carries `id` and `function.name`, later
-/// ones append to `function.arguments`. (Not yet a field of [`ChunkDelta`];
-/// see `translate::parse_upstream_chunk`.)
+/// ones append to `function.arguments`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ToolCallDelta {
     /// Which call of this choice the fragment belongs to.

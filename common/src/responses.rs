@@ -222,6 +222,20 @@ pub enum OutputItem {
         arguments: String,
         status: String,
     },
+    /// The model's thinking, before the message (the shape OpenAI gives
+    /// open-weight reasoning models: text in `content`, no summary).
+    Reasoning {
+        id: String,
+        summary: Vec<Value>,
+        content: Vec<ReasoningContent>,
+        status: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ReasoningContent {
+    ReasoningText { text: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -318,6 +332,20 @@ pub enum StreamEventKind {
         content_index: u32,
         part: OutputContent,
     },
+    #[serde(rename = "response.reasoning_text.delta")]
+    ReasoningTextDelta {
+        item_id: String,
+        output_index: u32,
+        content_index: u32,
+        delta: String,
+    },
+    #[serde(rename = "response.reasoning_text.done")]
+    ReasoningTextDone {
+        item_id: String,
+        output_index: u32,
+        content_index: u32,
+        text: String,
+    },
     #[serde(rename = "response.function_call_arguments.delta")]
     FunctionCallArgumentsDelta {
         item_id: String,
@@ -356,6 +384,8 @@ impl StreamEventKind {
             StreamEventKind::OutputTextDelta { .. } => "response.output_text.delta",
             StreamEventKind::OutputTextDone { .. } => "response.output_text.done",
             StreamEventKind::ContentPartDone { .. } => "response.content_part.done",
+            StreamEventKind::ReasoningTextDelta { .. } => "response.reasoning_text.delta",
+            StreamEventKind::ReasoningTextDone { .. } => "response.reasoning_text.done",
             StreamEventKind::FunctionCallArgumentsDelta { .. } => {
                 "response.function_call_arguments.delta"
             }

@@ -195,6 +195,7 @@ fn messages_request() -> impl Strategy<Value = MessagesRequest> {
                             .collect()
                     }),
                     tool_choice: None,
+                    thinking: None,
                 }
             },
         )
@@ -288,8 +289,8 @@ impl Answer {
                 vec![ChunkChoice {
                     index: 0,
                     delta: ChunkDelta {
-                        role: None,
                         content,
+                        ..Default::default()
                     },
                     finish_reason: finish,
                     stop_reason: None,
@@ -381,6 +382,10 @@ fn accumulate(events: &[StreamEvent]) -> (Vec<Value>, Value, Value) {
                     }
                     cortex_common::anthropic::BlockDelta::InputJsonDelta { partial_json } => {
                         json_buf.push_str(partial_json)
+                    }
+                    cortex_common::anthropic::BlockDelta::ThinkingDelta { thinking } => {
+                        let t = b["thinking"].as_str().unwrap().to_string() + thinking;
+                        b["thinking"] = Value::String(t);
                     }
                 }
             }

@@ -6,6 +6,9 @@
 
 mod support;
 
+#[path = "../../neuron/tests/support/chain.rs"]
+mod chain;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -31,15 +34,47 @@ async fn official_sdks_conform() {
          target/sdk-venv with the pinned openai and anthropic packages",
         python.display()
     );
-    let a = neuron("a", 250);
-    let gw = gateway_with(
-        &[&a],
-        "lru",
-        &models_toml(&[("smol", "")]),
-        "",
-        &format!("api_keys = [\"{KEY}\"]"),
-    )
-    .await;
+    // Models whose greedy output is a Hermes tool call, or a thought and an
+    // answer, for the structured-output cases.
+    let models = tempfile::tempdir().expect("temp dir");
+    let mut toml = models_toml(&[("smol", "")]);
+    for (id, template, pieces) in [
+        (
+            "tools",
+            chain::HERMES,
+            vec![
+                "<tool_call>",
+                "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n",
+                "</tool_call>",
+            ],
+        ),
+        (
+            "think",
+            chain::QWEN3,
+            vec![
+                "<think>",
+                "\nThe user says hello.\n",
+                "</think>",
+                "\n\nHello there!",
+            ],
+        ),
+    ] {
+        let dir = models.path().join(id);
+        std::fs::create_dir_all(&dir).expect("model dir");
+        chain::write_chain(&dir, template, &pieces);
+        let source = dir.to_str().expect("utf-8 temp path");
+        toml.push_str(&format!(
+            "[[models]]\nid = \"{id}\"\nsource = {source:?}\nmemory_mb = 10\n"
+        ));
+    }
+    let root = models.path().to_str().expect("utf-8 temp path").to_string();
+    let a = neuron_with(
+        "a",
+        250,
+        "127.0.0.1:0",
+        &["--max-queue", "64", "--model-root", &root],
+    );
+    let gw = gateway_with(&[&a], "lru", &toml, "", &format!("api_keys = [\"{KEY}\"]")).await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/conformance.py");
     let url = gw.url.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -48,6 +83,8 @@ async fn official_sdks_conform() {
             .env("CORTEX_URL", url)
             .env("CORTEX_KEY", KEY)
             .env("CORTEX_MODEL", "smol")
+            .env("CORTEX_TOOLS_MODEL", "tools")
+            .env("CORTEX_THINK_MODEL", "think")
             .env_remove("OPENAI_API_KEY")
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("OPENAI_BASE_URL")

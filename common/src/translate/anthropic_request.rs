@@ -6,10 +6,13 @@
 //! serialised as the arguments string), `tool_result` (→ `tool` messages,
 //! placed where they were in the turn), tools, tool_choice, stop_sequences,
 //! temperature, top_p, top_k, max_tokens, metadata.user_id (→ `user`),
-//! stream (with `include_usage`, so the final usage can be reported).
+//! stream (with `include_usage`, so the final usage can be reported),
+//! `thinking` switched on or off (→ `chat_template_kwargs.enable_thinking`,
+//! the switch of Qwen3-style templates; templates without it ignore it).
 //!
 //! Dropped, because the OpenAI shape has no place for them: `thinking`
-//! blocks, `cache_control`, `tool_result.is_error`,
+//! blocks in assistant turns (Qwen3-style templates drop past reasoning
+//! from history anyway), `budget_tokens`, `cache_control`, `tool_result.is_error`,
 //! `disable_parallel_tool_use`. Rejected (400): server tools (no
 //! `input_schema`), blocks in a role that cannot carry them, unknown roles.
 
@@ -70,6 +73,11 @@ pub fn to_chat_request(req: &MessagesRequest) -> Result<ChatCompletionRequest, T
         tools,
         tool_choice: req.tool_choice.as_ref().map(tool_choice),
         user: req.metadata.as_ref().and_then(|m| m.user_id.clone()),
+        chat_template_kwargs: req.thinking_enabled().map(|on| {
+            let mut kwargs = serde_json::Map::new();
+            kwargs.insert("enable_thinking".into(), Value::Bool(on));
+            kwargs
+        }),
         ..Default::default()
     })
 }
@@ -461,5 +469,29 @@ mod tests {
         );
         let chat = to_chat_request(&r).unwrap();
         assert_eq!(chat.messages[1], ChatMessage::text("system", "b"));
+    }
+
+    #[test]
+    fn thinking_switches_the_templates_enable_thinking() {
+        let body = |thinking: &str| {
+            format!(
+                r#"{{"model":"q","max_tokens":8,"messages":[{{"role":"user","content":"hi"}}]{thinking}}}"#
+            )
+        };
+        let kwargs = |thinking: &str| {
+            to_chat_request(&req(&body(thinking)))
+                .unwrap()
+                .chat_template_kwargs
+        };
+        assert_eq!(kwargs(""), None);
+        assert_eq!(
+            kwargs(r#","thinking":{"type":"disabled"}"#),
+            json!({"enable_thinking": false}).as_object().cloned()
+        );
+        assert_eq!(
+            kwargs(r#","thinking":{"type":"enabled","budget_tokens":1024}"#),
+            json!({"enable_thinking": true}).as_object().cloned()
+        );
+        assert_eq!(kwargs(r#","thinking":{"type":"adaptive"}"#), None);
     }
 }

@@ -1,6 +1,7 @@
 //! OpenAI `ChatCompletionResponse` → Anthropic `MessagesResponse`.
 //!
-//! Kept: the first choice's text (one `text` block, omitted when empty), every
+//! Kept: the first choice's reasoning (one `thinking` block first, omitted
+//! when empty), its text (one `text` block, omitted when empty), every
 //! tool call (one `tool_use` block each, id verbatim, arguments parsed back
 //! into the `input` object), the stop reason, usage, model. The id becomes
 //! `msg_` + the upstream id's suffix so logs on both sides line up.
@@ -42,6 +43,9 @@ pub fn to_anthropic_response(
     if let Some(choice) = resp.choices.first() {
         finish = choice.finish_reason;
         let msg = &choice.message;
+        if let Some(thinking) = msg.reasoning_content.as_ref().filter(|r| !r.is_empty()) {
+            content.push(thinking_block(thinking.clone()));
+        }
         let mut text = msg.content.as_ref().map(text_of).unwrap_or_default();
         let mut calls: Vec<ContentBlock> = msg
             .tool_calls
@@ -88,6 +92,15 @@ pub fn to_anthropic_response(
         stop_reason,
         stop_sequence,
         usage: usage(&resp.usage),
+    }
+}
+
+/// A `thinking` block; cortex does not sign thoughts, so the signature is
+/// empty (the SDKs expect the field).
+pub fn thinking_block(thinking: String) -> ContentBlock {
+    ContentBlock::Thinking {
+        thinking,
+        signature: Some(String::new()),
     }
 }
 
@@ -230,5 +243,24 @@ mod tests {
         assert!(m.content.is_empty());
         assert_eq!(m.stop_reason, Some(StopReason::MaxTokens));
         assert_eq!(m.id, "msg_x");
+    }
+
+    #[test]
+    fn reasoning_becomes_a_thinking_block_before_the_text() {
+        let r = resp(
+            r#"{"id":"chatcmpl-t","object":"chat.completion","created":1,"model":"q",
+                "choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant",
+                "content":"Hi!","reasoning_content":"They greet me."}}],
+                "usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11,
+                         "completion_tokens_details":{"reasoning_tokens":4}}}"#,
+        );
+        let m = to_anthropic_response(&r, &ResponseContext::default());
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            v["content"],
+            json!([{"type": "thinking", "thinking": "They greet me.", "signature": ""},
+                   {"type": "text", "text": "Hi!"}])
+        );
+        assert_eq!(v["usage"]["output_tokens"], 6);
     }
 }

@@ -20,7 +20,9 @@
 //! content block `content_block_start`, `content_block_delta`*,
 //! `content_block_stop` (indices 0, 1, … in order, one block open at a
 //! time), then `message_delta` (stop reason, cumulative usage) and
-//! `message_stop`. Text becomes `text_delta`s; each tool call becomes a
+//! `message_stop`. Reasoning (`delta.reasoning_content`) becomes a
+//! `thinking` block of `thinking_delta`s; text becomes `text_delta`s; each
+//! tool call becomes a
 //! `tool_use` block whose arguments arrive as `input_json_delta`s.
 //! Upstream tool-call fragments must arrive call after call (as OpenAI and
 //! vLLM send them). With `parse_text_tool_calls`, `<tool_call>` text in the
@@ -28,7 +30,7 @@
 
 use serde_json::{Map, Value};
 
-use super::anthropic_response::stop_reason;
+use super::anthropic_response::{stop_reason, thinking_block};
 use super::tool_calls::{ParsedToolCall, Piece, ToolCallParser};
 use crate::anthropic::{
     BlockDelta, ContentBlock, DeltaUsage, ErrorDetail, ErrorType, MessageDelta, MessagesRequest,
@@ -63,6 +65,7 @@ impl StreamContext {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {
     None,
+    Thinking,
     Text,
     /// A tool_use block fed by upstream tool call number `upstream`.
     Tool {
@@ -160,6 +163,15 @@ impl AnthropicStream {
         let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
             return;
         };
+        if let Some(thinking) = choice
+            .delta
+            .reasoning_content
+            .as_deref()
+            .filter(|t| !t.is_empty())
+        {
+            self.chunks += 1;
+            self.thinking(thinking, out);
+        }
         if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
             self.chunks += 1;
             match self.parser.as_mut() {
@@ -263,6 +275,23 @@ impl AnthropicStream {
                 Piece::Call(c) => self.whole_call(c, out),
             }
         }
+    }
+
+    fn thinking(&mut self, thinking: &str, out: &mut Vec<StreamEvent>) {
+        if self.open != Open::Thinking {
+            self.close(out);
+            self.open = Open::Thinking;
+            out.push(StreamEvent::ContentBlockStart {
+                index: self.index,
+                content_block: thinking_block(String::new()),
+            });
+        }
+        out.push(StreamEvent::ContentBlockDelta {
+            index: self.index,
+            delta: BlockDelta::ThinkingDelta {
+                thinking: thinking.to_string(),
+            },
+        });
     }
 
     fn text(&mut self, text: &str, out: &mut Vec<StreamEvent>) {
@@ -512,5 +541,48 @@ mod tests {
         tr.finish(&mut out);
         let names: Vec<_> = out.iter().map(|e| e.name()).collect();
         assert_eq!(names, ["message_start", "message_delta", "message_stop"]);
+    }
+
+    #[test]
+    fn reasoning_streams_as_a_thinking_block_before_the_text() {
+        let lines = [
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{"reasoning_content":"Hmm, "},"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{"reasoning_content":"a greeting."},"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{"content":"Hi!"},"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        ];
+        let events = run(&mut AnthropicStream::new(ctx(false)), &chunks(&lines));
+        let kinds: Vec<String> = events
+            .iter()
+            .map(|e| {
+                let d = e["delta"]["type"]
+                    .as_str()
+                    .or(e["content_block"]["type"].as_str());
+                format!(
+                    "{}{}",
+                    e["type"].as_str().unwrap(),
+                    d.map(|d| format!(":{d}")).unwrap_or_default()
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "message_start",
+                "content_block_start:thinking",
+                "content_block_delta:thinking_delta",
+                "content_block_delta:thinking_delta",
+                "content_block_stop",
+                "content_block_start:text",
+                "content_block_delta:text_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(events[1]["index"], 0);
+        assert_eq!(events[3]["delta"]["thinking"], "a greeting.");
+        assert_eq!(events[5]["index"], 1);
     }
 }

@@ -77,39 +77,17 @@ pub fn sse_frame(name: &str, data: &str) -> String {
 }
 
 /// Parse one upstream SSE `data:` payload (an OpenAI chat chunk) into the
-/// chunk and its streamed tool-call fragments (choice 0). The fragments are
-/// read in a second pass only when the payload mentions `tool_calls`, so
-/// plain text chunks cost one parse.
+/// chunk and its streamed tool-call fragments (choice 0), taken out of the
+/// chunk so that a translator sees each fragment once.
 pub fn parse_upstream_chunk(
     data: &str,
 ) -> Result<(ChatCompletionChunk, Vec<ToolCallDelta>), serde_json::Error> {
-    let chunk: ChatCompletionChunk = serde_json::from_str(data)?;
-    if !data.contains("\"tool_calls\"") {
-        return Ok((chunk, Vec::new()));
-    }
-    #[derive(serde::Deserialize)]
-    struct Calls {
-        #[serde(default)]
-        choices: Vec<CallsChoice>,
-    }
-    #[derive(serde::Deserialize)]
-    struct CallsChoice {
-        #[serde(default)]
-        index: u32,
-        #[serde(default)]
-        delta: CallsDelta,
-    }
-    #[derive(serde::Deserialize, Default)]
-    struct CallsDelta {
-        #[serde(default)]
-        tool_calls: Option<Vec<ToolCallDelta>>,
-    }
-    let calls: Calls = serde_json::from_str(data)?;
-    let calls = calls
+    let mut chunk: ChatCompletionChunk = serde_json::from_str(data)?;
+    let calls = chunk
         .choices
-        .into_iter()
+        .iter_mut()
         .find(|c| c.index == 0)
-        .and_then(|c| c.delta.tool_calls)
+        .and_then(|c| c.delta.tool_calls.take())
         .unwrap_or_default();
     Ok((chunk, calls))
 }

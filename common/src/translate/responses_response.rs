@@ -1,7 +1,8 @@
 //! OpenAI `ChatCompletionResponse` → Responses `ResponseObject`, and the
 //! response-object builder the stream translator shares.
 //!
-//! Kept: the first choice's text (one `message` output item with one
+//! Kept: the first choice's reasoning (one `reasoning` item first, omitted
+//! when empty), its text (one `message` output item with one
 //! `output_text` part, omitted when empty), every tool call (one
 //! `function_call` item each, `call_id` = the upstream call id), usage, and
 //! the request parameters the response object echoes (instructions,
@@ -17,7 +18,7 @@ use super::tool_calls::{TOOL_CALL_OPEN, parse_tool_calls};
 use crate::openai::{ChatCompletionResponse, FinishReason, Usage};
 use crate::responses::{
     IncompleteDetails, InputTokensDetails, OutputContent, OutputItem, OutputTokensDetails,
-    ResponseError, ResponseObject, ResponseUsage, ResponsesRequest, Tool,
+    ReasoningContent, ResponseError, ResponseObject, ResponseUsage, ResponsesRequest, Tool,
 };
 
 /// The request-side facts a response object reports back.
@@ -112,7 +113,9 @@ pub fn usage(u: &Usage) -> ResponseUsage {
             cached_tokens: u.cached_tokens(),
         },
         output_tokens: u.completion_tokens,
-        output_tokens_details: OutputTokensDetails::default(),
+        output_tokens_details: OutputTokensDetails {
+            reasoning_tokens: u.reasoning_tokens(),
+        },
         total_tokens: u.total_tokens,
     }
 }
@@ -122,6 +125,15 @@ pub fn status(finish: Option<FinishReason>) -> &'static str {
     match finish {
         Some(FinishReason::Length) => "incomplete",
         _ => "completed",
+    }
+}
+
+pub fn reasoning_item(id: String, status: &str, text: String) -> OutputItem {
+    OutputItem::Reasoning {
+        id,
+        summary: Vec::new(),
+        content: vec![ReasoningContent::ReasoningText { text }],
+        status: status.to_string(),
     }
 }
 
@@ -146,6 +158,9 @@ pub fn to_responses_response(
     if let Some(choice) = resp.choices.first() {
         finish = choice.finish_reason;
         let msg = &choice.message;
+        if let Some(r) = msg.reasoning_content.as_ref().filter(|r| !r.is_empty()) {
+            output.push(reasoning_item(new_id("rs_"), "completed", r.clone()));
+        }
         let mut text = msg.content.as_ref().map(text_of).unwrap_or_default();
         let mut calls: Vec<(String, String, String)> = msg
             .tool_calls
@@ -247,5 +262,23 @@ mod tests {
         assert_eq!(v["incomplete_details"]["reason"], "max_output_tokens");
         assert_eq!(v["output"].as_array().unwrap().len(), 1);
         assert_eq!(v["output"][0]["arguments"], "{\"x\":2}");
+    }
+
+    #[test]
+    fn reasoning_is_an_item_and_its_tokens_are_counted() {
+        let resp: ChatCompletionResponse = serde_json::from_str(
+            r#"{"id":"chatcmpl-t","object":"chat.completion","created":1,"model":"q",
+                "choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant",
+                "content":"Hi!","reasoning_content":"They greet me."}}],
+                "usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11,
+                         "completion_tokens_details":{"reasoning_tokens":4}}}"#,
+        )
+        .unwrap();
+        let obj = to_responses_response(&resp, &ctx());
+        let v = serde_json::to_value(&obj).unwrap();
+        assert_eq!(v["output"][0]["type"], "reasoning");
+        assert_eq!(v["output"][0]["content"][0]["text"], "They greet me.");
+        assert_eq!(v["output"][1]["type"], "message");
+        assert_eq!(v["usage"]["output_tokens_details"]["reasoning_tokens"], 4);
     }
 }

@@ -7,6 +7,9 @@
 //! (→ `error`, `response.failed`). Every event carries the next
 //! `sequence_number`, from 0.
 //!
+//! Reasoning (`delta.reasoning_content`) is one `reasoning` item first:
+//! `response.output_item.added`, `response.reasoning_text.delta`*,
+//! `response.reasoning_text.done`, `response.output_item.done`.
 //! Text is one `message` item: `response.output_item.added`,
 //! `response.content_part.added`, `response.output_text.delta`*,
 //! `response.output_text.done`, `response.content_part.done`,
@@ -14,7 +17,7 @@
 //! with `response.function_call_arguments.delta`* / `.done`.
 
 use super::new_id;
-use super::responses_response::{ResponsesContext, message_item, status, usage};
+use super::responses_response::{ResponsesContext, message_item, reasoning_item, status, usage};
 use super::tool_calls::{ParsedToolCall, Piece, ToolCallParser};
 use crate::openai::{ChatCompletionChunk, FinishReason, ToolCallDelta, Usage};
 use crate::responses::{OutputContent, OutputItem, StreamEvent, StreamEventKind as K};
@@ -22,6 +25,10 @@ use crate::responses::{OutputContent, OutputItem, StreamEvent, StreamEventKind a
 #[derive(Debug)]
 enum Open {
     None,
+    Reasoning {
+        item_id: String,
+        text: String,
+    },
     Message {
         item_id: String,
         text: String,
@@ -108,6 +115,14 @@ impl ResponsesStream {
         let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
             return;
         };
+        if let Some(r) = choice
+            .delta
+            .reasoning_content
+            .as_deref()
+            .filter(|t| !t.is_empty())
+        {
+            self.reasoning(r, out);
+        }
         if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
             match self.parser.as_mut() {
                 None => self.text(text, out),
@@ -197,6 +212,38 @@ impl ResponsesStream {
                 Piece::Call(c) => self.whole_call(c, out),
             }
         }
+    }
+
+    fn reasoning(&mut self, delta: &str, out: &mut Vec<StreamEvent>) {
+        if !matches!(self.open, Open::Reasoning { .. }) {
+            self.close(out);
+            let item_id = new_id("rs_");
+            let output_index = self.output_index();
+            let mut item = reasoning_item(item_id.clone(), "in_progress", String::new());
+            if let OutputItem::Reasoning { content, .. } = &mut item {
+                content.clear();
+            }
+            self.emit(K::OutputItemAdded { output_index, item }, out);
+            self.open = Open::Reasoning {
+                item_id,
+                text: String::new(),
+            };
+        }
+        let output_index = self.output_index();
+        let Open::Reasoning { item_id, text } = &mut self.open else {
+            return;
+        };
+        text.push_str(delta);
+        let item_id = item_id.clone();
+        self.emit(
+            K::ReasoningTextDelta {
+                item_id,
+                output_index,
+                content_index: 0,
+                delta: delta.to_string(),
+            },
+            out,
+        );
     }
 
     fn text(&mut self, delta: &str, out: &mut Vec<StreamEvent>) {
@@ -332,6 +379,26 @@ impl ResponsesStream {
         let output_index = self.output_index();
         match std::mem::replace(&mut self.open, Open::None) {
             Open::None => {}
+            Open::Reasoning { item_id, text } => {
+                self.emit(
+                    K::ReasoningTextDone {
+                        item_id: item_id.clone(),
+                        output_index,
+                        content_index: 0,
+                        text: text.clone(),
+                    },
+                    out,
+                );
+                let item = reasoning_item(item_id, "completed", text);
+                self.emit(
+                    K::OutputItemDone {
+                        output_index,
+                        item: item.clone(),
+                    },
+                    out,
+                );
+                self.output.push(item);
+            }
             Open::Message { item_id, text } => {
                 self.emit(
                     K::OutputTextDone {
@@ -542,5 +609,45 @@ mod tests {
         let v: Value = serde_json::from_str(&out.last().unwrap().data()).unwrap();
         assert_eq!(v["response"]["error"]["message"], "neuron went away");
         assert_eq!(v["response"]["status"], "failed");
+    }
+
+    #[test]
+    fn reasoning_is_its_own_item_before_the_message() {
+        let mut tr = ResponsesStream::new(ctx(false));
+        let events = run(
+            &mut tr,
+            &[
+                chunk(json!({"reasoning_content": "Think"}), Value::Null),
+                chunk(json!({"reasoning_content": "ing."}), Value::Null),
+                chunk(json!({"content": "Done."}), json!("stop")),
+            ],
+        );
+        let names: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            &names[2..7],
+            [
+                "response.output_item.added",
+                "response.reasoning_text.delta",
+                "response.reasoning_text.delta",
+                "response.reasoning_text.done",
+                "response.output_item.done"
+            ]
+        );
+        assert_eq!(events[2]["item"]["type"], "reasoning");
+        assert_eq!(events[5]["text"], "Thinking.");
+        let done = events.last().unwrap();
+        let output = done["response"]["output"].as_array().unwrap();
+        assert_eq!(output[0]["type"], "reasoning");
+        assert_eq!(
+            output[0]["content"][0],
+            json!({"type": "reasoning_text", "text": "Thinking."})
+        );
+        assert_eq!(output[1]["type"], "message");
+        assert_eq!(events[6]["output_index"], 0);
+        assert!(
+            events
+                .iter()
+                .any(|e| e["type"] == "response.output_text.delta" && e["output_index"] == 1)
+        );
     }
 }

@@ -358,6 +358,159 @@ def openai_chat_tools_accepted():
     expect(c.choices[0].finish_reason in ("stop", "length", "tool_calls"), c)
 
 
+# ------------------------------------------------- structured model output
+# Models whose greedy output is fixed by their weights (the neuron's
+# tests/support/chain.rs): TOOLS_MODEL writes a Hermes call to get_weather
+# for Paris; THINK_MODEL thinks "The user says hello." in <think> tags, then
+# answers "Hello there!".
+
+TOOLS_MODEL = os.environ.get("CORTEX_TOOLS_MODEL", "tools")
+THINK_MODEL = os.environ.get("CORTEX_THINK_MODEL", "think")
+THOUGHT = "The user says hello."
+ANSWER = "Hello there!"
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def extra(obj, name):
+    """A field the SDK's types do not declare (kept by its models)."""
+    return (obj.model_extra or {}).get(name, getattr(obj, name, None))
+
+
+@case
+def openai_chat_tool_calls():
+    import json
+
+    kw = dict(
+        model=TOOLS_MODEL,
+        temperature=0,
+        max_tokens=16,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[WEATHER],
+    )
+    c = oai.chat.completions.create(**kw)
+    choice = c.choices[0]
+    expect(choice.finish_reason == "tool_calls", choice)
+    expect(choice.message.content is None, choice.message)
+    call = choice.message.tool_calls[0]
+    expect(call.type == "function" and call.id, call)
+    expect(call.function.name == "get_weather", call)
+    expect(json.loads(call.function.arguments) == {"city": "Paris"}, call)
+
+    name, args, finish = None, "", None
+    for chunk in oai.chat.completions.create(stream=True, **kw):
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        expect("tool_call" not in (delta.content or ""), delta)
+        for tc in delta.tool_calls or []:
+            expect(tc.index == 0, tc)
+            if tc.function and tc.function.name:
+                name = tc.function.name
+            if tc.function and tc.function.arguments:
+                args += tc.function.arguments
+        finish = chunk.choices[0].finish_reason or finish
+    expect(name == "get_weather", name)
+    expect(json.loads(args) == {"city": "Paris"}, args)
+    expect(finish == "tool_calls", finish)
+
+
+@case
+def openai_chat_reasoning_content():
+    kw = dict(
+        model=THINK_MODEL,
+        temperature=0,
+        max_tokens=16,
+        messages=[{"role": "user", "content": "Hello"}],
+    )
+    c = oai.chat.completions.create(**kw)
+    message = c.choices[0].message
+    expect(extra(message, "reasoning_content") == THOUGHT, message)
+    expect(message.content == ANSWER, message)
+    expect(c.usage.completion_tokens_details.reasoning_tokens == 3, c.usage)
+
+    reasoning, content = "", ""
+    for chunk in oai.chat.completions.create(stream=True, **kw):
+        if chunk.choices:
+            delta = chunk.choices[0].delta
+            reasoning += extra(delta, "reasoning_content") or ""
+            content += delta.content or ""
+    expect(reasoning == THOUGHT, reasoning)
+    expect(content == ANSWER, content)
+
+
+@case
+def anthropic_thinking_blocks():
+    kw = dict(
+        model=THINK_MODEL,
+        max_tokens=16,
+        extra_body=GREEDY,
+        messages=[{"role": "user", "content": "Hello"}],
+    )
+    m = claude.messages.create(**kw)
+    expect([b.type for b in m.content] == ["thinking", "text"], m.content)
+    expect(m.content[0].thinking == THOUGHT, m.content[0])
+    expect(m.content[1].text == ANSWER, m.content[1])
+    with claude.messages.stream(**kw) as stream:
+        final = stream.get_final_message()
+    expect([b.type for b in final.content] == ["thinking", "text"], final.content)
+    expect(final.content[0].thinking == THOUGHT, final.content[0])
+    expect(final.content[1].text == ANSWER, final.content[1])
+
+
+@case
+def anthropic_tool_use_blocks():
+    kw = dict(
+        model=TOOLS_MODEL,
+        max_tokens=16,
+        extra_body=GREEDY,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[
+            {
+                "name": "get_weather",
+                "description": "The weather in a city",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+            }
+        ],
+    )
+    for m in [claude.messages.create(**kw)]:
+        expect(m.stop_reason == "tool_use", m)
+        expect([b.type for b in m.content] == ["tool_use"], m.content)
+        expect(m.content[0].name == "get_weather", m.content[0])
+        expect(m.content[0].input == {"city": "Paris"}, m.content[0])
+    with claude.messages.stream(**kw) as stream:
+        final = stream.get_final_message()
+    expect(final.stop_reason == "tool_use", final)
+    expect(final.content[0].input == {"city": "Paris"}, final.content)
+
+
+@case
+def openai_responses_reasoning_and_function_call():
+    import json
+
+    r = oai.responses.create(model=THINK_MODEL, input="Hello", temperature=0, max_output_tokens=16)
+    expect([o.type for o in r.output] == ["reasoning", "message"], r.output)
+    expect(r.output[0].content[0].text == THOUGHT, r.output[0])
+    expect(r.output_text == ANSWER, r.output_text)
+    expect(r.usage.output_tokens_details.reasoning_tokens == 3, r.usage)
+
+    r = oai.responses.create(
+        model=TOOLS_MODEL,
+        input="What is the weather in Paris?",
+        temperature=0,
+        tools=[{"type": "function", "name": "get_weather", "parameters": WEATHER["function"]["parameters"]}],
+    )
+    expect([o.type for o in r.output] == ["function_call"], r.output)
+    expect(r.output[0].name == "get_weather", r.output[0])
+    expect(json.loads(r.output[0].arguments) == {"city": "Paris"}, r.output[0])
+
+
 def main():
     failed = []
     for fn in CASES:

@@ -13,13 +13,15 @@ use axum::response::{IntoResponse, Response};
 use cortex_common::error::ApiError;
 use cortex_common::openai::{
     ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
-    ChunkChoice, ChunkDelta, FinishReason, MessageContent, Usage,
+    ChunkChoice, ChunkDelta, FinishReason, FunctionCallDelta, MessageContent, ToolCallDelta, Usage,
 };
+use cortex_common::translate::new_id;
 use tokio::sync::mpsc;
 
 use super::error::{Failure, JsonBody};
 use super::limits::{MAX_MODEL_ID_BYTES, check_len};
 use crate::engine::admission::admit;
+use crate::engine::output::OutputFormat;
 use crate::engine::prompt::PromptError;
 use crate::engine::registry::ModelEntry;
 use crate::engine::sampling::SamplingParams;
@@ -52,6 +54,7 @@ pub async fn chat_completions(
     let prompt_ids = tokenize_prompt(&entry, &req).await?;
     let max_new_tokens =
         max_new_tokens(&req, &entry, prompt_ids.len(), n.settings.max_tokens_limit)?;
+    let output = output_format(&entry, &req, &prompt_ids);
     let permit = admit(&entry, n.settings.max_queue, n.settings.batch.max_batch)?;
 
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
@@ -67,6 +70,7 @@ pub async fn chat_completions(
             max_new_tokens,
             sampling,
             stop: req.stop_sequences(),
+            output,
         },
         tx,
         received,
@@ -84,6 +88,29 @@ pub async fn chat_completions(
             .into_response())
     }
 }
+
+/// How to read this request's output: the model's format, tool calls
+/// parsed only when tools are offered and not refused (`tool_choice:
+/// "none"`), a thought already open when the prompt ends inside one.
+fn output_format(
+    entry: &ModelEntry,
+    req: &ChatCompletionRequest,
+    prompt_ids: &[u32],
+) -> OutputFormat {
+    let tools = req.tools.as_ref().is_some_and(|t| !t.is_empty()) && !req.tools_disabled();
+    if !entry.output.reasoning {
+        return entry.output.for_prompt("", tools);
+    }
+    let tail = &prompt_ids[prompt_ids.len().saturating_sub(PROMPT_TAIL_TOKENS)..];
+    let tail = entry.tokenizer.decode(tail, false).unwrap_or_else(|e| {
+        tracing::warn!(model = %entry.id, error = %e, "cannot decode the prompt's end");
+        String::new()
+    });
+    entry.output.for_prompt(&tail, tools)
+}
+
+/// Prompt tokens decoded to see whether the template opened a thought.
+const PROMPT_TAIL_TOKENS: usize = 8;
 
 /// A usable `x-request-id`: 1 to 128 characters of `[A-Za-z0-9._:-]`;
 /// anything else is ignored (it would land in events and logs).
@@ -232,6 +259,7 @@ async fn tokenize_prompt(
     let entry = entry.clone();
     let messages: Vec<ChatMessage> = req.messages.clone();
     let tools = req.tools.clone();
+    let kwargs = req.chat_template_kwargs.clone();
     tokio::task::spawn_blocking(move || {
         for (i, m) in messages.iter().enumerate() {
             if let Some(MessageContent::Parts(_)) = &m.content
@@ -248,7 +276,12 @@ async fn tokenize_prompt(
         }
         entry
             .prompt
-            .encode(&entry.template, &messages, tools.as_deref())
+            .encode_with(
+                &entry.template,
+                &messages,
+                tools.as_deref(),
+                kwargs.as_ref(),
+            )
             .map_err(|e| match e {
                 PromptError::Template(e) => ApiError::invalid("invalid_messages", e.to_string()),
                 PromptError::Tokenizer(e) => ApiError::internal(format!("tokenizer failed: {e}")),
@@ -307,10 +340,24 @@ async fn collect_response(
     mut rx: mpsc::UnboundedReceiver<GenEvent>,
 ) -> Result<Json<ChatCompletionResponse>, ApiError> {
     let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut calls = Vec::new();
     while let Some(event) = rx.recv().await {
         match event {
             GenEvent::Delta(d) => text.push_str(&d),
+            GenEvent::Reasoning(r) => reasoning.push_str(&r),
+            GenEvent::ToolCall(c) => calls.push(c.to_openai(new_id("call_"))),
             GenEvent::Done(summary) => {
+                // OpenAI's shape: a turn of only tool calls has `content: null`.
+                let content =
+                    (!text.is_empty() || calls.is_empty()).then_some(MessageContent::Text(text));
+                let message = ChatMessage {
+                    role: "assistant".into(),
+                    content,
+                    tool_calls: (!calls.is_empty()).then_some(calls),
+                    reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+                    ..Default::default()
+                };
                 return Ok(Json(ChatCompletionResponse {
                     id,
                     object: "chat.completion".into(),
@@ -318,7 +365,7 @@ async fn collect_response(
                     model,
                     choices: vec![ChatChoice {
                         index: 0,
-                        message: ChatMessage::text("assistant", &text),
+                        message,
                         finish_reason: Some(summary.finish_reason),
                         stop_reason: summary.stop_sequence.clone(),
                     }],
@@ -334,7 +381,9 @@ async fn collect_response(
 }
 
 fn usage(s: &GenSummary) -> Usage {
-    Usage::new(s.prompt_tokens, s.completion_tokens).with_cached(s.cached_tokens)
+    Usage::new(s.prompt_tokens, s.completion_tokens)
+        .with_cached(s.cached_tokens)
+        .with_reasoning(s.reasoning_tokens)
 }
 
 fn stream_response(
@@ -370,12 +419,35 @@ fn stream_response(
         SseEvent::default().data(serde_json::to_string(c).unwrap_or_else(|_| "{}".into()))
     };
     let stream = async_stream::stream! {
-        yield Ok(data(&chunk(ChunkDelta { role: Some("assistant".into()), content: Some(String::new()) }, None, None, None)));
+        yield Ok(data(&chunk(ChunkDelta { role: Some("assistant".into()), content: Some(String::new()), ..Default::default() }, None, None, None)));
         let mut ended = false;
+        let mut calls = 0u32;
         while let Some(event) = rx.recv().await {
             match event {
                 GenEvent::Delta(text) => {
                     yield Ok(data(&chunk(ChunkDelta { content: Some(text), ..Default::default() }, None, None, None)));
+                }
+                GenEvent::Reasoning(text) => {
+                    yield Ok(data(&chunk(ChunkDelta { reasoning_content: Some(text), ..Default::default() }, None, None, None)));
+                }
+                GenEvent::ToolCall(call) => {
+                    // OpenAI's order: id and name first, then the arguments.
+                    let index = calls;
+                    calls += 1;
+                    let head = ToolCallDelta {
+                        index,
+                        id: Some(new_id("call_")),
+                        kind: Some("function".into()),
+                        function: Some(FunctionCallDelta { name: Some(call.name.clone()), arguments: Some(String::new()) }),
+                    };
+                    let args = ToolCallDelta {
+                        index,
+                        function: Some(FunctionCallDelta { name: None, arguments: Some(call.arguments_json()) }),
+                        ..Default::default()
+                    };
+                    for delta in [head, args] {
+                        yield Ok(data(&chunk(ChunkDelta { tool_calls: Some(vec![delta]), ..Default::default() }, None, None, None)));
+                    }
                 }
                 GenEvent::Done(summary) => {
                     yield Ok(data(&chunk(ChunkDelta::default(), Some(summary.finish_reason), summary.stop_sequence.clone(), None)));

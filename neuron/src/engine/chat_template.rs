@@ -100,15 +100,18 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         tools: Option<&[serde_json::Value]>,
     ) -> Result<String, TemplateError> {
-        self.render_values(&message_values(messages)?, tools)
+        self.render_values(&message_values(messages)?, tools, None)
     }
 
     /// Renders messages already in the shape templates read (see
-    /// [`message_values`]).
+    /// [`message_values`]). `kwargs` are extra template variables (a
+    /// request's `chat_template_kwargs`, e.g. `enable_thinking`); they never
+    /// replace the ones set here.
     pub fn render_values(
         &self,
         messages: &[serde_json::Value],
         tools: Option<&[serde_json::Value]>,
+        kwargs: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Result<String, TemplateError> {
         let template = self
             .env
@@ -122,6 +125,7 @@ impl ChatTemplate {
                 bos_token => self.bos_token,
                 eos_token => self.eos_token,
                 tools => tools,
+                ..Value::from_serialize(kwargs)
             })
             .map_err(|e| TemplateError::Render(e.to_string()))
     }
@@ -226,6 +230,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(t.render(&[msg], None).unwrap(), "Paris");
+    }
+
+    #[test]
+    fn template_kwargs_reach_the_template_but_never_replace_its_variables() {
+        let src = "{% if enable_thinking is defined and enable_thinking is false %}off{% else %}on{% endif %}{{ messages|length }}";
+        let t = ChatTemplate::new(Some(src), "", "").unwrap();
+        let values = message_values(&[ChatMessage::text("user", "x")]).unwrap();
+        assert_eq!(t.render_values(&values, None, None).unwrap(), "on1");
+        let kwargs = json!({"enable_thinking": false, "messages": []});
+        let kwargs = kwargs.as_object();
+        assert_eq!(t.render_values(&values, None, kwargs).unwrap(), "off1");
     }
 
     #[test]

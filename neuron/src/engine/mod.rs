@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod chat_template;
 pub mod detokenize;
+pub mod output;
 pub mod prompt;
 pub mod registry;
 pub mod sampling;

@@ -92,9 +92,20 @@ impl PromptEncoder {
         messages: &[ChatMessage],
         tools: Option<&[Value]>,
     ) -> Result<Vec<u32>, PromptError> {
+        self.encode_with(template, messages, tools, None)
+    }
+
+    /// As [`Self::encode`], with extra template variables (`kwargs`).
+    pub fn encode_with(
+        &self,
+        template: &ChatTemplate,
+        messages: &[ChatMessage],
+        tools: Option<&[Value]>,
+        kwargs: Option<&serde_json::Map<String, Value>>,
+    ) -> Result<Vec<u32>, PromptError> {
         let mut values = message_values(messages)?;
         let Some(specials) = &self.specials else {
-            let prompt = template.render_values(&values, tools)?;
+            let prompt = template.render_values(&values, tools, kwargs)?;
             return self.encode_text(&self.tokenizer, &prompt);
         };
         let markers = Markers::fresh();
@@ -105,7 +116,12 @@ impl PromptEncoder {
         for v in tools.iter_mut().flatten() {
             guard_value(v, specials, &markers);
         }
-        let prompt = template.render_values(&values, tools.as_deref())?;
+        let mut kwargs = kwargs.map(|k| Value::Object(k.clone()));
+        if let Some(v) = &mut kwargs {
+            guard_value(v, specials, &markers);
+        }
+        let kwargs = kwargs.as_ref().and_then(Value::as_object);
+        let prompt = template.render_values(&values, tools.as_deref(), kwargs)?;
         self.encode_marked(&prompt, specials, &markers)
     }
 

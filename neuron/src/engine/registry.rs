@@ -15,6 +15,7 @@ use tokenizers::Tokenizer;
 use tokio::sync::watch;
 
 use super::chat_template::ChatTemplate;
+use super::output::OutputFormat;
 use super::prompt::PromptEncoder;
 use crate::events::EventBus;
 use crate::model::resolve::{Resolved, resolve};
@@ -61,6 +62,9 @@ pub struct ModelEntry {
     /// special token.
     pub prompt: PromptEncoder,
     pub eos_token_ids: Vec<u32>,
+    /// What its output may hold (reasoning, tool calls), from its vocabulary
+    /// and template.
+    pub output: OutputFormat,
     /// The weights; shared, immutable. Each sequence has its own KV cache.
     pub model: Arc<Transformer>,
     /// KV caches of recent sequences, reused by prefix.
@@ -91,6 +95,7 @@ impl ModelEntry {
             unquantized_bytes: m.unquantized_bytes,
             context_length: m.context_length,
             prompt: PromptEncoder::new(m.tokenizer.clone()),
+            output: OutputFormat::detect(&m.tokenizer, &m.template.source),
             tokenizer: m.tokenizer,
             template: m.template,
             eos_token_ids: m.eos_token_ids,

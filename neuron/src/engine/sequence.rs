@@ -1,9 +1,10 @@
 //! One request being generated, as a state machine the scheduler steps:
 //! it starts from the longest cached prefix, hands out prompt chunks to
 //! prefill, then one token at a time; it takes each pass's logits, samples,
-//! detokenizes incrementally, applies stop sequences, streams text deltas
-//! to the request's handler and measures itself. When it ends, its KV cache
-//! goes back to the prompt cache and its events are emitted.
+//! detokenizes incrementally, applies stop sequences, splits the text into
+//! reasoning, answer and tool calls, streams those to the request's handler
+//! and measures itself. When it ends, its KV cache goes back to the prompt
+//! cache and its events are emitted.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,10 +13,12 @@ use std::time::Instant;
 use candle_core::Tensor;
 use cortex_common::event::{EventKind, RequestEnd};
 use cortex_common::openai::FinishReason;
+use cortex_common::translate::tool_calls::{ParsedToolCall, TOOL_CALL_OPEN};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::admission::Permit;
 use super::detokenize::IncrementalDecoder;
+use super::output::{Output, OutputFormat, OutputParser};
 use super::registry::ModelEntry;
 use super::sampling::{Sampler, SamplingParams};
 use super::stop::{StopMatcher, StopOutcome};
@@ -30,6 +33,8 @@ pub struct GenRequest {
     pub max_new_tokens: usize,
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
+    /// How to read the model's output (reasoning, tool calls).
+    pub output: OutputFormat,
 }
 
 /// Measurements of a finished generation.
@@ -40,6 +45,8 @@ pub struct GenSummary {
     /// Prompt tokens taken from the prompt cache instead of prefilled.
     pub cached_tokens: u32,
     pub completion_tokens: u32,
+    /// Completion tokens spent thinking (markers included).
+    pub reasoning_tokens: u32,
     pub ttft_ms: Option<f64>,
     pub prefill_tok_s: Option<f64>,
     pub decode_tok_s: Option<f64>,
@@ -50,7 +57,11 @@ pub struct GenSummary {
 /// What the scheduler sends back to the request's handler.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenEvent {
+    /// Answer text.
     Delta(String),
+    /// Reasoning text.
+    Reasoning(String),
+    ToolCall(ParsedToolCall),
     Done(GenSummary),
     Error(String),
 }
@@ -98,6 +109,9 @@ pub struct Sequence {
     sampler: Sampler,
     decoder: IncrementalDecoder,
     stop: StopMatcher,
+    output: OutputParser,
+    /// A tool call was emitted: a normal end is `tool_calls`.
+    called_tools: bool,
     summary: GenSummary,
     prefill_started: Option<Instant>,
     first_token_at: Option<Instant>,
@@ -161,12 +175,15 @@ impl Sequence {
             sampler: Sampler::new(&request.sampling),
             decoder: IncrementalDecoder::new(entry.tokenizer.clone()),
             stop: StopMatcher::new(request.stop.clone()),
+            output: OutputParser::new(&request.output),
+            called_tools: false,
             context: request.prompt_ids.clone(),
             summary: GenSummary {
                 finish_reason: FinishReason::Length,
                 prompt_tokens,
                 cached_tokens: cached as u32,
                 completion_tokens: 0,
+                reasoning_tokens: 0,
                 ttft_ms: None,
                 prefill_tok_s: None,
                 decode_tok_s: None,
@@ -285,6 +302,7 @@ impl Sequence {
         self.last_token_at = Some(Instant::now());
         self.next = Some(next);
         let mut stopped = false;
+        let was_reasoning = self.output.in_reasoning();
         if let Some(text) = self.decoder.push(next)? {
             match self.stop.push(&text) {
                 StopOutcome::Continue(out) => self.send_delta(out),
@@ -293,6 +311,9 @@ impl Sequence {
                     stopped = true;
                 }
             }
+        }
+        if was_reasoning || self.output.in_reasoning() {
+            self.summary.reasoning_tokens += 1;
         }
         if stopped {
             self.summary.finish_reason = FinishReason::Stop;
@@ -313,9 +334,34 @@ impl Sequence {
         Ok(Status::Running)
     }
 
-    fn send_delta(&self, text: String) {
-        if !text.is_empty() {
-            let _ = self.tx.send(GenEvent::Delta(text));
+    /// Sends released text on, as reasoning, answer or tool calls.
+    fn send_delta(&mut self, text: String) {
+        if text.is_empty() {
+            return;
+        }
+        let mut out = Vec::new();
+        self.output.push(&text, &mut out);
+        self.send_outputs(out);
+    }
+
+    fn send_outputs(&mut self, out: Vec<Output>) {
+        for o in out {
+            let event = match o {
+                Output::Content(t) => {
+                    if self.request.output.hermes_tool_calls && t.contains(TOOL_CALL_OPEN) {
+                        // The parser keeps a call it cannot read as text.
+                        tracing::warn!(request_id = %self.request.id, model = %self.entry.id,
+                            "the model wrote a tool call that does not parse; it is returned as text");
+                    }
+                    GenEvent::Delta(t)
+                }
+                Output::Reasoning(t) => GenEvent::Reasoning(t),
+                Output::ToolCall(c) => {
+                    self.called_tools = true;
+                    GenEvent::ToolCall(c)
+                }
+            };
+            let _ = self.tx.send(event);
         }
     }
 
@@ -336,6 +382,12 @@ impl Sequence {
         if end == RequestEnd::Done {
             if self.stop.matched().is_none() {
                 self.release_held_text();
+            }
+            let mut out = Vec::new();
+            self.output.finish(&mut out);
+            self.send_outputs(out);
+            if self.called_tools && self.summary.finish_reason == FinishReason::Stop {
+                self.summary.finish_reason = FinishReason::ToolCalls;
             }
             self.summary.stop_sequence = self.stop.matched().map(str::to_string);
         }

@@ -2,6 +2,7 @@
 //! HTTP to it.
 #![allow(dead_code)]
 
+pub mod chain;
 pub mod tiny;
 
 use std::process::Command;
