@@ -105,14 +105,13 @@ async fn load_once(state: &Arc<AppState>, model: &str, target: Target) -> Result
     // models see this one's memory and victims.
     let (idx, node_name, evictions, source) = {
         let mut g = state.fleet.lock();
+        // Only what models.toml declares is loaded from a source; a source
+        // a neuron reports for itself is never sent to another node (it
+        // names a path there). Anything else is asked for by its id, which
+        // the neuron resolves within its own model roots.
         let source = entry
             .as_ref()
             .map(|e| e.source().to_string())
-            .or_else(|| {
-                g.nodes
-                    .iter()
-                    .find_map(|n| n.reported.get(model).map(|m| m.source.clone()))
-            })
             .unwrap_or_else(|| model.to_string());
         let named = match &target {
             Target::Node(n) => {

@@ -441,6 +441,44 @@ async fn a_deep_line_scales_out_to_max_replicas_and_no_further() {
     );
 }
 
+/// A source a neuron reports for a model of its own (a path on that host)
+/// is never sent to another node: a load elsewhere asks for the model by
+/// its id, which that neuron resolves in its own roots (and here refuses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_neurons_own_source_is_never_copied_to_another_node() {
+    let path = cortex_common::embedded::ensure_model().expect("the embedded model");
+    let preload = format!("private={}", path.display());
+    let a = neuron_with("a", 250, "127.0.0.1:0", &["--preload", &preload]);
+    let b = neuron("b", 250);
+    let gw = gateway(&[&a, &b], "lru", &models_toml(&[("smol", "")]), "").await;
+    gw.wait_status("a reports its own model", Duration::from_secs(20), |s| {
+        placement_nodes(s, "private") == vec!["a".to_string()]
+    })
+    .await;
+    let mut events = gw.events(None).await;
+    let (status, body) = gw
+        .admin(
+            "/admin/models/load",
+            json!({"model": "private", "node": "b"}),
+        )
+        .await;
+    assert!(status >= 400, "b cannot load what only a has: {body}");
+    let seen = events
+        .until(|e| {
+            e.node.as_deref() == Some("b")
+                && matches!(&e.kind, EventKind::ModelLoadStarted { model, .. } if model == "private")
+        })
+        .await;
+    let Some(EventKind::ModelLoadStarted { source, .. }) = seen.last().map(|e| &e.kind) else {
+        unreachable!("until stops at b's load")
+    };
+    assert_eq!(source, "private", "asked by id, not by a's path");
+    // Still served where it is.
+    let (status, node, body) = gw.chat("private", 2).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(node.as_deref(), Some("a"));
+}
+
 /// Runtime pins and unpins survive a gateway restart (even a SIGKILL: they
 /// are written when made); a corrupt state file is a warning, and
 /// models.toml's pins apply again.
