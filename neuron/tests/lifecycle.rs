@@ -127,3 +127,26 @@ async fn a_config_file_sets_the_same_settings_and_bad_keys_are_named() {
         "{stderr}"
     );
 }
+
+/// A panic in the device worker (injected after its first step, outside
+/// the forward pass's own guard) fails the request that was running with an
+/// error envelope, and the device keeps serving: the next request answers.
+#[tokio::test]
+async fn a_worker_panic_fails_its_request_and_the_device_carries_on() {
+    let n = Neuron::start_with_env(&[], &[("CORTEX_NEURON_FAILPOINT", "panic-after-step")]);
+    n.load("smol", "embedded").await;
+    let (status, body) = n.chat(france(4)).await;
+    assert_eq!(status, 500, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("panicked"), "{body}");
+    let (status, body) = n.chat(france(4)).await;
+    assert_eq!(status, 200, "the device serves again: {body}");
+    assert!(
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    let (status, health) = n.get("/health").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+}

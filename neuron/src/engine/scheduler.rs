@@ -68,19 +68,43 @@ impl Scheduler {
         }
     }
 
-    /// Runs until every sender of jobs is gone and the work is done.
+    /// Runs until every sender of jobs is gone and the work is done. A
+    /// panic anywhere in a step (outside the forward pass, which has its own
+    /// guard) fails the sequences that were running — their clients get an
+    /// error — and the loop goes on: the device keeps serving.
     pub fn run(mut self) {
         loop {
-            if !self.intake() {
-                break;
-            }
-            self.drop_cancelled();
-            self.admit();
-            if !self.running.is_empty() {
-                self.step();
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.turn())) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(panic) => {
+                    let why = format!("the device worker panicked: {}", panic_detail(&panic));
+                    tracing::error!(
+                        running = self.running.len(),
+                        "{why}; failing the running requests and carrying on"
+                    );
+                    // Their state cannot be trusted: fail them, keep no KV.
+                    for mut seq in self.running.drain(..) {
+                        seq.fail(&why, &self.bus);
+                    }
+                }
             }
         }
         tracing::info!("device scheduler stopped");
+    }
+
+    /// One turn of the loop; false when there is nothing left to do ever.
+    fn turn(&mut self) -> bool {
+        if !self.intake() {
+            return false;
+        }
+        self.drop_cancelled();
+        self.admit();
+        if !self.running.is_empty() {
+            self.step();
+            failpoint::after_step();
+        }
+        true
     }
 
     /// Takes new jobs; blocks when there is nothing to do. False when the
@@ -222,10 +246,35 @@ impl Scheduler {
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    let what = panic
+    format!("the forward pass panicked: {}", panic_detail(panic))
+}
+
+fn panic_detail(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    format!("the forward pass panicked: {what}")
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Fault injection for the tests, in debug builds only: with
+/// `CORTEX_NEURON_FAILPOINT=panic-after-step` the scheduler panics once,
+/// after the first step, outside the forward pass's own guard.
+mod failpoint {
+    #[cfg(debug_assertions)]
+    pub fn after_step() {
+        use std::sync::OnceLock;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static ARMED: OnceLock<bool> = OnceLock::new();
+        static FIRED: AtomicBool = AtomicBool::new(false);
+        let armed = *ARMED.get_or_init(|| {
+            std::env::var("CORTEX_NEURON_FAILPOINT").is_ok_and(|v| v == "panic-after-step")
+        });
+        if armed && !FIRED.swap(true, Ordering::SeqCst) {
+            panic!("failpoint panic-after-step");
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    pub fn after_step() {}
 }
