@@ -67,14 +67,10 @@ unsafe fn drive<I: Isa, const T: u8>(
         let left = acts.len() - i;
         let o = &mut out[i * out_stride..];
         let a = &acts[i..];
-        // One weight read serves up to four activation rows; as many weight
-        // rows per step as the registers hold accumulators for.
-        let multi = I::GEMV_MULTI_ROWS >= 4;
-        match (left, multi) {
-            (1, _) => {
-                drive_k::<I, T, 1, 4>(w, row_bytes, cols, rows.clone(), [a[0]], o, out_stride)
-            }
-            (2, true) => drive_k::<I, T, 2, 4>(
+        // One weight read serves up to four activation rows.
+        match left {
+            1 => drive_n::<I, T, 1>(w, row_bytes, cols, rows.clone(), [a[0]], o, out_stride),
+            2 => drive_n::<I, T, 2>(
                 w,
                 row_bytes,
                 cols,
@@ -83,16 +79,7 @@ unsafe fn drive<I: Isa, const T: u8>(
                 o,
                 out_stride,
             ),
-            (2, false) => drive_k::<I, T, 2, 2>(
-                w,
-                row_bytes,
-                cols,
-                rows.clone(),
-                [a[0], a[1]],
-                o,
-                out_stride,
-            ),
-            (3, true) => drive_k::<I, T, 3, 4>(
+            3 => drive_n::<I, T, 3>(
                 w,
                 row_bytes,
                 cols,
@@ -101,25 +88,7 @@ unsafe fn drive<I: Isa, const T: u8>(
                 o,
                 out_stride,
             ),
-            (3, false) => drive_k::<I, T, 3, 2>(
-                w,
-                row_bytes,
-                cols,
-                rows.clone(),
-                [a[0], a[1], a[2]],
-                o,
-                out_stride,
-            ),
-            (_, true) => drive_k::<I, T, 4, 4>(
-                w,
-                row_bytes,
-                cols,
-                rows.clone(),
-                [a[0], a[1], a[2], a[3]],
-                o,
-                out_stride,
-            ),
-            (_, false) => drive_k::<I, T, 4, 2>(
+            _ => drive_n::<I, T, 4>(
                 w,
                 row_bytes,
                 cols,
@@ -130,6 +99,26 @@ unsafe fn drive<I: Isa, const T: u8>(
             ),
         }
         i += left.min(4);
+    }
+}
+
+/// `K` activation rows, with as many weight rows per step as the
+/// registers hold accumulators for: four for one activation row or on
+/// AVX-512, else two.
+#[inline(always)]
+unsafe fn drive_n<I: Isa, const T: u8, const K: usize>(
+    w: &[u8],
+    row_bytes: usize,
+    cols: usize,
+    rows: std::ops::Range<usize>,
+    acts: [ActRow<'_>; K],
+    out: &mut [f32],
+    out_stride: usize,
+) {
+    if K == 1 || I::GEMV_MULTI_ROWS >= 4 {
+        drive_k::<I, T, K, 4>(w, row_bytes, cols, rows, acts, out, out_stride)
+    } else {
+        drive_k::<I, T, K, 2>(w, row_bytes, cols, rows, acts, out, out_stride)
     }
 }
 
