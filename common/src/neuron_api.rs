@@ -101,6 +101,31 @@ pub struct ModelInfo {
     pub prompt_cache_entries: u32,
 }
 
+impl ModelInfo {
+    /// A model known by id and source only (loading, failed, or not yet
+    /// reported in full): no memory, requests or figures yet.
+    pub fn bare(id: &str, source: &str, state: ModelState, device: &str) -> Self {
+        ModelInfo {
+            id: id.to_string(),
+            source: source.to_string(),
+            state,
+            architecture: None,
+            device: device.to_string(),
+            memory_bytes: 0,
+            in_flight: 0,
+            queue_depth: 0,
+            decode_tok_s: None,
+            progress: None,
+            error: None,
+            context_length: None,
+            quant: None,
+            unquantized_bytes: None,
+            kv_cache_bytes: 0,
+            prompt_cache_entries: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     pub done: u64,

@@ -377,22 +377,8 @@ impl FleetInner {
             .reported
             .entry(model.to_string())
             .or_insert_with(|| ModelInfo {
-                id: model.to_string(),
-                source: source.to_string(),
-                state: ModelState::Loaded,
-                architecture: None,
-                device,
                 memory_bytes,
-                in_flight: 0,
-                queue_depth: 0,
-                decode_tok_s: None,
-                progress: None,
-                error: None,
-                context_length: None,
-                quant: None,
-                unquantized_bytes: None,
-                kv_cache_bytes: 0,
-                prompt_cache_entries: 0,
+                ..ModelInfo::bare(model, source, ModelState::Loaded, &device)
             });
         info.state = ModelState::Loaded;
         info.progress = None;
@@ -510,26 +496,9 @@ impl FleetInner {
             EventKind::ModelLoadStarted { model, source } => {
                 let n = &mut self.nodes[idx];
                 let device = n.devices.first().map(|d| d.id.clone()).unwrap_or_default();
-                n.reported
-                    .entry(model.clone())
-                    .or_insert_with(|| ModelInfo {
-                        id: model.clone(),
-                        source: source.clone(),
-                        state: ModelState::Loading,
-                        architecture: None,
-                        device,
-                        memory_bytes: 0,
-                        in_flight: 0,
-                        queue_depth: 0,
-                        decode_tok_s: None,
-                        progress: None,
-                        error: None,
-                        context_length: None,
-                        quant: None,
-                        unquantized_bytes: None,
-                        kv_cache_bytes: 0,
-                        prompt_cache_entries: 0,
-                    });
+                n.reported.entry(model.clone()).or_insert_with(|| {
+                    ModelInfo::bare(model, source, ModelState::Loading, &device)
+                });
             }
             EventKind::ModelLoadProgress {
                 model, done, total, ..
@@ -777,22 +746,8 @@ mod tests {
 
     fn loaded(id: &str) -> ModelInfo {
         ModelInfo {
-            id: id.into(),
-            source: "embedded".into(),
-            state: ModelState::Loaded,
-            architecture: None,
-            device: "cpu".into(),
             memory_bytes: 100 << 20,
-            in_flight: 0,
-            queue_depth: 0,
-            decode_tok_s: None,
-            progress: None,
-            error: None,
-            context_length: None,
-            quant: None,
-            unquantized_bytes: None,
-            kv_cache_bytes: 0,
-            prompt_cache_entries: 0,
+            ..ModelInfo::bare(id, "embedded", ModelState::Loaded, "cpu")
         }
     }
 

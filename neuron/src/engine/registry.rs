@@ -349,24 +349,7 @@ impl Registry {
 
     /// The listing of a model that is not resident.
     fn bare_info(&self, id: &str, source: &str, state: ModelState) -> ModelInfo {
-        ModelInfo {
-            id: id.to_string(),
-            source: source.to_string(),
-            state,
-            architecture: None,
-            device: self.device_id.clone(),
-            memory_bytes: 0,
-            in_flight: 0,
-            queue_depth: 0,
-            decode_tok_s: None,
-            progress: None,
-            error: None,
-            context_length: None,
-            quant: None,
-            unquantized_bytes: None,
-            kv_cache_bytes: 0,
-            prompt_cache_entries: 0,
-        }
+        ModelInfo::bare(id, source, state, &self.device_id)
     }
 
     /// Loads `id` from `source`, or joins the load already running, or
