@@ -42,21 +42,7 @@ async fn a_full_queue_answers_503_and_a_departed_client_frees_its_slot() {
     let n = Neuron::start(&["--max-batch", "1", "--max-queue", "0"]);
     n.load("smol", "embedded").await;
     let mut events = n.events().await;
-    let mut long = france(500);
-    long["messages"][1]["content"] = json!("Tell me a very long story about a dragon.");
-    long["temperature"] = json!(0.8);
-    long["seed"] = json!(5);
-    long["stream"] = json!(true);
-    let first = n
-        .http
-        .post(n.at("/v1/chat/completions"))
-        .json(&long)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(first.status(), 200);
-    n.wait_model("smol", "one request in flight", |m| m["in_flight"] == 1)
-        .await;
+    let first = n.long_stream("smol", 500).await;
 
     let r = n
         .http

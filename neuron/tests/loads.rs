@@ -180,22 +180,7 @@ async fn an_unloaded_model_stays_counted_until_its_last_stream_ends() {
     // ~94 MiB per copy of the embedded model: two fit in 200 MiB, three do not.
     let n = Neuron::start(&["--memory-limit-mb", "200"]);
     n.load("a", "embedded").await;
-    let mut long = france(2000);
-    long["model"] = json!("a");
-    long["messages"][1]["content"] = json!("Tell me a very long story about a dragon.");
-    long["temperature"] = json!(0.8);
-    long["seed"] = json!(5);
-    long["stream"] = json!(true);
-    let stream = n
-        .http
-        .post(n.at("/v1/chat/completions"))
-        .json(&long)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
-    n.wait_model("a", "the stream running", |m| m["in_flight"] == 1)
-        .await;
+    let stream = n.long_stream("a", 2000).await;
 
     let (status, body) = n.post("/models/unload", json!({"model": "a"})).await;
     assert_eq!(status, 200, "{body}");

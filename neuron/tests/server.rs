@@ -7,8 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::json;
-use support::{Neuron, france};
+use support::Neuron;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn sigterm(n: &Neuron) {
@@ -68,21 +67,7 @@ async fn sigterm_ends_event_streams_and_the_neuron_exits() {
 async fn an_open_generation_gets_a_bounded_drain() {
     let mut n = Neuron::start(&[]);
     n.load("smol", "embedded").await;
-    let mut long = france(8000);
-    long["messages"][1]["content"] = json!("Tell me a very long story about a dragon.");
-    long["temperature"] = json!(0.8);
-    long["seed"] = json!(5);
-    long["stream"] = json!(true);
-    let stream = n
-        .http
-        .post(n.at("/v1/chat/completions"))
-        .json(&long)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
-    n.wait_model("smol", "the stream running", |m| m["in_flight"] == 1)
-        .await;
+    let stream = n.long_stream("smol", 8000).await;
     sigterm(&n);
     let took = exits_within(&mut n, Duration::from_secs(9))
         .expect("the neuron exits within the 5 s drain (and a margin)");

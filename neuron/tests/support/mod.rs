@@ -147,6 +147,29 @@ impl Neuron {
     }
 
     /// Polls `/models` until `pred` holds for the model's entry, or panics.
+    /// Opens a sampled stream of a long story (up to `max_tokens`) on
+    /// `model` and waits until the neuron counts it in flight; drop the
+    /// response to leave.
+    pub async fn long_stream(&self, model: &str, max_tokens: u32) -> reqwest::Response {
+        let mut long = france(max_tokens);
+        long["model"] = json!(model);
+        long["messages"][1]["content"] = json!("Tell me a very long story about a dragon.");
+        long["temperature"] = json!(0.8);
+        long["seed"] = json!(5);
+        long["stream"] = json!(true);
+        let stream = self
+            .http
+            .post(self.at("/v1/chat/completions"))
+            .json(&long)
+            .send()
+            .await
+            .expect("chat request");
+        assert_eq!(stream.status(), 200);
+        self.wait_model(model, "the stream running", |m| m["in_flight"] == 1)
+            .await;
+        stream
+    }
+
     pub async fn wait_model(
         &self,
         model: &str,
