@@ -298,24 +298,20 @@ impl RequestLog {
 
     fn entry(&mut self, id: &str, model: &str, ts: u64) -> &mut RequestView {
         if !self.by_id.contains_key(id) {
+            self.trim(1);
             self.order.push_back(id.to_string());
-            self.by_id
-                .insert(id.to_string(), RequestView::new(id, model, ts));
-            self.trim();
         }
-        // Present: inserted above if it was not, and `trim` never drops the
-        // newest id.
         self.by_id
             .entry(id.to_string())
             .or_insert_with(|| RequestView::new(id, model, ts))
     }
 
-    /// Drops the oldest finished requests past [`MAX_KEPT`], then the
-    /// oldest of any kind past twice that (in-flight requests whose end was
-    /// never seen).
-    fn trim(&mut self) {
+    /// Makes room for `extra` more: drops the oldest finished requests past
+    /// [`MAX_KEPT`], then the oldest of any kind past twice that (in-flight
+    /// requests whose end was never seen).
+    fn trim(&mut self, extra: usize) {
         let mut i = 0;
-        while self.order.len() > MAX_KEPT && i < self.order.len() {
+        while self.order.len() + extra > MAX_KEPT && i < self.order.len() {
             let finished = self
                 .by_id
                 .get(&self.order[i])
@@ -328,7 +324,7 @@ impl RequestLog {
                 i += 1;
             }
         }
-        while self.order.len() > 2 * MAX_KEPT {
+        while self.order.len() + extra > 2 * MAX_KEPT {
             if let Some(id) = self.order.pop_front() {
                 self.by_id.remove(&id);
             }
