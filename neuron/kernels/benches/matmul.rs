@@ -1,6 +1,6 @@
 //! Quantized matmul throughput: the shapes of SmolLM2-135M (Q4_1 MLP
 //! matrices 1536x576 and 576x1536, the Q8_0 49152x576 embedding used as
-//! lm_head) at decode (m = 1) and prefill (m = 512), per SIMD level, next to
+//! lm_head) at decode (m = 1), a decode batch of four (m = 4) and prefill (m = 512), per SIMD level, next to
 //! candle 0.11's `QMatMul` on the same bytes.
 //!
 //! Note: each case reruns one matrix, so it is cache-resident (even the 30 MB
@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
     for (qt, rows, cols) in shapes {
         let qm = quantize(qt, &data(rows * cols, 1), rows, cols).expect("quantize");
         let cm = candle_matmul(&qm);
-        for m in [1usize, 512] {
+        for m in [1usize, 4, 512] {
             let mut g = c.benchmark_group(format!("{qt}_{rows}x{cols}_m{m}"));
             g.throughput(Throughput::Elements((rows * cols * m) as u64));
             g.sample_size(if m * rows > 1 << 22 { 10 } else { 30 });

@@ -16,7 +16,7 @@
 //! `debug_assert!`s in debug builds).
 #![allow(unsafe_op_in_unsafe_fn)]
 
-use super::isa::{Isa, f16x1, f16x2, hsum, neg_shl, nibbles};
+use super::isa::{Isa, hsum, neg_shl, nibbles};
 use super::{ActRow, T_Q4_0, T_Q4_1, T_Q4K, T_Q5K, T_Q6K, T_Q8_0, qtype_of};
 use crate::QuantType;
 use crate::blocks::unpack_block;
@@ -103,8 +103,9 @@ unsafe fn drive<I: Isa, const T: u8>(
 }
 
 /// `K` activation rows, with as many weight rows per step as the
-/// registers hold accumulators for: four for one activation row or on
-/// AVX-512, else two.
+/// registers hold accumulators for. The 32-element types always take four
+/// (their accumulators are per activation row, see `rows_32`); the K-quants
+/// take four for one activation row or on AVX-512, else two.
 #[inline(always)]
 unsafe fn drive_n<I: Isa, const T: u8, const K: usize>(
     w: &[u8],
@@ -115,11 +116,15 @@ unsafe fn drive_n<I: Isa, const T: u8, const K: usize>(
     out: &mut [f32],
     out_stride: usize,
 ) {
-    if K == 1 || I::GEMV_MULTI_ROWS >= 4 {
+    if K == 1 || I::GEMV_MULTI_ROWS >= 4 || !is_k_quant(T) {
         drive_k::<I, T, K, 4>(w, row_bytes, cols, rows, acts, out, out_stride)
     } else {
         drive_k::<I, T, K, 2>(w, row_bytes, cols, rows, acts, out, out_stride)
     }
+}
+
+const fn is_k_quant(t: u8) -> bool {
+    t == T_Q4K || t == T_Q5K || t == T_Q6K
 }
 
 #[inline(always)]
@@ -152,9 +157,17 @@ unsafe fn drive_k<I: Isa, const T: u8, const K: usize, const RMAX: usize>(
         o += RMAX;
     }
     while r < rows.end {
-        let res = rows_n::<I, T, K, 1>(w.as_ptr().add(r * row_bytes), row_bytes, ahead, nb, &acts);
-        for (k, rk) in res.iter().enumerate() {
-            out[k * out_stride + o] = rk[0];
+        let res = if is_k_quant(T) {
+            rows_k::<I, T, K, 1>(w.as_ptr().add(r * row_bytes), row_bytes, ahead, nb, &acts)
+                .map(|rk| rk[0])
+        } else {
+            // The four-row kernel on four copies of this row (stride 0), so
+            // a row left over at the end gets exactly the operations it gets
+            // in a group of four.
+            rows_32::<I, T, K>(w.as_ptr().add(r * row_bytes), 0, ahead, nb, &acts).map(|rk| rk[0])
+        };
+        for (k, v) in res.iter().enumerate() {
+            out[k * out_stride + o] = *v;
         }
         r += 1;
         o += 1;
@@ -169,10 +182,12 @@ unsafe fn rows_n<I: Isa, const T: u8, const K: usize, const R: usize>(
     nb: usize,
     acts: &[ActRow<'_>; K],
 ) -> [[f32; R]; K] {
-    if T == T_Q4K || T == T_Q5K || T == T_Q6K {
+    if is_k_quant(T) {
         rows_k::<I, T, K, R>(base, row_bytes, ahead, nb, acts)
     } else {
-        rows_32::<I, T, K, R>(base, row_bytes, ahead, nb, acts)
+        debug_assert!(R == 4);
+        let four = rows_32::<I, T, K>(base, row_bytes, ahead, nb, acts);
+        four.map(|rk| std::array::from_fn(|r| rk[r]))
     }
 }
 
@@ -197,72 +212,118 @@ unsafe fn prefetch(blk: *const u8, ahead: usize) {
     _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(ahead) as *const i8);
 }
 
-/// Q4_0 / Q4_1 / Q8_0 rows against Q8 activation blocks of 32.
+/// Four Q4_0 / Q4_1 / Q8_0 rows against Q8 activation blocks of 32.
+///
+/// Per block and activation row, the four rows' integer dot products are
+/// summed across lanes in the integer domain (exact, `lane_sums`), leaving
+/// lanes `[r0 r1 r2 r3 | r0 r1 r2 r3]` (each half a partial
+/// sum of one row); so one conversion, one scale product and one FMA serve
+/// four weight rows, and the Q4_1 min term is one FMA over the rows. Every
+/// lane's arithmetic is that row's alone, whatever the other rows and
+/// activation rows are (row invariance).
 #[inline(always)]
-unsafe fn rows_32<I: Isa, const T: u8, const K: usize, const R: usize>(
+unsafe fn rows_32<I: Isa, const T: u8, const K: usize>(
     base: *const u8,
     row_bytes: usize,
     ahead: usize,
     nb: usize,
     acts: &[ActRow<'_>; K],
-) -> [[f32; R]; K] {
+) -> [[f32; 4]; K] {
     let bb = qtype_of(T).block_bytes();
-    let mut acc = [[_mm256_setzero_ps(); R]; K];
-    let mut off = [[0.0f32; R]; K];
+    let mut acc = [_mm256_setzero_ps(); K];
+    let mut off = [_mm_setzero_ps(); K];
     for b in 0..nb {
-        let mut a = [_mm256_setzero_si256(); K];
-        let mut dav = [_mm256_setzero_ps(); K];
-        let mut init = [_mm256_setzero_si256(); K];
+        let blk: [*const u8; 4] = std::array::from_fn(|r| base.add(r * row_bytes + b * bb));
+        let wv: [__m256i; 4] = std::array::from_fn(|r| {
+            prefetch(blk[r], ahead);
+            if T == T_Q4_1 {
+                nibbles(blk[r].add(4))
+            } else if T == T_Q4_0 {
+                nibbles(blk[r].add(2))
+            } else {
+                _mm256_loadu_si256(blk[r].add(2) as *const __m256i)
+            }
+        });
+        // The rows' scales `dw` in lanes r and r + 4 (and Q4_1's mins),
+        // gathered in registers (a vector load of scalars just stored
+        // would stall on store forwarding).
+        let head = |r: usize| std::ptr::read_unaligned(blk[r] as *const i32);
+        let (dw, mw) = if T == T_Q4_1 {
+            // f16 pairs (d, m) per row → [d0 m0 d1 m1 d2 m2 d3 m3].
+            let h = _mm_insert_epi32::<3>(
+                _mm_insert_epi32::<2>(
+                    _mm_insert_epi32::<1>(_mm_cvtsi32_si128(head(0)), head(1)),
+                    head(2),
+                ),
+                head(3),
+            );
+            let dm = _mm256_cvtph_ps(h);
+            let d = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+            let m = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7));
+            (d, _mm256_castps256_ps128(m))
+        } else {
+            // One f16 per row → lanes 0..4 of the low half.
+            let h = _mm_insert_epi32::<3>(
+                _mm_insert_epi32::<2>(
+                    _mm_insert_epi32::<1>(_mm_cvtsi32_si128(head(0)), head(1)),
+                    head(2),
+                ),
+                head(3),
+            );
+            let d = _mm_cvtph_ps(_mm_shuffle_epi8(
+                h,
+                _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1),
+            ));
+            (_mm256_set_m128(d, d), _mm_setzero_ps())
+        };
         for k in 0..K {
-            a[k] = _mm256_loadu_si256(acts[k].qs.as_ptr().add(32 * b) as *const __m256i);
-            dav[k] = _mm256_set1_ps(*acts[k].d.get_unchecked(b));
-            init[k] = if T == T_Q4_0 {
-                neg_shl::<3>(I::sum4(a[k]))
+            let a = _mm256_loadu_si256(acts[k].qs.as_ptr().add(32 * b) as *const __m256i);
+            let init = if T == T_Q4_0 {
+                neg_shl::<3>(I::sum4(a))
             } else if T == T_Q8_0 && !I::Q8_SELF_CENTERED {
-                neg_shl::<7>(I::sum4(a[k]))
+                neg_shl::<7>(I::sum4(a))
             } else {
                 _mm256_setzero_si256()
             };
-        }
-        for r in 0..R {
-            let blk = base.add(r * row_bytes + b * bb);
-            prefetch(blk, ahead);
-            let (wv, dw, mw) = if T == T_Q4_1 {
-                let (dw, mw) = f16x2(blk);
-                (nibbles(blk.add(4)), dw, mw)
-            } else if T == T_Q4_0 {
-                (nibbles(blk.add(2)), f16x1(blk), 0.0)
-            } else {
-                (
-                    _mm256_loadu_si256(blk.add(2) as *const __m256i),
-                    f16x1(blk),
-                    0.0,
-                )
-            };
-            let dwv = _mm256_set1_ps(dw);
-            for k in 0..K {
-                let p = if T == T_Q8_0 {
-                    I::dot_q8_signed(init[k], wv, a[k])
+            let dot = |w| {
+                if T == T_Q8_0 {
+                    I::dot_q8_signed(init, w, a)
                 } else {
-                    I::dot_u8(init[k], wv, a[k])
-                };
-                if T == T_Q4_1 {
-                    off[k][r] += mw * *acts[k].s.get_unchecked(b);
+                    I::dot_u8(init, w, a)
                 }
-                // dw·da in every lane: the same single rounding as the
-                // scalar product, without a broadcast per row and act.
-                acc[k][r] =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dwv, dav[k]), acc[k][r]);
+            };
+            let p = lane_sums(dot(wv[0]), dot(wv[1]), dot(wv[2]), dot(wv[3]));
+            // dw·da per lane: the same single rounding as the scalar product.
+            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(*acts[k].d.get_unchecked(b)));
+            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale, acc[k]);
+            if T == T_Q4_1 {
+                off[k] = _mm_fmadd_ps(mw, _mm_set1_ps(*acts[k].s.get_unchecked(b)), off[k]);
             }
         }
     }
-    let mut res = [[0.0f32; R]; K];
+    let mut res = [[0.0f32; 4]; K];
     for k in 0..K {
-        for r in 0..R {
-            res[k][r] = hsum(acc[k][r]) + off[k][r];
-        }
+        let halves = _mm_add_ps(
+            _mm256_castps256_ps128(acc[k]),
+            _mm256_extractf128_ps::<1>(acc[k]),
+        );
+        _mm_storeu_ps(res[k].as_mut_ptr(), _mm_add_ps(halves, off[k]));
     }
     res
+}
+
+/// Lane sums of four vectors, two partial sums each: `[s0 s1 s2 s3 | s0 s1
+/// s2 s3]` where `s_i` of the low half sums lanes 0..4 of `p_i` and of the
+/// high half lanes 4..8. Unpacks and adds (one µop each), cheaper than
+/// `hadd` chains.
+#[inline(always)]
+unsafe fn lane_sums(p0: __m256i, p1: __m256i, p2: __m256i, p3: __m256i) -> __m256i {
+    let s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+    let s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+    _mm256_add_epi32(
+        _mm256_unpacklo_epi64(s01, s23),
+        _mm256_unpackhi_epi64(s01, s23),
+    )
 }
 
 /// K-quant rows against Q8K activations: each super-block is unpacked to

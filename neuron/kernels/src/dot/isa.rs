@@ -30,8 +30,8 @@ pub(crate) trait Isa {
     const Q8_SELF_CENTERED: bool;
     /// Activation rows per GEMM micro-tile.
     const GEMM_MR: usize;
-    /// Weight rows a GEMV step takes when it serves 2–4 activation rows:
-    /// as many as the vector registers hold accumulators for.
+    /// Weight rows a K-quant GEMV step takes when it serves 2–4 activation
+    /// rows: as many as the vector registers hold accumulators for.
     const GEMV_MULTI_ROWS: usize;
 
     /// Per-lane sums of 4 activation bytes.
@@ -49,22 +49,6 @@ pub(crate) unsafe fn nibbles(p: *const u8) -> __m256i {
     let lo = _mm_and_si128(x, m);
     let hi = _mm_and_si128(_mm_srli_epi16::<4>(x), m);
     _mm256_set_m128i(hi, lo)
-}
-
-/// Two consecutive little-endian f16 at `p` as f32 (lanes 0 and 1).
-#[inline(always)]
-pub(crate) unsafe fn f16x2(p: *const u8) -> (f32, f32) {
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p as *const i32)));
-    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
-}
-
-/// One little-endian f16 at `p` as f32.
-#[inline(always)]
-pub(crate) unsafe fn f16x1(p: *const u8) -> f32 {
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(std::ptr::read_unaligned(
-        p as *const u16,
-    ))));
-    _mm_cvtss_f32(v)
 }
 
 /// Horizontal sum of 8 floats.
