@@ -289,6 +289,9 @@ impl Settings {
                     max_batch: cli.max_batch.or(file.max_batch).unwrap_or(d.max_batch),
                     max_batched_tokens: file.max_batched_tokens.unwrap_or(d.max_batched_tokens),
                     prefill_chunk: file.prefill_chunk.unwrap_or(d.prefill_chunk),
+                    decode_stall: file
+                        .decode_stall_ms
+                        .map_or(d.decode_stall, std::time::Duration::from_millis),
                 }
             },
             preload,

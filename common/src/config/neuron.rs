@@ -42,6 +42,10 @@ pub struct NeuronConfig {
     pub max_batch: Option<usize>,
     /// Tokens one step may run, decode tokens and prefill chunks (default 256).
     pub max_batched_tokens: Option<usize>,
+    /// While streams are decoding, prompt chunks are sized (from what a
+    /// prompt token has cost lately) so a step holds up their next token
+    /// about this long, milliseconds (default 250; 0: whole `prefill_chunk`s).
+    pub decode_stall_ms: Option<u64>,
     /// File holding the fleet's neuron token (first line). Every route but
     /// `/health` then needs `Authorization: Bearer <token>`.
     /// `CORTEX_NEURON_TOKEN` wins over it.

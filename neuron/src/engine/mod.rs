@@ -5,6 +5,7 @@ pub mod admission;
 pub mod chat_template;
 pub mod detokenize;
 pub mod output;
+pub mod pacing;
 pub mod prompt;
 pub mod registry;
 pub mod sampling;

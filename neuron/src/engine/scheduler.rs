@@ -6,16 +6,19 @@
 //!
 //! Budget per step: at most `max_batch` sequences and `max_batched_tokens`
 //! tokens; decoding sequences are served first (one token each), prefill
-//! chunks take what is left. A sequence waits (is not failed) while the
-//! device's memory cannot hold its prompt's KV.
+//! chunks take what is left, sized by time while streams decode (`pacing`).
+//! A sequence waits (is not failed) while the device's memory cannot hold
+//! its prompt's KV.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
 
+use super::pacing::PrefillPacer;
 use super::registry::Registry;
 use super::sequence::{Job, Sequence, Status};
 use crate::events::EventBus;
@@ -30,6 +33,9 @@ pub struct BatchLimits {
     pub max_batched_tokens: usize,
     /// Prompt tokens one sequence prefills per step at most.
     pub prefill_chunk: usize,
+    /// While streams decode, prompt chunks are sized so a step takes about
+    /// this long (zero: whole `prefill_chunk`s always).
+    pub decode_stall: Duration,
 }
 
 impl Default for BatchLimits {
@@ -38,6 +44,7 @@ impl Default for BatchLimits {
             max_batch: 8,
             max_batched_tokens: 256,
             prefill_chunk: 256,
+            decode_stall: Duration::from_millis(250),
         }
     }
 }
@@ -49,6 +56,7 @@ pub struct Scheduler {
     limits: BatchLimits,
     waiting: VecDeque<Job>,
     running: Vec<Sequence>,
+    pacer: PrefillPacer,
 }
 
 impl Scheduler {
@@ -65,6 +73,7 @@ impl Scheduler {
             limits,
             waiting: VecDeque::new(),
             running: Vec::new(),
+            pacer: PrefillPacer::new(limits.decode_stall),
         }
     }
 
@@ -182,9 +191,13 @@ impl Scheduler {
                 budget = budget.saturating_sub(inputs[i].len());
             }
         }
+        let decoding = inputs.iter().any(|input| !input.is_empty());
         for (i, seq) in self.running.iter_mut().enumerate() {
             if seq.prefilling() && budget > 0 {
-                let take = seq.prompt_left().min(self.limits.prefill_chunk).min(budget);
+                let chunk = self
+                    .pacer
+                    .cap(&seq.entry().id, decoding, self.limits.prefill_chunk);
+                let take = seq.prompt_left().min(chunk).min(budget);
                 (inputs[i], kinds[i]) = seq.input(take);
                 budget = budget.saturating_sub(inputs[i].len());
             }
@@ -212,8 +225,19 @@ impl Scheduler {
                         });
                     }
                 }
+                let started = Instant::now();
                 // A panic in a pass fails its sequences, never the device.
-                std::panic::catch_unwind(AssertUnwindSafe(|| model.model.forward_batch(&mut steps)))
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    model.model.forward_batch(&mut steps)
+                }));
+                let prompt_tokens = members
+                    .iter()
+                    .filter(|&&i| kinds[i] == StepKind::Prefill)
+                    .map(|&i| inputs[i].len())
+                    .sum();
+                self.pacer
+                    .observe(&model.id, prompt_tokens, started.elapsed());
+                result
             };
             let logits: Result<Vec<Tensor>, String> = match result {
                 Ok(Ok(l)) => Ok(l),
