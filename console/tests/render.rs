@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cortex_common::event::EventKind;
+use cortex_common::event::{EventKind, RequestEnd};
 use cortex_console::app::{App, Conn, Msg, Pane};
 use cortex_console::client::StreamMsg;
 use cortex_console::fixtures::{T0, big_status, event, sample_status};
@@ -87,8 +87,19 @@ fn app() -> App {
                 decode_tok_s: Some(40.0),
                 duration_ms: 900.0,
                 finish_reason: Some("stop".into()),
-                ended: cortex_common::event::RequestEnd::Done,
+                ended: RequestEnd::Done,
                 error: None,
+            },
+        );
+        // The gateway counts each client request when it is done with it.
+        feed(
+            &mut app,
+            1000 * s + 501,
+            None,
+            EventKind::RequestDone {
+                request_id: format!("r{s}"),
+                model: "smollm2-chat".into(),
+                ended: RequestEnd::Done,
             },
         );
     }
@@ -101,6 +112,16 @@ fn app() -> App {
             model: "smollm2-coder".into(),
             status: 503,
             reason: "queue full".into(),
+        },
+    );
+    feed(
+        &mut app,
+        30_101,
+        Some("beta"),
+        EventKind::RequestDone {
+            request_id: "r99".into(),
+            model: "smollm2-coder".into(),
+            ended: RequestEnd::Error,
         },
     );
     // The 30 requests above each had a matching start in real life.

@@ -249,6 +249,23 @@ impl Gateway {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// An admin call that must succeed; its answer.
+    pub async fn admin_ok(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.admin(path, body.clone()).await;
+        assert_eq!(status, 200, "{path} {body}: {answer}");
+        answer
+    }
+
+    /// Loads `model` (on `node`, or where the gateway places it); the node.
+    pub async fn load(&self, model: &str, node: Option<&str>) -> String {
+        let body = match node {
+            Some(n) => json!({"model": model, "node": n}),
+            None => json!({"model": model}),
+        };
+        let answer = self.admin_ok("/admin/models/load", body).await;
+        answer["node"].as_str().unwrap_or_default().to_string()
+    }
+
     /// A non-streaming chat: status, node that served it, body.
     pub async fn chat(&self, model: &str, max_tokens: u32) -> (u16, Option<String>, Value) {
         let resp = self
