@@ -148,7 +148,11 @@ fn key(app: &mut App, code: KeyCode) {
 
 fn render(app: &mut App, w: u16, h: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
-    terminal.draw(|f| ui::draw(f, app)).unwrap();
+    terminal
+        .draw(|f| {
+            ui::draw(f, app);
+        })
+        .unwrap();
     terminal
 }
 
@@ -282,11 +286,34 @@ fn resizes_cleanly_down_to_tiny_sizes() {
         terminal
             .resize(ratatui::layout::Rect::new(0, 0, w, h))
             .unwrap();
-        terminal.draw(|f| ui::draw(f, &mut app)).unwrap();
+        terminal
+            .draw(|f| {
+                ui::draw(f, &app);
+            })
+            .unwrap();
     }
     // After shrinking and growing back, the frame equals a fresh draw.
     let fresh = render(&mut app, 80, 24);
     assert_eq!(terminal.backend().buffer(), fresh.backend().buffer());
+}
+
+/// Drawing reports the rows a page holds (it changes nothing itself), on
+/// both screens, and more rows on a taller terminal.
+#[test]
+fn drawing_measures_the_page_for_update() {
+    let mut app = app();
+    app.fleet = Fleet::from_status(big_status(8, 60));
+    let page = |app: &App, w: u16, h: u16| {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        let mut drawn = None;
+        terminal.draw(|f| drawn = Some(ui::draw(f, app))).unwrap();
+        drawn.unwrap().page_rows
+    };
+    let (small, tall) = (page(&app, 80, 24), page(&app, 80, 60));
+    assert!(small >= 1 && tall > small, "{small} then {tall}");
+    key(&mut app, KeyCode::Char('r'));
+    let (small, tall) = (page(&app, 80, 24), page(&app, 80, 60));
+    assert!(small >= 1 && tall > small, "requests: {small} then {tall}");
 }
 
 fn colours(buf: &Buffer) -> Vec<Color> {
@@ -304,7 +331,10 @@ fn mono_theme_draws_no_colour_and_themes_change_colours() {
     let mut app = self::app();
     let dark = colours(render(&mut app, 80, 24).backend().buffer());
     assert!(dark.contains(&Color::Cyan));
-    app.set_theme("light");
+    app.update(Msg::theme_loaded(
+        "light".into(),
+        cortex_console::theme::load("light", &[]),
+    ));
     let light = colours(render(&mut app, 80, 24).backend().buffer());
     assert!(light.contains(&Color::Blue));
     assert_ne!(dark, light);
