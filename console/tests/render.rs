@@ -20,22 +20,26 @@ use ratatui::style::Color;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
 
+/// Sends a console stream events `dt` ms after T0, numbered from `seq` on.
+struct Feed {
+    seq: u64,
+}
+
+impl Feed {
+    fn send(&mut self, app: &mut App, dt: u64, node: Option<&str>, kind: EventKind) {
+        let ev = event(self.seq, T0 + dt, node, kind);
+        app.update(Msg::Stream(StreamMsg::Event(Box::new(ev))));
+        self.seq += 1;
+    }
+}
+
 /// A connected console on the sample fleet, a few events into its life.
 fn app() -> App {
     let mut app = App::new("http://127.0.0.1:31313", Theme::dark(), false);
     app.conn = Conn::Connected;
     app.now_ms = T0;
-    let mut seq = 1;
-    let mut feed = |app: &mut App, dt: u64, node: Option<&str>, kind: EventKind| {
-        app.update(Msg::Stream(StreamMsg::Event(Box::new(event(
-            seq,
-            T0 + dt,
-            node,
-            kind,
-        )))));
-        seq += 1;
-    };
-    feed(
+    let mut feed = Feed { seq: 1 };
+    feed.send(
         &mut app,
         0,
         None,
@@ -43,7 +47,7 @@ fn app() -> App {
             status: Box::new(sample_status()),
         },
     );
-    feed(
+    feed.send(
         &mut app,
         100,
         Some("beta"),
@@ -52,7 +56,7 @@ fn app() -> App {
             reason: "most free memory (1.8 GiB)".into(),
         },
     );
-    feed(
+    feed.send(
         &mut app,
         200,
         Some("alpha"),
@@ -63,7 +67,7 @@ fn app() -> App {
             reason: "idle 12m, least recently used".into(),
         },
     );
-    feed(
+    feed.send(
         &mut app,
         300,
         None,
@@ -72,7 +76,7 @@ fn app() -> App {
         },
     );
     for s in 0..30u64 {
-        feed(
+        feed.send(
             &mut app,
             1000 * s + 500,
             Some("alpha"),
@@ -92,7 +96,7 @@ fn app() -> App {
             },
         );
         // The gateway counts each client request when it is done with it.
-        feed(
+        feed.send(
             &mut app,
             1000 * s + 501,
             None,
@@ -103,7 +107,7 @@ fn app() -> App {
             },
         );
     }
-    feed(
+    feed.send(
         &mut app,
         30_100,
         Some("beta"),
@@ -114,7 +118,7 @@ fn app() -> App {
             reason: "queue full".into(),
         },
     );
-    feed(
+    feed.send(
         &mut app,
         30_101,
         Some("beta"),
@@ -368,18 +372,9 @@ fn the_model_column_shows_at_every_width() {
 fn requests_screen_and_a_requests_events() {
     use cortex_console::app::Screen;
     let mut app = app();
-    let mut seq = 100;
-    let mut feed = |app: &mut App, dt: u64, node: Option<&str>, kind: EventKind| {
-        app.update(Msg::Stream(StreamMsg::Event(Box::new(event(
-            seq,
-            T0 + dt,
-            node,
-            kind,
-        )))));
-        seq += 1;
-    };
+    let mut feed = Feed { seq: 100 };
     let id = "gw-7-41";
-    feed(
+    feed.send(
         &mut app,
         30_200,
         Some("alpha"),
@@ -388,7 +383,7 @@ fn requests_screen_and_a_requests_events() {
             model: "smollm2-chat".into(),
         },
     );
-    feed(
+    feed.send(
         &mut app,
         30_210,
         Some("alpha"),
@@ -399,7 +394,7 @@ fn requests_screen_and_a_requests_events() {
             cached_tokens: 380,
         },
     );
-    feed(
+    feed.send(
         &mut app,
         30_260,
         Some("alpha"),
@@ -409,7 +404,7 @@ fn requests_screen_and_a_requests_events() {
             ttft_ms: 48.0,
         },
     );
-    feed(
+    feed.send(
         &mut app,
         30_500,
         Some("beta"),

@@ -272,22 +272,10 @@ fn device_stats_are_authoritative_for_a_node() {
     let mut fleet = Fleet::new();
     fleet.apply(snapshot_event(1));
     let info = ModelInfo {
-        id: "fresh".into(),
-        source: "embedded".into(),
-        state: ModelState::Loaded,
-        architecture: None,
-        device: "cpu".into(),
         memory_bytes: 1,
         in_flight: 3,
         queue_depth: 1,
-        decode_tok_s: None,
-        progress: None,
-        error: None,
-        context_length: None,
-        quant: None,
-        unquantized_bytes: None,
-        kv_cache_bytes: 0,
-        prompt_cache_entries: 0,
+        ..ModelInfo::bare("fresh", "embedded", ModelState::Loaded, "cpu")
     };
     fleet.apply(event(
         2,

@@ -14,9 +14,9 @@ mod requests;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::Style;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Borders};
+use ratatui::widgets::{Block, BorderType, Borders, HighlightSpacing, Row, Table};
 
 use crate::app::{App, Drawn, Mode, Pane, Screen};
 
@@ -108,6 +108,32 @@ fn pane_block<'a>(app: &App, pane: Pane, title: String, right: Option<String>) -
         block = block.title(Line::from(Span::styled(r, t.muted())).right_aligned());
     }
     block
+}
+
+/// A pane's table of `rows`: the `header` muted, the pane's frame, and the
+/// selected row marked ▶ and highlighted — only in bold while another pane
+/// has the focus.
+fn pane_table<'a>(
+    app: &App,
+    pane: Pane,
+    table: Table<'a>,
+    header: Vec<&'a str>,
+    title: String,
+    right: Option<String>,
+) -> Table<'a> {
+    let t = &app.theme;
+    let bold = Modifier::BOLD;
+    table
+        .header(Row::new(header).style(t.muted().add_modifier(bold)))
+        .block(pane_block(app, pane, title, right))
+        .column_spacing(1)
+        .highlight_symbol("▶")
+        .highlight_spacing(HighlightSpacing::Always)
+        .row_highlight_style(if app.focus == pane {
+            t.selected()
+        } else {
+            t.text().add_modifier(bold)
+        })
 }
 
 /// The bottom line: what is being typed, the latest notice, or key hints.
