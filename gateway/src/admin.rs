@@ -244,15 +244,21 @@ async fn remove(
     for (idx, started) in targets {
         let node = state.fleet.lock().node_name(idx);
         if !started {
-            // Another call is unloading it: done when that one is.
-            let (_, gone) = state
+            // Another call is unloading it: done when that one is (and
+            // if that one failed, it is still there).
+            let (seen, _) = state
                 .fleet
                 .wait_replica(idx, &model, UNLOAD_JOIN, |s| {
                     s.state != Some(ReplicaState::Unloading)
                 })
                 .await;
-            if gone {
+            if seen.state.is_none() {
                 nodes.push(node);
+            } else {
+                first_error.get_or_insert(crate::error::upstream(
+                    "unload_failed",
+                    format!("an unload of `{model}` from {node} under way did not finish"),
+                ));
             }
             continue;
         }

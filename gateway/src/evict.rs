@@ -104,7 +104,9 @@ pub async fn unload(
         })
         .await;
     if !gone {
+        // Back to the neuron's last word, rather than unloading forever.
         tracing::warn!(%node, %model, "unloaded, but the node's event stream has not said so within {} s", CONFIRM_TIMEOUT.as_secs());
+        state.fleet.lock().unload_failed(idx, model);
     }
     Ok(())
 }

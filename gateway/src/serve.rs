@@ -97,9 +97,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
 
     let models = state.fleet.catalogue_ids();
     let nodes: Vec<String> = state.cfg.neurons.iter().map(|n| n.name.clone()).collect();
-    state
-        .metrics
-        .prime(&models, &nodes, state.fleet.strategy.as_str());
+    state.metrics.prime(&models, &nodes, state.fleet.strategy);
     for idx in 0..state.fleet.node_count() {
         tokio::spawn(crate::watch::watch_node(state.clone(), idx));
     }

@@ -187,11 +187,13 @@ impl Replica {
     /// The neuron's listing (on connect, and every stats interval) says
     /// this about it. The gateway's own steps under way win over a listing
     /// that may predate them: a reservation over a listed failure (an
-    /// earlier attempt), an unload over a listed load.
+    /// earlier attempt), an unload over a listed load. (A listed failure
+    /// ends an unload: there is nothing to unload.)
     pub(super) fn report(&mut self, info: ModelInfo) {
         let said = ReplicaState::reported(info.state);
         let next = match (self.state, said) {
             (ReplicaState::Reserved, ReplicaState::Failed) => ReplicaState::Reserved,
+            (ReplicaState::Unloading, ReplicaState::Failed) => ReplicaState::Failed,
             (ReplicaState::Unloading, _) => ReplicaState::Unloading,
             (_, said) => said,
         };
@@ -399,6 +401,10 @@ mod tests {
 
     #[test]
     fn a_listing_cannot_undo_an_unload_under_way() {
+        let mut r = Replica::from_report(info(ModelState::Failed), 1);
+        r.begin_unload().unwrap();
+        r.report(info(ModelState::Failed));
+        assert_eq!(r.state(), ReplicaState::Failed, "nothing to unload");
         let mut r = Replica::from_report(info(ModelState::Loaded), 1);
         r.begin_unload().unwrap();
         r.report(info(ModelState::Loaded));

@@ -125,9 +125,7 @@ impl FleetGuard<'_> {
         if let Some(r) = n.replicas.get_mut(model) {
             r.touch(now);
         }
-        let total = n.in_flight_total();
-        self.forget_vanished();
-        total
+        n.in_flight_total()
     }
 
     /// The gateway is done with client request `request_id` for `model`
