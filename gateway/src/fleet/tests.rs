@@ -1,3 +1,7 @@
+//! Server-less tests of the fleet: routing, status, reservations and the
+//! neuron's word on loads, refused steps, request counts, and a snapshot
+//! taken while changes are published counting each change once.
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
