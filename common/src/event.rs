@@ -161,6 +161,16 @@ pub enum EventKind {
         status: u16,
         reason: String,
     },
+    /// The gateway is done with a client request, however it ended:
+    /// answered (`done`), abandoned by its client (`client_gone`), or failed
+    /// (`error`, after its `request_failed`). One per client request,
+    /// whatever its attempts: what a model's `requests_total` counts (and,
+    /// when `error`, its `errors_total`).
+    RequestDone {
+        request_id: String,
+        model: String,
+        ended: RequestEnd,
+    },
     /// The request's node (the event's `node`) failed before the request
     /// had sent its client anything; it is being sent again, to another
     /// replica or after a cold load.
@@ -203,6 +213,7 @@ impl EventKind {
             EventKind::RequestRouted { .. } => "request_routed",
             EventKind::ModelWaiting { .. } => "model_waiting",
             EventKind::RequestFailed { .. } => "request_failed",
+            EventKind::RequestDone { .. } => "request_done",
             EventKind::RequestRetried { .. } => "request_retried",
             EventKind::Histograms { .. } => "histograms",
         }

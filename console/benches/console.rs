@@ -60,7 +60,9 @@ fn render_frame(c: &mut Criterion) {
         group.bench_function(format!("frame_64x256_{w}x{h}"), |b| {
             b.iter(|| {
                 terminal
-                    .draw(|f| ui::draw(f, &mut app))
+                    .draw(|f| {
+                        ui::draw(f, &app);
+                    })
                     .expect("draw on the test backend");
                 // Force a full redraw next time, as a resize would.
                 terminal.clear().expect("clear");

@@ -1,10 +1,10 @@
 //! The console's state and its update function. Everything that happens —
-//! a key, a fleet event, an admin call's answer, a tick — arrives as a
-//! [`Msg`]; [`App::update`] changes the state and returns the [`Effect`]s
-//! the runtime must carry out (admin calls, quitting). Nothing here does I/O,
-//! so tests drive it with synthetic keys and events.
-
-use std::path::PathBuf;
+//! a key, a fleet event, an admin call's answer, a theme file read, the
+//! last frame's layout, a tick — arrives as a [`Msg`]; [`App::update`]
+//! changes the state and returns the [`Effect`]s the runtime must carry out
+//! (admin calls, reading a theme, quitting). Nothing here does I/O, so
+//! tests drive it with synthetic keys and events; drawing (`ui`) only reads
+//! it.
 
 use cortex_common::status::{NodeState, NodeStatus, PlacementState};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -14,7 +14,7 @@ use crate::command::{self, Command};
 use crate::fleet::{Fleet, Level, ModelView};
 use crate::keys::{self, Action};
 use crate::requests::RequestLog;
-use crate::theme::{self, Theme};
+use crate::theme::{self, Theme, ThemeError};
 
 /// How long an informational notice stays in the footer.
 const NOTICE_MS: u64 = 6_000;
@@ -53,11 +53,39 @@ pub enum Msg {
     },
     /// The clock moved (wall clock, ms since the epoch).
     Tick(u64),
+    /// A theme asked for with [`Effect::LoadTheme`] was read (or not).
+    ThemeLoaded {
+        name: String,
+        result: Result<Theme, String>,
+    },
+    /// What the frame just drawn measured.
+    Drawn(Drawn),
+}
+
+impl Msg {
+    /// The answer to [`Effect::LoadTheme`].
+    pub fn theme_loaded(name: String, result: Result<Theme, ThemeError>) -> Self {
+        Msg::ThemeLoaded {
+            name,
+            result: result.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// What drawing measured that keys depend on: drawing reports it, the
+/// runtime passes it back as [`Msg::Drawn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drawn {
+    /// Rows of the list that pages (models, or requests), for PageUp/Down.
+    pub page_rows: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     Admin(AdminRequest),
+    /// Read the theme of this name (a file, or a built-in), answering
+    /// with [`Msg::ThemeLoaded`].
+    LoadTheme(String),
     Quit,
 }
 
@@ -127,7 +155,6 @@ pub struct App {
     pub gateway: String,
     pub readonly: bool,
     pub theme: Theme,
-    pub theme_dirs: Vec<PathBuf>,
     /// `NO_COLOR` was set: `:theme` cannot bring colour back.
     pub no_color: bool,
     pub conn: Conn,
@@ -146,7 +173,7 @@ pub struct App {
     /// Show the console's own log (tui-logger) instead of fleet events.
     pub show_console_log: bool,
     pub now_ms: u64,
-    /// Rows of the last drawn models/nodes/log panes, for paging.
+    /// Rows of the list that pages, as the last frame drew it.
     pub page_rows: usize,
     /// Requests in flight and recent, fed by the same event stream.
     pub requests: RequestLog,
@@ -163,7 +190,6 @@ impl App {
             gateway: gateway.to_string(),
             readonly,
             theme,
-            theme_dirs: Vec::new(),
             no_color: false,
             conn: Conn::Connecting,
             focus: Pane::Models,
@@ -310,6 +336,20 @@ impl App {
             }
             Msg::Tick(now) => {
                 self.now_ms = now;
+                Vec::new()
+            }
+            Msg::ThemeLoaded { name, result } => {
+                match result {
+                    Ok(t) => {
+                        self.theme = t;
+                        self.notify(Level::Info, format!("theme {name}"));
+                    }
+                    Err(e) => self.notify(Level::Error, e),
+                }
+                Vec::new()
+            }
+            Msg::Drawn(d) => {
+                self.page_rows = d.page_rows.max(1);
                 Vec::new()
             }
         }
@@ -465,10 +505,7 @@ impl App {
                 self.mode = Mode::Help;
                 Vec::new()
             }
-            Command::Theme { name } => {
-                self.set_theme(&name);
-                Vec::new()
-            }
+            Command::Theme { name } => self.load_theme(name),
             Command::Load { model, node } => self.send(AdminRequest::Load { model, node }),
             Command::Pin { model } => self.send(AdminRequest::Pin { model }),
             Command::Unpin { model } => self.send(AdminRequest::Unpin { model }),
@@ -483,18 +520,13 @@ impl App {
         }
     }
 
-    pub fn set_theme(&mut self, name: &str) {
+    /// Asks the runtime for theme `name` (reading it is I/O).
+    fn load_theme(&mut self, name: String) -> Vec<Effect> {
         if self.no_color && name != theme::MONO {
             self.notify(Level::Warn, "NO_COLOR is set: staying monochrome");
-            return;
+            return Vec::new();
         }
-        match theme::load(name, &self.theme_dirs) {
-            Ok(t) => {
-                self.theme = t;
-                self.notify(Level::Info, format!("theme {name}"));
-            }
-            Err(e) => self.notify(Level::Error, e.to_string()),
-        }
+        vec![Effect::LoadTheme(name)]
     }
 
     fn on_dialog_key(&mut self, dialog: Dialog, key: KeyEvent) -> Vec<Effect> {

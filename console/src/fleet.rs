@@ -414,7 +414,6 @@ impl Fleet {
             EventKind::RequestFinished {
                 model,
                 completion_tokens,
-                ended,
                 ..
             } => {
                 self.finished.push_back((ts, completion_tokens as u64));
@@ -424,11 +423,7 @@ impl Fleet {
                 }
                 let view = self.model_entry(&model, "");
                 view.status.in_flight = view.status.in_flight.saturating_sub(1);
-                view.status.requests_total += 1;
                 view.add_tokens(ts / 1000, completion_tokens as u64);
-                if ended == RequestEnd::Error {
-                    view.status.errors_total += 1;
-                }
                 if let Some(n) = &node {
                     if let Some(p) = view.status.placements.iter_mut().find(|p| &p.node == n) {
                         p.in_flight = p.in_flight.saturating_sub(1);
@@ -463,11 +458,16 @@ impl Fleet {
             EventKind::Unpinned { model } => {
                 self.model_entry(&model, "").status.pinned = false;
             }
-            EventKind::RequestFailed { model, .. } => {
-                if let Some(view) = self.models.get_mut(&model) {
+            // What the gateway's `requests_total` and `errors_total` count:
+            // one per client request, however many attempts it took.
+            EventKind::RequestDone { model, ended, .. } => {
+                let view = self.model_entry(&model, "");
+                view.status.requests_total += 1;
+                if ended == RequestEnd::Error {
                     view.status.errors_total += 1;
                 }
             }
+            EventKind::RequestFailed { .. } => {}
             EventKind::Histograms {
                 model,
                 ttft_ms,

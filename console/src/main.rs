@@ -148,13 +148,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let theme = if no_color {
         Theme::mono()
     } else {
-        theme::load(&args.theme, &dirs)?
+        let (name, in_dirs) = (args.theme.clone(), dirs.clone());
+        tokio::task::spawn_blocking(move || theme::load(&name, &in_dirs))
+            .await
+            .context("reading the theme")??
     };
     let client = Client::new(&args.gateway, args.token.clone())?;
     init_logging();
 
     let mut app = App::new(client.base(), theme, args.readonly);
-    app.theme_dirs = dirs;
     app.no_color = no_color;
     app.now_ms = cortex_common::now_ms();
 
@@ -165,7 +167,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .run_event_stream(stream_tx, Backoff::default())
             .await
     });
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    // What effects carried out off the loop answer (admin calls, themes).
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Msg>();
 
     let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
     let _restore = RestoreTerminal;
@@ -174,9 +177,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
     loop {
+        let mut drawn = None;
         terminal
-            .draw(|frame| ui::draw(frame, &mut app))
+            .draw(|frame| drawn = Some(ui::draw(frame, &app)))
             .context("cannot draw")?;
+        if let Some(d) = drawn.filter(|d| d.page_rows != app.page_rows) {
+            app.update(Msg::Drawn(d));
+        }
         let msg = tokio::select! {
             ev = term_events.next() => match ev {
                 Some(Ok(TermEvent::Key(key))) => Some(Msg::Key(key)),
@@ -185,7 +192,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 None => break,
             },
             Some(s) = stream_rx.recv() => Some(Msg::Stream(s)),
-            Some((request, result)) = done_rx.recv() => Some(Msg::ActionDone { request, result }),
+            Some(answer) = done_rx.recv() => Some(answer),
             _ = tick.tick() => Some(Msg::Tick(cortex_common::now_ms())),
         };
         let mut effects = match msg {
@@ -212,7 +219,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         if let Err(e) = &result {
                             tracing::warn!(action = %request.describe(), error = %e, "admin action failed");
                         }
-                        let _ = done.send((request, result));
+                        let _ = done.send(Msg::ActionDone { request, result });
+                    });
+                }
+                Effect::LoadTheme(name) => {
+                    // A file read: off the loop.
+                    let dirs = dirs.clone();
+                    let done = done_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let result = theme::load(&name, &dirs);
+                        let _ = done.send(Msg::theme_loaded(name, result));
                     });
                 }
             }

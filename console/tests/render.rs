@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cortex_common::event::EventKind;
+use cortex_common::event::{EventKind, RequestEnd};
 use cortex_console::app::{App, Conn, Msg, Pane};
 use cortex_console::client::StreamMsg;
 use cortex_console::fixtures::{T0, big_status, event, sample_status};
@@ -20,22 +20,26 @@ use ratatui::style::Color;
 
 const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
 
+/// Sends a console stream events `dt` ms after T0, numbered from `seq` on.
+struct Feed {
+    seq: u64,
+}
+
+impl Feed {
+    fn send(&mut self, app: &mut App, dt: u64, node: Option<&str>, kind: EventKind) {
+        let ev = event(self.seq, T0 + dt, node, kind);
+        app.update(Msg::Stream(StreamMsg::Event(Box::new(ev))));
+        self.seq += 1;
+    }
+}
+
 /// A connected console on the sample fleet, a few events into its life.
 fn app() -> App {
     let mut app = App::new("http://127.0.0.1:31313", Theme::dark(), false);
     app.conn = Conn::Connected;
     app.now_ms = T0;
-    let mut seq = 1;
-    let mut feed = |app: &mut App, dt: u64, node: Option<&str>, kind: EventKind| {
-        app.update(Msg::Stream(StreamMsg::Event(Box::new(event(
-            seq,
-            T0 + dt,
-            node,
-            kind,
-        )))));
-        seq += 1;
-    };
-    feed(
+    let mut feed = Feed { seq: 1 };
+    feed.send(
         &mut app,
         0,
         None,
@@ -43,7 +47,7 @@ fn app() -> App {
             status: Box::new(sample_status()),
         },
     );
-    feed(
+    feed.send(
         &mut app,
         100,
         Some("beta"),
@@ -52,7 +56,7 @@ fn app() -> App {
             reason: "most free memory (1.8 GiB)".into(),
         },
     );
-    feed(
+    feed.send(
         &mut app,
         200,
         Some("alpha"),
@@ -63,7 +67,7 @@ fn app() -> App {
             reason: "idle 12m, least recently used".into(),
         },
     );
-    feed(
+    feed.send(
         &mut app,
         300,
         None,
@@ -72,7 +76,7 @@ fn app() -> App {
         },
     );
     for s in 0..30u64 {
-        feed(
+        feed.send(
             &mut app,
             1000 * s + 500,
             Some("alpha"),
@@ -87,12 +91,23 @@ fn app() -> App {
                 decode_tok_s: Some(40.0),
                 duration_ms: 900.0,
                 finish_reason: Some("stop".into()),
-                ended: cortex_common::event::RequestEnd::Done,
+                ended: RequestEnd::Done,
                 error: None,
             },
         );
+        // The gateway counts each client request when it is done with it.
+        feed.send(
+            &mut app,
+            1000 * s + 501,
+            None,
+            EventKind::RequestDone {
+                request_id: format!("r{s}"),
+                model: "smollm2-chat".into(),
+                ended: RequestEnd::Done,
+            },
+        );
     }
-    feed(
+    feed.send(
         &mut app,
         30_100,
         Some("beta"),
@@ -101,6 +116,16 @@ fn app() -> App {
             model: "smollm2-coder".into(),
             status: 503,
             reason: "queue full".into(),
+        },
+    );
+    feed.send(
+        &mut app,
+        30_101,
+        Some("beta"),
+        EventKind::RequestDone {
+            request_id: "r99".into(),
+            model: "smollm2-coder".into(),
+            ended: RequestEnd::Error,
         },
     );
     // The 30 requests above each had a matching start in real life.
@@ -127,7 +152,11 @@ fn key(app: &mut App, code: KeyCode) {
 
 fn render(app: &mut App, w: u16, h: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
-    terminal.draw(|f| ui::draw(f, app)).unwrap();
+    terminal
+        .draw(|f| {
+            ui::draw(f, app);
+        })
+        .unwrap();
     terminal
 }
 
@@ -261,11 +290,34 @@ fn resizes_cleanly_down_to_tiny_sizes() {
         terminal
             .resize(ratatui::layout::Rect::new(0, 0, w, h))
             .unwrap();
-        terminal.draw(|f| ui::draw(f, &mut app)).unwrap();
+        terminal
+            .draw(|f| {
+                ui::draw(f, &app);
+            })
+            .unwrap();
     }
     // After shrinking and growing back, the frame equals a fresh draw.
     let fresh = render(&mut app, 80, 24);
     assert_eq!(terminal.backend().buffer(), fresh.backend().buffer());
+}
+
+/// Drawing reports the rows a page holds (it changes nothing itself), on
+/// both screens, and more rows on a taller terminal.
+#[test]
+fn drawing_measures_the_page_for_update() {
+    let mut app = app();
+    app.fleet = Fleet::from_status(big_status(8, 60));
+    let page = |app: &App, w: u16, h: u16| {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        let mut drawn = None;
+        terminal.draw(|f| drawn = Some(ui::draw(f, app))).unwrap();
+        drawn.unwrap().page_rows
+    };
+    let (small, tall) = (page(&app, 80, 24), page(&app, 80, 60));
+    assert!(small >= 1 && tall > small, "{small} then {tall}");
+    key(&mut app, KeyCode::Char('r'));
+    let (small, tall) = (page(&app, 80, 24), page(&app, 80, 60));
+    assert!(small >= 1 && tall > small, "requests: {small} then {tall}");
 }
 
 fn colours(buf: &Buffer) -> Vec<Color> {
@@ -283,7 +335,10 @@ fn mono_theme_draws_no_colour_and_themes_change_colours() {
     let mut app = self::app();
     let dark = colours(render(&mut app, 80, 24).backend().buffer());
     assert!(dark.contains(&Color::Cyan));
-    app.set_theme("light");
+    app.update(Msg::theme_loaded(
+        "light".into(),
+        cortex_console::theme::load("light", &[]),
+    ));
     let light = colours(render(&mut app, 80, 24).backend().buffer());
     assert!(light.contains(&Color::Blue));
     assert_ne!(dark, light);
@@ -317,18 +372,9 @@ fn the_model_column_shows_at_every_width() {
 fn requests_screen_and_a_requests_events() {
     use cortex_console::app::Screen;
     let mut app = app();
-    let mut seq = 100;
-    let mut feed = |app: &mut App, dt: u64, node: Option<&str>, kind: EventKind| {
-        app.update(Msg::Stream(StreamMsg::Event(Box::new(event(
-            seq,
-            T0 + dt,
-            node,
-            kind,
-        )))));
-        seq += 1;
-    };
+    let mut feed = Feed { seq: 100 };
     let id = "gw-7-41";
-    feed(
+    feed.send(
         &mut app,
         30_200,
         Some("alpha"),
@@ -337,7 +383,7 @@ fn requests_screen_and_a_requests_events() {
             model: "smollm2-chat".into(),
         },
     );
-    feed(
+    feed.send(
         &mut app,
         30_210,
         Some("alpha"),
@@ -348,7 +394,7 @@ fn requests_screen_and_a_requests_events() {
             cached_tokens: 380,
         },
     );
-    feed(
+    feed.send(
         &mut app,
         30_260,
         Some("alpha"),
@@ -358,7 +404,7 @@ fn requests_screen_and_a_requests_events() {
             ttft_ms: 48.0,
         },
     );
-    feed(
+    feed.send(
         &mut app,
         30_500,
         Some("beta"),

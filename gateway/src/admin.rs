@@ -23,13 +23,17 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::{AppError, unauthorized};
-use crate::evict::{self, Eviction};
+use crate::events::Subscription;
+use crate::evict::{self, Eviction, EvictionCause};
 use crate::extract::{bearer, json_body, same, typed};
+use crate::fleet::ReplicaState;
 use crate::load::ensure_loaded;
 use crate::state::AppState;
 
 /// Interval of keepalive comments on `/admin/events`.
 const EVENTS_KEEPALIVE: Duration = Duration::from_secs(15);
+/// Longest an unload waits for one another call started on the same replica.
+const UNLOAD_JOIN: Duration = Duration::from_secs(60);
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
@@ -60,11 +64,8 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
     }
 }
 
-pub fn fleet_status(state: &AppState) -> FleetStatus {
-    let mut status = {
-        let mut g = state.fleet.lock();
-        g.status(&state.fleet.catalogue, state.fleet.strategy)
-    };
+/// The fleet's status with the depth of the gateway's wait lines.
+fn with_waiting(state: &AppState, mut status: FleetStatus) -> FleetStatus {
     for m in &mut status.models {
         m.waiting = state.waitlists.waiting(&m.id);
     }
@@ -72,19 +73,23 @@ pub fn fleet_status(state: &AppState) -> FleetStatus {
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> axum::Json<FleetStatus> {
-    axum::Json(fleet_status(&state))
+    axum::Json(with_waiting(&state, state.fleet.status()))
 }
 
-fn snapshot(state: &AppState, seq: u64) -> Event {
-    Event {
+/// Subscribes after `last_seen`; the snapshot event to start from when
+/// what was missed cannot be replayed.
+fn subscribe(state: &AppState, last_seen: Option<u64>) -> (Subscription, Option<Event>) {
+    let (sub, status) = state.fleet.subscribe(last_seen);
+    let snapshot = status.map(|s| Event {
         v: EVENT_SCHEMA_VERSION,
-        seq,
+        seq: sub.last_seq,
         ts_ms: cortex_common::now_ms(),
         node: None,
         kind: EventKind::Snapshot {
-            status: Box::new(fleet_status(state)),
+            status: Box::new(with_waiting(state, s)),
         },
-    }
+    });
+    (sub, snapshot)
 }
 
 fn sse(event: &Event) -> Result<SseEvent, Infallible> {
@@ -103,17 +108,15 @@ async fn events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let sub = state.bus.subscribe(last_seen);
+    let (sub, snapshot) = subscribe(&state, last_seen);
     let stream = async_stream::stream! {
         let mut rx = sub.rx;
         let mut sent = sub.last_seq;
-        match sub.replay {
-            Some(missed) => {
-                for e in missed {
-                    yield sse(&e);
-                }
-            }
-            None => yield sse(&snapshot(&state, sub.last_seq)),
+        for e in sub.replay.unwrap_or_default() {
+            yield sse(&e);
+        }
+        if let Some(s) = snapshot {
+            yield sse(&s);
         }
         loop {
             match rx.recv().await {
@@ -131,10 +134,12 @@ async fn events(
                         }
                     }
                     None => {
-                        let again = state.bus.subscribe(None);
+                        let (again, snapshot) = subscribe(&state, None);
                         rx = again.rx;
                         sent = again.last_seq;
-                        yield sse(&snapshot(&state, sent));
+                        if let Some(s) = snapshot {
+                            yield sse(&s);
+                        }
                     }
                 },
                 Err(RecvError::Closed) => break,
@@ -177,7 +182,9 @@ async fn load(
 ) -> Result<axum::Json<Value>, AppError> {
     let a = action(body)?;
     let model = known(&state, &a.model)?;
-    let node = ensure_loaded(&state, &model, a.node.as_deref()).await?;
+    let node = ensure_loaded(&state, &model, a.node.as_deref())
+        .await
+        .map_err(ApiError::from)?;
     Ok(axum::Json(
         json!({"model": model, "node": node, "state": "loaded"}),
     ))
@@ -207,27 +214,20 @@ async fn remove(
     evict: bool,
 ) -> Result<axum::Json<Value>, AppError> {
     let model = known(state, &a.model)?;
-    let targets: Vec<usize> = {
+    // (node, whether this call started its unload).
+    let targets: Vec<(usize, bool)> = {
         let mut g = state.fleet.lock();
         if let Some(n) = &a.node
-            && !g.nodes.iter().any(|v| &v.name == n)
+            && g.node_index(n).is_none()
         {
             return Err(
                 ApiError::not_found("node_not_found", format!("no neuron is named `{n}`")).into(),
             );
         }
-        let idxs: Vec<usize> = g
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.up && n.reported.contains_key(&model))
-            .filter(|(_, n)| a.node.as_ref().is_none_or(|want| *want == n.name))
-            .map(|(i, _)| i)
-            .collect();
-        for i in &idxs {
-            g.nodes[*i].unloading.insert(model.clone());
-        }
-        idxs
+        g.resident_on(&model, a.node.as_deref())
+            .into_iter()
+            .filter_map(|i| g.begin_unload(i, &model).ok().map(|started| (i, started)))
+            .collect()
     };
     if targets.is_empty() {
         return Err(ApiError::not_found(
@@ -241,14 +241,34 @@ async fn remove(
     }
     let mut nodes = Vec::new();
     let mut first_error = None;
-    for idx in targets {
+    for (idx, started) in targets {
+        let node = state.fleet.lock().node_name(idx);
+        if !started {
+            // Another call is unloading it: done when that one is (and
+            // if that one failed, it is still there).
+            let (seen, _) = state
+                .fleet
+                .wait_replica(idx, &model, UNLOAD_JOIN, |s| {
+                    s.state != Some(ReplicaState::Unloading)
+                })
+                .await;
+            if seen.state.is_none() {
+                nodes.push(node);
+            } else {
+                first_error.get_or_insert(crate::error::upstream(
+                    "unload_failed",
+                    format!("an unload of `{model}` from {node} under way did not finish"),
+                ));
+            }
+            continue;
+        }
         let why = evict.then(|| Eviction {
             for_model: "",
-            strategy: "operator",
+            cause: EvictionCause::Operator,
             reason: "evicted by an operator".into(),
         });
         match evict::unload(state, idx, &model, why).await {
-            Ok(()) => nodes.push(state.fleet.lock().nodes[idx].name.clone()),
+            Ok(()) => nodes.push(node),
             Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -288,28 +308,12 @@ fn set_pin(
         .into());
     }
     let model = known(state, &a.model)?;
-    let changed = {
-        let mut g = state.fleet.lock();
-        let rt = g.runtime(&model);
-        let changed = rt.pinned != pinned;
-        rt.pinned = pinned;
-        changed
-    };
+    let changed = state.fleet.lock().set_pinned(&model, pinned);
     if let Some(store) = &state.pins {
         store.record(&model, pinned);
     }
     if changed {
         tracing::info!(%model, pinned, "pin changed by an operator");
-        let kind = if pinned {
-            EventKind::Pinned {
-                model: model.clone(),
-            }
-        } else {
-            EventKind::Unpinned {
-                model: model.clone(),
-            }
-        };
-        state.bus.publish(None, kind);
     }
     Ok(axum::Json(json!({"model": model, "pinned": pinned})))
 }

@@ -75,10 +75,7 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let s = {
-        let mut g = state.fleet.lock();
-        g.status(&state.fleet.catalogue, state.fleet.strategy)
-    };
+    let s = state.fleet.status();
     let code = match s.health {
         FleetHealth::Down => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::OK,
@@ -95,15 +92,8 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 async fn list_models(State(state): State<Arc<AppState>>) -> axum::Json<ModelList> {
     let g = state.fleet.lock();
     let catalogue = &state.fleet.catalogue;
-    let mut ids: Vec<String> = catalogue.models.iter().map(|m| m.id.clone()).collect();
-    for n in g.nodes.iter().filter(|n| n.up) {
-        for id in n.reported.keys() {
-            if !ids.contains(id) {
-                ids.push(id.clone());
-            }
-        }
-    }
-    let data = ids
+    let data = g
+        .listed_ids()
         .into_iter()
         .map(|id| {
             let entry = catalogue.get(&id);

@@ -130,7 +130,10 @@ pub fn cap_event(kind: &mut EventKind) {
             cap(strategy);
             cap(reason);
         }
-        EventKind::RequestRouted { request_id, model } => {
+        EventKind::RequestRouted { request_id, model }
+        | EventKind::RequestDone {
+            request_id, model, ..
+        } => {
             cap(request_id);
             cap(model);
         }

@@ -6,9 +6,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cortex_common::error::{ApiError, ErrorKind};
 
-/// Code of a transient "no room right now" answer from placement: the router
-/// keeps the request queued and tries again until its deadline.
-pub const CAPACITY_BUSY: &str = "capacity_busy";
+/// Code of a transient "no room right now" answer from placement, when it
+/// reaches a client (the router retries [`LoadError::Busy`] until the
+/// request's deadline first).
+const CAPACITY_BUSY: &str = "capacity_busy";
 
 /// [`ApiError`] as an axum response.
 #[derive(Debug)]
@@ -30,6 +31,49 @@ impl IntoResponse for AppError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
+    }
+}
+
+/// Why a load did not happen.
+#[derive(Debug, Clone)]
+pub enum LoadError {
+    /// No room for the model yet, but room is being made (a victim still
+    /// serves, another load is under way): the same load can succeed soon,
+    /// so a request waits and asks again.
+    Busy {
+        model: String,
+        reason: String,
+        retry_after_secs: u32,
+    },
+    /// Anything else, as the client is told.
+    Failed(ApiError),
+}
+
+impl From<ApiError> for LoadError {
+    fn from(e: ApiError) -> Self {
+        LoadError::Failed(e)
+    }
+}
+
+impl From<LoadError> for ApiError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Busy {
+                retry_after_secs, ..
+            } => unavailable(CAPACITY_BUSY, e.to_string(), retry_after_secs),
+            LoadError::Failed(e) => e,
+        }
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Busy { model, reason, .. } => {
+                write!(f, "no room for `{model}` yet: {reason}")
+            }
+            LoadError::Failed(e) => f.write_str(&e.message),
+        }
     }
 }
 

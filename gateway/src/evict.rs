@@ -5,80 +5,110 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cortex_common::config::gateway::EvictionStrategy;
 use cortex_common::error::ApiError;
-use cortex_common::event::EventKind;
-use cortex_common::neuron_api::{ModelState, UnloadReason, UnloadRequest};
+use cortex_common::neuron_api::{UnloadReason, UnloadRequest};
 
 use crate::error::{from_upstream_body, upstream};
+use crate::fleet::{Idle, ReplicaState};
 use crate::metrics::EvictionLabels;
 use crate::state::AppState;
 
-/// Why an automatic unload happens.
+/// Why the gateway evicts a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictionCause {
+    /// Placement needed the room, and the strategy picked it.
+    Strategy(EvictionStrategy),
+    /// It idled past its model's `ttl`.
+    Ttl,
+    /// An operator asked (`/admin/models/evict`).
+    Operator,
+}
+
+impl EvictionCause {
+    /// As the `evicted` event's `strategy` and the metric's `reason` say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionCause::Strategy(s) => s.as_str(),
+            EvictionCause::Ttl => "ttl",
+            EvictionCause::Operator => "operator",
+        }
+    }
+
+    /// What the neuron is told (its `model_unloaded` event says it).
+    fn unload_reason(self) -> UnloadReason {
+        match self {
+            EvictionCause::Ttl => UnloadReason::Ttl,
+            EvictionCause::Strategy(_) | EvictionCause::Operator => UnloadReason::Evicted,
+        }
+    }
+}
+
+/// Why an automatic (or operator) eviction happens.
 pub struct Eviction<'a> {
-    /// The model that needs the room; empty for ttl.
+    /// The model that needs the room; empty for ttl and operators.
     pub for_model: &'a str,
-    /// `lru`, `priority` or `ttl`.
-    pub strategy: &'a str,
+    pub cause: EvictionCause,
     pub reason: String,
 }
 
+/// Longest an unload the neuron answered as done may take to show in its
+/// event stream.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Unloads `model` from node `idx`, which the caller has already marked
-/// unloading in the fleet view (so nothing new is routed there).
+/// unloading in the fleet (`begin_unload`, so nothing new is routed there);
+/// returns once the neuron's event stream says it is gone.
 pub async fn unload(
     state: &AppState,
     idx: usize,
     model: &str,
     why: Option<Eviction<'_>>,
 ) -> Result<(), ApiError> {
-    let (node, endpoint) = {
-        let g = state.fleet.lock();
-        (g.nodes[idx].name.clone(), g.nodes[idx].endpoint.clone())
-    };
-    let reason = match &why {
-        Some(w) if w.strategy == "ttl" => UnloadReason::Ttl,
-        Some(_) => UnloadReason::Evicted,
-        None => UnloadReason::Requested,
-    };
+    let (node, endpoint) = state.fleet.lock().node_addr(idx);
+    let reason = why
+        .as_ref()
+        .map(|w| w.cause.unload_reason())
+        .unwrap_or(UnloadReason::Requested);
     let result = post_unload(state.neurons.control(idx), &endpoint, model, reason).await;
-    // Counted and published before the view changes, so whoever sees the
-    // replica gone also sees why.
-    match &result {
-        Ok(()) => {
-            if let Some(why) = why {
-                tracing::info!(%node, %model, for_model = why.for_model, "evicted: {}", why.reason);
-                state
-                    .metrics
-                    .evictions
-                    .get_or_create(&EvictionLabels {
-                        model: model.to_string(),
-                        node: node.clone(),
-                        reason: why.strategy.to_string(),
-                    })
-                    .inc();
-                state.bus.publish(
-                    Some(node),
-                    EventKind::Evicted {
-                        model: model.to_string(),
-                        for_model: why.for_model.to_string(),
-                        strategy: why.strategy.to_string(),
-                        reason: why.reason,
-                    },
-                );
-            } else {
-                tracing::info!(%node, %model, "unloaded on request");
-            }
+    if let Err(e) = &result {
+        tracing::warn!(%node, %model, "unload failed: {}", e.message);
+        state.fleet.lock().unload_failed(idx, model);
+        return result;
+    }
+    match why {
+        Some(why) => {
+            tracing::info!(%node, %model, for_model = why.for_model, "evicted: {}", why.reason);
+            let cause = why.cause.as_str();
+            state
+                .metrics
+                .evictions
+                .get_or_create(&EvictionLabels {
+                    model: model.to_string(),
+                    node: node.clone(),
+                    reason: cause.to_string(),
+                })
+                .inc();
+            state
+                .fleet
+                .lock()
+                .evicted(idx, model, why.for_model, cause, why.reason);
         }
-        Err(e) => tracing::warn!(%node, %model, "unload failed: {}", e.message),
+        None => tracing::info!(%node, %model, "unloaded on request"),
     }
-    let mut g = state.fleet.lock();
-    let n = &mut g.nodes[idx];
-    n.unloading.remove(model);
-    if result.is_ok() {
-        n.reported.remove(model);
-        n.pending.remove(model);
+    // The neuron's word (its event, or its next listing) ends the replica.
+    let (_, gone) = state
+        .fleet
+        .wait_replica(idx, model, CONFIRM_TIMEOUT, |s| {
+            !s.up || s.state != Some(ReplicaState::Unloading)
+        })
+        .await;
+    if !gone {
+        // Back to the neuron's last word, rather than unloading forever.
+        tracing::warn!(%node, %model, "unloaded, but the node's event stream has not said so within {} s", CONFIRM_TIMEOUT.as_secs());
+        state.fleet.lock().unload_failed(idx, model);
     }
-    drop(g);
-    result
+    Ok(())
 }
 
 async fn post_unload(
@@ -113,50 +143,33 @@ pub async fn ttl_task(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         let now = cortex_common::now_ms();
-        let mut due = Vec::new();
-        {
+        let ttls: Vec<(String, u64)> = state
+            .fleet
+            .catalogue
+            .models
+            .iter()
+            .filter_map(|m| m.ttl.map(|t| (m.id.clone(), t.as_millis() as u64)))
+            .collect();
+        let due: Vec<Idle> = {
             let mut g = state.fleet.lock();
-            let ttls: Vec<(String, u64)> = state
-                .fleet
-                .catalogue
-                .models
-                .iter()
-                .filter_map(|m| m.ttl.map(|t| (m.id.clone(), t.as_millis() as u64)))
-                .filter(|(id, _)| !g.is_pinned(id))
-                .collect();
-            for (idx, n) in g.nodes.iter_mut().enumerate() {
-                if !n.up {
-                    continue;
-                }
-                for (id, ttl_ms) in &ttls {
-                    let idle = n
-                        .reported
-                        .get(id)
-                        .is_some_and(|m| m.state == ModelState::Loaded && m.in_flight == 0)
-                        && !n.unloading.contains(id)
-                        && !n.pending.contains_key(id)
-                        && n.in_flight.get(id).copied().unwrap_or(0) == 0;
-                    let last = n.last_used.get(id).copied().unwrap_or(now);
-                    if idle && now.saturating_sub(last) >= *ttl_ms {
-                        n.unloading.insert(id.clone());
-                        due.push((idx, id.clone(), now - last, *ttl_ms));
-                    }
-                }
-            }
-        }
-        for (idx, id, idle_ms, ttl_ms) in due {
+            let idle = g.idle_past_ttl(&ttls, now);
+            idle.into_iter()
+                .filter(|i| g.begin_unload(i.idx, &i.model) == Ok(true))
+                .collect()
+        };
+        for idle in due {
             let state = state.clone();
             tokio::spawn(async move {
                 let why = Eviction {
                     for_model: "",
-                    strategy: "ttl",
+                    cause: EvictionCause::Ttl,
                     reason: format!(
                         "idle for {:.1} s, ttl {:.1} s",
-                        idle_ms as f64 / 1000.0,
-                        ttl_ms as f64 / 1000.0
+                        idle.idle_ms as f64 / 1000.0,
+                        idle.ttl_ms as f64 / 1000.0
                     ),
                 };
-                let _ = unload(&state, idx, &id, Some(why)).await;
+                let _ = unload(&state, idle.idx, &idle.model, Some(why)).await;
             });
         }
     }

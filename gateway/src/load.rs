@@ -6,19 +6,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cortex_common::config::models::ModelEntry;
 use cortex_common::error::{ApiError, ErrorKind};
 use cortex_common::event::EventKind;
-use cortex_common::neuron_api::{LifecycleResponse, LoadRequest};
+use cortex_common::neuron_api::LoadRequest;
 use futures::FutureExt;
 
-use crate::error::{CAPACITY_BUSY, from_upstream_body, unavailable, upstream};
-use crate::evict::{self, Eviction};
+use crate::error::{LoadError, from_upstream_body, unavailable, upstream};
+use crate::evict::{self, Eviction, EvictionCause};
+use crate::fleet::{ReplicaState, Seen};
 use crate::metrics::model_node;
-use crate::placement::{self, Decision};
+use crate::placement::{self, Decision, Victim};
 use crate::state::AppState;
 
 /// Longest a neuron may take to load a model.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Longest a load the neuron answered as done may take to show in its
+/// event stream (a stream silent for this long is dropped as hung).
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a load should go.
 #[derive(Debug, Clone)]
@@ -39,7 +44,7 @@ pub async fn ensure_loaded(
     state: &Arc<AppState>,
     model: &str,
     node: Option<&str>,
-) -> Result<String, ApiError> {
+) -> Result<String, LoadError> {
     let (key, target) = match node {
         Some(n) => (format!("{model}@{n}"), Target::Node(n.to_string())),
         None => (model.to_string(), Target::Any),
@@ -54,7 +59,7 @@ pub async fn add_replica(
     state: &Arc<AppState>,
     model: &str,
     why: String,
-) -> Result<String, ApiError> {
+) -> Result<String, LoadError> {
     single_flight(
         state,
         format!("{model}+replica"),
@@ -69,7 +74,7 @@ async fn single_flight(
     key: String,
     model: &str,
     target: Target,
-) -> Result<String, ApiError> {
+) -> Result<String, LoadError> {
     let fut = {
         let mut map = state.loads.map();
         match map.get(&key) {
@@ -84,7 +89,7 @@ async fn single_flight(
                 });
                 let fut = async move {
                     task.await.unwrap_or_else(|e| {
-                        Err(ApiError::internal(format!("load task failed: {e}")))
+                        Err(ApiError::internal(format!("load task failed: {e}")).into())
                     })
                 }
                 .boxed()
@@ -97,116 +102,59 @@ async fn single_flight(
     fut.await
 }
 
-async fn load_once(state: &Arc<AppState>, model: &str, target: Target) -> Result<String, ApiError> {
-    let retry = state.cfg.gateway.retry_after_secs;
+/// What `load_once` decided under the fleet's lock.
+enum Decided {
+    /// A replica serves the model already, on this node.
+    Serving(String),
+    /// Load it there.
+    Load(Placed),
+}
+
+/// Where a load goes, and what it does first.
+struct Placed {
+    idx: usize,
+    node: String,
+    evict: Vec<Victim>,
+    /// This load reserved the room (rather than joining one under way).
+    reserved: bool,
+}
+
+async fn load_once(
+    state: &Arc<AppState>,
+    model: &str,
+    target: Target,
+) -> Result<String, LoadError> {
     let entry = state.fleet.entry(model).cloned();
     let strategy = state.fleet.strategy;
-    // Decide and reserve under one lock, so concurrent loads of other
-    // models see this one's memory and victims.
-    let (idx, node_name, evictions, source) = {
-        let mut g = state.fleet.lock();
-        // Only what models.toml declares is loaded from a source; a source
-        // a neuron reports for itself is never sent to another node (it
-        // names a path there). Anything else is asked for by its id, which
-        // the neuron resolves within its own model roots.
-        let source = entry
-            .as_ref()
-            .map(|e| e.source().to_string())
-            .unwrap_or_else(|| model.to_string());
-        let named = match &target {
-            Target::Node(n) => {
-                Some(g.nodes.iter().position(|v| &v.name == n).ok_or_else(|| {
-                    ApiError::not_found("node_not_found", format!("no neuron is named `{n}`"))
-                })?)
-            }
-            Target::Any | Target::NewReplica(_) => None,
-        };
-        let servable = match (&target, named) {
-            (_, Some(i)) => g.nodes[i].servable(model).then_some(i),
-            (Target::Any, None) => g.replicas(model).first().copied(),
-            _ => None,
-        };
-        if let Some(i) = servable {
-            return Ok(g.nodes[i].name.clone());
-        }
-        let joining = match (&target, named) {
-            (_, Some(i)) => g.loading_on(model).filter(|l| *l == i),
-            (Target::Any, None) => g.loading_on(model),
-            _ => None,
-        };
-        if let Some(i) = joining {
-            // A load is already under way there (the neuron joins it).
-            (i, g.nodes[i].name.clone(), Vec::new(), source)
-        } else {
-            let only_on = match &target {
-                Target::Any => None,
-                Target::Node(n) => Some(vec![n.clone()]),
-                Target::NewReplica(_) => {
-                    let free = g.nodes_without(model, entry.as_ref());
-                    if free.is_empty() {
-                        return Err(unavailable(
-                            "no_capacity",
-                            format!("every node that may run `{model}` already holds it"),
-                            retry,
-                        ));
-                    }
-                    Some(free)
-                }
-            };
-            let want = g.want(entry.as_ref(), model, only_on);
-            let candidates = g.candidates(&state.fleet.catalogue);
-            match placement::plan(&candidates, &want, strategy) {
-                Decision::Place(mut plan) => {
-                    let Some(i) = g.nodes.iter().position(|v| v.name == plan.node) else {
-                        return Err(ApiError::internal("placement chose an unknown node"));
-                    };
-                    if let Target::NewReplica(why) = &target {
-                        plan.reason = format!("scale-out ({why}): {}", plan.reason);
-                    }
-                    g.nodes[i].pending.insert(model.to_string(), want.bytes);
-                    for v in &plan.evict {
-                        g.nodes[i].unloading.insert(v.model.clone());
-                    }
-                    tracing::info!(%model, node = %plan.node, "placement: {}", plan.reason);
-                    state.bus.publish(
-                        Some(plan.node.clone()),
-                        EventKind::PlacementDecided {
-                            model: model.to_string(),
-                            reason: plan.reason.clone(),
-                        },
-                    );
-                    (i, plan.node, plan.evict, source)
-                }
-                Decision::Wait(reason) => {
-                    return Err(unavailable(
-                        CAPACITY_BUSY,
-                        format!("no room for `{model}` yet: {reason}"),
-                        retry,
-                    ));
-                }
-                Decision::Impossible(reason) => {
-                    return Err(unavailable(
-                        "no_capacity",
-                        format!("no node can load `{model}` now: {reason}"),
-                        retry,
-                    ));
-                }
-            }
-        }
+    // Only what models.toml declares is loaded from a source; a source
+    // a neuron reports for itself is never sent to another node (it
+    // names a path there). Anything else is asked for by its id, which
+    // the neuron resolves within its own model roots.
+    let source = entry
+        .as_ref()
+        .map(|e| e.source().to_string())
+        .unwrap_or_else(|| model.to_string());
+    let Placed {
+        idx,
+        node: node_name,
+        evict,
+        reserved,
+    } = match decide(state, model, entry.as_ref(), &target)? {
+        Decided::Serving(node) => return Ok(node),
+        Decided::Load(at) => at,
     };
-    let mut victims = evictions.into_iter();
+    let mut victims = evict.into_iter();
     while let Some(v) = victims.next() {
         let why = Eviction {
             for_model: model,
-            strategy: strategy.as_str(),
+            cause: EvictionCause::Strategy(strategy),
             reason: v.reason.clone(),
         };
         if let Err(e) = evict::unload(state, idx, &v.model, Some(why)).await {
             let mut g = state.fleet.lock();
-            let n = &mut g.nodes[idx];
-            n.pending.remove(model);
+            g.abandon_load(idx, model);
             for rest in victims {
-                n.unloading.remove(&rest.model);
+                g.unload_failed(idx, &rest.model);
             }
             return Err(upstream(
                 "eviction_failed",
@@ -214,7 +162,8 @@ async fn load_once(state: &Arc<AppState>, model: &str, target: Target) -> Result
                     "could not evict `{}` from {node_name} to make room: {}",
                     v.model, e.message
                 ),
-            ));
+            )
+            .into());
         }
     }
     state.bus.publish(
@@ -230,18 +179,145 @@ async fn load_once(state: &Arc<AppState>, model: &str, target: Target) -> Result
         .inc();
     let quant = entry.as_ref().and_then(|e| e.quant.clone());
     tracing::info!(%model, node = %node_name, %source, quant = ?quant, "cold load");
-    let result = post_load(state, idx, model, &source, quant).await;
+    let result = match post_load(state, idx, model, &source, quant).await {
+        Ok(()) => confirmed(state, idx, model, &node_name).await,
+        Err(e) => Err(LoadError::Failed(e)),
+    };
+    if let Err(e) = &result {
+        if reserved {
+            state.fleet.lock().abandon_load(idx, model);
+        }
+        tracing::warn!(%model, node = %node_name, "load failed: {e}");
+    }
+    result.map(|()| node_name)
+}
+
+/// Under the fleet's lock: a node already serving `model`, or where to load
+/// it, with the room reserved and the victims marked; so concurrent loads
+/// of other models see this one's memory and victims.
+fn decide(
+    state: &AppState,
+    model: &str,
+    entry: Option<&ModelEntry>,
+    target: &Target,
+) -> Result<Decided, LoadError> {
+    let retry = state.cfg.gateway.retry_after_secs;
     let mut g = state.fleet.lock();
-    match result {
-        Ok(resp) => {
-            g.mark_loaded(idx, model, &source, resp.memory_bytes);
-            Ok(node_name)
+    let named = match target {
+        Target::Node(n) => Some(g.node_index(n).ok_or_else(|| {
+            ApiError::not_found("node_not_found", format!("no neuron is named `{n}`"))
+        })?),
+        Target::Any | Target::NewReplica(_) => None,
+    };
+    let servable = match (target, named) {
+        (_, Some(i)) => g.servable_on(i, model).then_some(i),
+        (Target::Any, None) => g.replicas(model).first().copied(),
+        _ => None,
+    };
+    if let Some(i) = servable {
+        return Ok(Decided::Serving(g.node_name(i)));
+    }
+    let joining = match (target, named) {
+        (_, Some(i)) => g.loading_on(model).filter(|l| *l == i),
+        (Target::Any, None) => g.loading_on(model),
+        _ => None,
+    };
+    if let Some(i) = joining {
+        // A load is already under way there (the neuron joins it).
+        return Ok(Decided::Load(Placed {
+            idx: i,
+            node: g.node_name(i),
+            evict: Vec::new(),
+            reserved: false,
+        }));
+    }
+    let only_on = match target {
+        Target::Any => None,
+        Target::Node(n) => Some(vec![n.clone()]),
+        Target::NewReplica(_) => {
+            let free = g.nodes_without(model, entry);
+            if free.is_empty() {
+                return Err(unavailable(
+                    "no_capacity",
+                    format!("every node that may run `{model}` already holds it"),
+                    retry,
+                )
+                .into());
+            }
+            Some(free)
         }
-        Err(e) => {
-            g.nodes[idx].pending.remove(model);
-            tracing::warn!(%model, node = %node_name, "load failed: {}", e.message);
-            Err(e)
+    };
+    let want = g.want(entry, model, only_on);
+    let busy = |reason: String| LoadError::Busy {
+        model: model.to_string(),
+        reason,
+        retry_after_secs: retry,
+    };
+    match placement::plan(&g.candidates(), &want, state.fleet.strategy) {
+        Decision::Place(mut plan) => {
+            let Some(i) = g.node_index(&plan.node) else {
+                return Err(ApiError::internal("placement chose an unknown node").into());
+            };
+            if let Target::NewReplica(why) = target {
+                plan.reason = format!("scale-out ({why}): {}", plan.reason);
+            }
+            let victims: Vec<String> = plan.evict.iter().map(|v| v.model.clone()).collect();
+            tracing::info!(%model, node = %plan.node, "placement: {}", plan.reason);
+            g.reserve(i, model, want.bytes, &victims, plan.reason)
+                .map_err(|refused| busy(refused.to_string()))?;
+            Ok(Decided::Load(Placed {
+                idx: i,
+                node: plan.node,
+                evict: plan.evict,
+                reserved: true,
+            }))
         }
+        Decision::Wait(reason) => Err(busy(reason)),
+        Decision::Impossible(reason) => Err(unavailable(
+            "no_capacity",
+            format!("no node can load `{model}` now: {reason}"),
+            retry,
+        )
+        .into()),
+    }
+}
+
+/// After the neuron answered a load as done: waits for its event stream to
+/// say so (the fleet records a load by the neuron's word alone).
+async fn confirmed(state: &AppState, idx: usize, model: &str, node: &str) -> Result<(), LoadError> {
+    let (seen, settled) = state
+        .fleet
+        .wait_replica(idx, model, CONFIRM_TIMEOUT, |s| {
+            !s.up
+                || !matches!(
+                    s.state,
+                    Some(ReplicaState::Reserved | ReplicaState::Loading)
+                )
+        })
+        .await;
+    let failed = |why: String| Err(LoadError::Failed(upstream("load_failed", why)));
+    match seen {
+        Seen { up: false, .. } => failed(format!("{node} went down while loading `{model}`")),
+        _ if !settled => failed(format!(
+            "{node} answered that `{model}` is loaded, but its event stream has not said so within {} s",
+            CONFIRM_TIMEOUT.as_secs()
+        )),
+        Seen {
+            state: Some(ReplicaState::Loaded),
+            ..
+        } => Ok(()),
+        Seen {
+            state: Some(ReplicaState::Unloading),
+            ..
+        } => Err(LoadError::Busy {
+            model: model.to_string(),
+            reason: format!("it is being unloaded from {node} again"),
+            retry_after_secs: state.cfg.gateway.retry_after_secs,
+        }),
+        Seen { state, .. } => failed(format!(
+            "{node} answered that `{model}` is loaded, then reported it {}",
+            state.map(|s| s.as_str()).unwrap_or("gone")
+        )),
     }
 }
 
@@ -251,8 +327,8 @@ async fn post_load(
     model: &str,
     source: &str,
     quant: Option<String>,
-) -> Result<LifecycleResponse, ApiError> {
-    let endpoint = state.fleet.lock().nodes[idx].endpoint.clone();
+) -> Result<(), ApiError> {
+    let (_, endpoint) = state.fleet.lock().node_addr(idx);
     let resp = state
         .neurons
         .control(idx)
@@ -267,11 +343,8 @@ async fn post_load(
         .await
         .map_err(|e| upstream("load_failed", format!("loading `{model}`: {e}")))?;
     let status = resp.status().as_u16();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| upstream("load_failed", format!("loading `{model}`: {e}")))?;
     if !(200..300).contains(&status) {
+        let body = resp.bytes().await.unwrap_or_default();
         let e = from_upstream_body(status, &body);
         let kind = match e.kind {
             ErrorKind::Overloaded => ErrorKind::Overloaded,
@@ -285,6 +358,5 @@ async fn post_load(
                 .then_some(state.cfg.gateway.retry_after_secs),
         });
     }
-    serde_json::from_slice(&body)
-        .map_err(|e| upstream("load_failed", format!("unreadable load answer: {e}")))
+    Ok(())
 }

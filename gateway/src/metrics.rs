@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use cortex_common::config::gateway::EvictionStrategy;
 use cortex_common::histogram::{TOK_S_BUCKETS, TTFT_MS_BUCKETS};
 
 /// Content type of [`Metrics::render`]'s output (Prometheus text 0.0.4).
@@ -230,8 +231,10 @@ impl Metrics {
 
     /// Creates every series of the known models and nodes at zero, so
     /// `rate()`, `increase()` and alerts see them before the first event.
-    /// Error series are per code and appear with their first error.
-    pub fn prime(&self, models: &[String], nodes: &[String], eviction_reason: &str) {
+    /// Error series are per code and appear with their first error;
+    /// eviction series under the configured `strategy` (ttl and operator
+    /// evictions appear with their first).
+    pub fn prime(&self, models: &[String], nodes: &[String], strategy: EvictionStrategy) {
         for node in nodes {
             let n = NodeLabel { node: node.clone() };
             self.node_up.get_or_create(&n).set(0);
@@ -255,7 +258,7 @@ impl Metrics {
                 drop(self.evictions.get_or_create(&EvictionLabels {
                     model: model.clone(),
                     node: node.clone(),
-                    reason: eviction_reason.to_string(),
+                    reason: strategy.as_str().to_string(),
                 }));
             }
         }
@@ -333,7 +336,11 @@ mod tests {
     #[test]
     fn primed_series_are_exported_at_zero() {
         let m = Metrics::new();
-        m.prime(&["smol".into()], &["a".into(), "b".into()], "lru");
+        m.prime(
+            &["smol".into()],
+            &["a".into(), "b".into()],
+            EvictionStrategy::Lru,
+        );
         let text = m.render();
         for line in [
             "cortex_requests_total{model=\"smol\",node=\"b\"} 0",

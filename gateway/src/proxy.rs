@@ -16,7 +16,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use cortex_common::error::{ApiError, ErrorKind};
-use cortex_common::event::EventKind;
+use cortex_common::event::{EventKind, RequestEnd};
 use cortex_common::openai::ChatCompletionResponse;
 use futures::StreamExt;
 
@@ -94,7 +94,8 @@ impl Record {
         }
     }
 
-    fn count(&self) {
+    /// Counted once per client request, however it `ended`.
+    fn count(&self, ended: RequestEnd) {
         let node = self.node.clone().unwrap_or_default();
         let m = &self.state.metrics;
         let l = model_node(&self.model, &node);
@@ -104,18 +105,20 @@ impl Record {
                 .get_or_create(&l)
                 .observe(self.started.elapsed().as_secs_f64());
         }
-        self.state.fleet.lock().runtime(&self.model).requests_total += 1;
+        self.state
+            .fleet
+            .lock()
+            .request_done(&self.id, &self.model, self.node.as_deref(), ended);
     }
 
     fn ok(mut self) {
         self.done = true;
-        self.count();
+        self.count(RequestEnd::Done);
         tracing::debug!(id = %self.id, model = %self.model, node = ?self.node, "request done");
     }
 
     fn fail(mut self, err: &ApiError) {
         self.done = true;
-        self.count();
         let node = self.node.clone().unwrap_or_default();
         self.state
             .metrics
@@ -126,7 +129,6 @@ impl Record {
                 code: err.code.to_string(),
             })
             .inc();
-        self.state.fleet.lock().runtime(&self.model).errors_total += 1;
         tracing::warn!(id = %self.id, model = %self.model, %node, status = err.status(), "request failed: {}", err.message);
         self.state.bus.publish(
             self.node.clone(),
@@ -137,13 +139,14 @@ impl Record {
                 reason: err.message.clone(),
             },
         );
+        self.count(RequestEnd::Error);
     }
 }
 
 impl Drop for Record {
     fn drop(&mut self) {
         if !self.done {
-            self.count();
+            self.count(RequestEnd::ClientGone);
             tracing::info!(id = %self.id, model = %self.model, node = ?self.node, "client went away");
         }
     }

@@ -81,12 +81,8 @@ impl Retries {
 
 /// Waits until `node` is marked down (returns at once if it is already).
 async fn settle(state: &AppState, node: &str) {
-    let mut rx = {
-        let g = state.fleet.lock();
-        match g.nodes.iter().find(|n| n.name == node) {
-            Some(n) if n.up => n.epoch.subscribe(),
-            _ => return,
-        }
+    let Some(mut rx) = state.fleet.lock().down_signal(node) else {
+        return;
     };
     let _ = rx.changed().await;
 }

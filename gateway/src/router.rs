@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use cortex_common::error::ApiError;
 
-use crate::error::{CAPACITY_BUSY, unavailable};
-use crate::fleet::Replica;
+use crate::error::{LoadError, unavailable};
+use crate::fleet::Route;
 use crate::load::ensure_loaded;
 use crate::metrics::NodeLabel;
 use crate::state::AppState;
@@ -17,17 +17,17 @@ use crate::state::AppState;
 /// A request's claim on a replica; released (in-flight count, last use) on drop.
 pub struct Lease {
     state: Arc<AppState>,
-    pub replica: Replica,
+    pub replica: Route,
     pub model: String,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let total = {
-            let mut g = self.state.fleet.lock();
-            g.end(self.replica.idx, &self.model);
-            g.nodes[self.replica.idx].in_flight_total()
-        };
+        let total = self
+            .state
+            .fleet
+            .lock()
+            .release(self.replica.idx, &self.model);
         self.state.waitlists.freed(&self.model);
         self.state
             .metrics
@@ -41,12 +41,7 @@ impl Drop for Lease {
 
 /// A servable replica right now, if there is one.
 pub fn try_acquire(state: &Arc<AppState>, model: &str) -> Option<Lease> {
-    let (replica, total) = {
-        let mut g = state.fleet.lock();
-        let idx = *g.replicas(model).first()?;
-        g.begin(idx, model);
-        (g.replica(idx), g.nodes[idx].in_flight_total())
-    };
+    let (replica, total) = state.fleet.lock().lease(model)?;
     state
         .metrics
         .node_in_flight
@@ -71,10 +66,10 @@ pub async fn acquire(state: Arc<AppState>, model: String) -> Result<Lease, ApiEr
         }
         match ensure_loaded(&state, &model, None).await {
             Ok(_) => {}
-            Err(e) if e.code == CAPACITY_BUSY && Instant::now() < deadline => {
+            Err(LoadError::Busy { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
         if Instant::now() >= deadline {
             return Err(unavailable(
@@ -91,7 +86,6 @@ pub async fn acquire(state: Arc<AppState>, model: String) -> Result<Lease, ApiEr
 
 /// The fleet view said `model` was on this replica but the neuron says it
 /// is not: stop routing there until its events say otherwise.
-pub fn forget(state: &AppState, replica: &Replica, model: &str) {
-    let mut g = state.fleet.lock();
-    g.nodes[replica.idx].reported.remove(model);
+pub fn forget(state: &AppState, replica: &Route, model: &str) {
+    state.fleet.lock().not_served(replica.idx, model);
 }

@@ -95,7 +95,7 @@ fn consider(state: &Arc<AppState>, model: &str, waiting: u32) {
     tokio::spawn(async move {
         match add_replica(&state, &model, why).await {
             Ok(node) => tracing::info!(%model, %node, "scale-out: another replica is serving"),
-            Err(e) => tracing::info!(%model, "scale-out not possible now: {}", e.message),
+            Err(e) => tracing::info!(%model, "scale-out not possible now: {e}"),
         }
     });
 }

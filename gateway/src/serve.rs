@@ -95,17 +95,9 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     state.restore_pins();
     let state = Arc::new(state);
 
-    let models: Vec<String> = state
-        .fleet
-        .catalogue
-        .models
-        .iter()
-        .map(|m| m.id.clone())
-        .collect();
+    let models = state.fleet.catalogue_ids();
     let nodes: Vec<String> = state.cfg.neurons.iter().map(|n| n.name.clone()).collect();
-    state
-        .metrics
-        .prime(&models, &nodes, state.fleet.strategy.as_str());
+    state.metrics.prime(&models, &nodes, state.fleet.strategy);
     for idx in 0..state.fleet.node_count() {
         tokio::spawn(crate::watch::watch_node(state.clone(), idx));
     }

@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use cortex_common::error::ApiError;
 use futures::future::{BoxFuture, Shared};
 
-type LoadFuture = Shared<BoxFuture<'static, Result<String, ApiError>>>;
+use crate::error::LoadError;
+
+type LoadFuture = Shared<BoxFuture<'static, Result<String, LoadError>>>;
 
 /// Loads under way, by model (or `model@node` for a load on a named node).
 #[derive(Default)]

@@ -3,6 +3,7 @@
 //! single-flight loads and the gateway's wait lines. One type, given once
 //! to the router; modules reach it here, never through `serve`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cortex_common::config::gateway::GatewayConfig;
@@ -18,7 +19,8 @@ use crate::single_flight::Loads;
 pub struct AppState {
     pub cfg: GatewayConfig,
     pub fleet: Fleet,
-    pub bus: EventBus,
+    /// The `/admin/events` bus; the fleet publishes its changes on it too.
+    pub bus: Arc<EventBus>,
     pub metrics: Metrics,
     /// The HTTP clients toward each neuron, each with that node's token.
     pub neurons: NeuronClients,
@@ -26,16 +28,20 @@ pub struct AppState {
     /// Requests waiting at the gateway for room on a replica, per model.
     pub waitlists: crate::waitlist::Waitlists,
     /// Runtime pins kept across restarts; `None` without a state directory.
-    pub pins: Option<std::sync::Arc<crate::pin_store::PinStore>>,
+    pub pins: Option<Arc<crate::pin_store::PinStore>>,
     next_request: AtomicU64,
     boot_id: u64,
 }
 
 impl AppState {
     pub fn new(cfg: GatewayConfig, catalogue: ModelsConfig) -> anyhow::Result<Self> {
+        let bus = Arc::new(EventBus::new(
+            cfg.gateway.event_buffer,
+            cfg.gateway.event_buffer_bytes,
+        ));
         Ok(AppState {
-            fleet: Fleet::new(&cfg, catalogue),
-            bus: EventBus::new(cfg.gateway.event_buffer, cfg.gateway.event_buffer_bytes),
+            fleet: Fleet::new(&cfg, catalogue, bus.clone()),
+            bus,
             metrics: Metrics::new(),
             neurons: NeuronClients::new(&cfg)?,
             loads: Loads::default(),
@@ -73,7 +79,7 @@ impl AppState {
         {
             let mut g = self.fleet.lock();
             for (model, pinned) in &overrides {
-                g.runtime(model).pinned = *pinned;
+                g.restore_pin(model, *pinned);
             }
         }
         if !overrides.is_empty() {

@@ -30,10 +30,7 @@ const HANDSHAKE: Duration = Duration::from_secs(5);
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 pub async fn watch_node(state: Arc<AppState>, idx: usize) {
-    let (name, endpoint) = {
-        let g = state.fleet.lock();
-        (g.nodes[idx].name.clone(), g.nodes[idx].endpoint.clone())
-    };
+    let (name, endpoint) = state.fleet.lock().node_addr(idx);
     // This node's control client: it carries the node's token.
     let client = state.neurons.control(idx).clone();
     let mut backoff = MIN_BACKOFF;
@@ -42,18 +39,12 @@ pub async fn watch_node(state: Arc<AppState>, idx: usize) {
         match connect(&client, &endpoint).await {
             Ok((stream, discovery, models)) => {
                 logged_failure = false;
-                {
-                    let mut g = state.fleet.lock();
-                    g.node_up(idx, discovery.devices.clone(), models.models);
-                }
+                state
+                    .fleet
+                    .lock()
+                    .node_up(idx, discovery.devices, models.models);
                 update_gauges(&state, idx);
                 tracing::info!(node = %name, %endpoint, "node up");
-                state.bus.publish(
-                    Some(name.clone()),
-                    EventKind::NodeUp {
-                        endpoint: endpoint.clone(),
-                    },
-                );
                 let since = Instant::now();
                 let reason = consume(&state, idx, &name, stream).await;
                 backoff = if since.elapsed() >= STABLE_AFTER {
@@ -72,12 +63,12 @@ pub async fn watch_node(state: Arc<AppState>, idx: usize) {
                             .lock()
                             .node_up(idx, discovery.devices, models.models);
                         let reason = consume(&state, idx, &name, stream).await;
-                        mark_down(&state, idx, &name, &endpoint, &reason);
+                        mark_down(&state, idx, &name, &reason);
                     } else {
-                        mark_down(&state, idx, &name, &endpoint, &reason);
+                        mark_down(&state, idx, &name, &reason);
                     }
                 } else {
-                    mark_down(&state, idx, &name, &endpoint, &reason);
+                    mark_down(&state, idx, &name, &reason);
                 }
             }
             Err(e) => {
@@ -85,8 +76,10 @@ pub async fn watch_node(state: Arc<AppState>, idx: usize) {
                     tracing::warn!(node = %name, %endpoint, "cannot reach neuron: {e:#}");
                     logged_failure = true;
                 }
-                let mut g = state.fleet.lock();
-                g.nodes[idx].reason = Some(format!("unreachable: {e:#}"));
+                state
+                    .fleet
+                    .lock()
+                    .unreachable(idx, format!("unreachable: {e:#}"));
             }
         }
         tokio::time::sleep(backoff).await;
@@ -179,27 +172,19 @@ async fn consume(state: &AppState, idx: usize, name: &str, stream: ByteStream) -
         }
         echo::cap_event(&mut event.kind);
         let stats = matches!(event.kind, EventKind::DeviceStats { .. });
-        state.fleet.lock().apply(idx, &event.kind);
         record_metrics(state, name, &event.kind);
+        state.fleet.lock().apply(idx, event.kind);
         if stats {
             update_gauges(state, idx);
         }
-        state.bus.publish(Some(name.to_string()), event.kind);
     }
 }
 
-fn mark_down(state: &AppState, idx: usize, name: &str, endpoint: &str, reason: &str) {
+fn mark_down(state: &AppState, idx: usize, name: &str, reason: &str) {
     let was_up = state.fleet.lock().node_down(idx, reason);
     update_gauges(state, idx);
     if was_up {
         tracing::warn!(node = %name, "node down: {reason}");
-        state.bus.publish(
-            Some(name.to_string()),
-            EventKind::NodeDown {
-                endpoint: endpoint.to_string(),
-                reason: reason.to_string(),
-            },
-        );
     }
 }
 
@@ -233,8 +218,7 @@ fn record_metrics(state: &AppState, node: &str, kind: &EventKind) {
 
 /// Node, device and replica gauges from the current view.
 pub fn update_gauges(state: &AppState, idx: usize) {
-    let g = state.fleet.lock();
-    let n = &g.nodes[idx];
+    let n = state.fleet.lock().gauges(idx);
     let m = &state.metrics;
     let node = NodeLabel {
         node: n.name.clone(),
@@ -242,7 +226,7 @@ pub fn update_gauges(state: &AppState, idx: usize) {
     m.node_up.get_or_create(&node).set(i64::from(n.up));
     m.node_in_flight
         .get_or_create(&node)
-        .set(i64::from(n.in_flight_total()));
+        .set(i64::from(n.in_flight));
     for d in &n.devices {
         let l = DeviceLabels {
             node: n.name.clone(),
@@ -257,14 +241,14 @@ pub fn update_gauges(state: &AppState, idx: usize) {
             0
         });
     }
-    for info in n.reported.values() {
-        let l = model_node(&info.id, &n.name);
+    for (model, in_flight, queued) in &n.models {
+        let l = model_node(model, &n.name);
         m.model_in_flight
             .get_or_create(&l)
-            .set(i64::from(info.in_flight));
+            .set(i64::from(*in_flight));
         m.model_queue_depth
             .get_or_create(&l)
-            .set(i64::from(info.queue_depth));
+            .set(i64::from(*queued));
     }
 }
 

@@ -312,10 +312,7 @@ async fn chaos_fleet() -> (Vec<Child>, Gateway) {
     )
     .await;
     for n in NODES {
-        let (code, body) = gw
-            .admin("/admin/models/load", json!({"model": "smol", "node": n}))
-            .await;
-        assert_eq!(code, 200, "loading smol on {n}: {body}");
+        gw.load("smol", Some(n)).await;
     }
     (nodes, gw)
 }
@@ -336,24 +333,8 @@ async fn every_node_rejoins_and_serves(gw: &Gateway, nodes: &mut [Child], rng: &
         restarted.elapsed()
     );
     for n in nodes.iter() {
-        let (code, body) = gw
-            .admin(
-                "/admin/models/load",
-                json!({"model": "smol", "node": n.name}),
-            )
-            .await;
-        assert_eq!(
-            code, 200,
-            "loading smol on {} after the chaos: {body}",
-            n.name
-        );
-        let resp = gw
-            .http
-            .post(format!("{}/v1/chat/completions", n.url))
-            .json(&chat_body("smol", 4, false))
-            .send()
-            .await
-            .expect("a chat straight to the neuron");
+        gw.load("smol", Some(&n.name)).await;
+        let resp = post_chat(&gw.http, &n.url, &chat_body("smol", 4, false)).await;
         assert_eq!(resp.status(), 200, "{} serves after the chaos", n.name);
     }
 }
@@ -493,10 +474,7 @@ async fn a_neuron_that_never_answers_is_routed_around() {
     gw.wait_status("a and b up", Duration::from_secs(20), |s| s.nodes_up == 2)
         .await;
     for n in ["a", "b"] {
-        let (code, body) = gw
-            .admin("/admin/models/load", json!({"model": "smol", "node": n}))
-            .await;
-        assert_eq!(code, 200, "{body}");
+        gw.load("smol", Some(n)).await;
     }
     // The hole is down, and says why once its handshake has timed out.
     let s = gw
@@ -621,8 +599,7 @@ async fn slow_loris_connections_are_closed_and_others_served() {
         "header_read_timeout = \"1s\"",
     )
     .await;
-    let (status, _, body) = gw.chat("smol", 2).await;
-    assert_eq!(status, 200, "warm-up: {body}");
+    gw.warm("smol").await;
 
     let mut lorises = slow_lorises(gw.url.trim_start_matches("http://"), 200).await;
     lorises.extend(slow_lorises(a.url.trim_start_matches("http://"), 200).await);
@@ -642,12 +619,7 @@ async fn slow_loris_connections_are_closed_and_others_served() {
         }
     }
     let asked = Instant::now();
-    let resp = fresh
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .json(&chat_body("smol", 2, false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_chat(&fresh, &gw.url, &chat_body("smol", 2, false)).await;
     assert_eq!(resp.status(), 200);
     let chat = asked.elapsed();
     // A health check takes about a millisecond; 500 ms leaves room for a

@@ -3,6 +3,7 @@
 //! left behind; nor does SIGKILL leave any.
 
 mod demo_fleet;
+mod support;
 
 use std::time::Duration;
 

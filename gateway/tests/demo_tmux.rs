@@ -9,6 +9,7 @@
 //! next to the test binary or named by CORTEX_CONSOLE_BIN.
 
 mod demo_fleet;
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -29,17 +29,9 @@ fn long_chat(model: &str, max_tokens: u32, stream: bool) -> Value {
 /// coming, succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_unstreamed_answer_outlives_a_short_idle_timeout() {
-    let a = neuron("a", 250);
-    let gw = gateway(
-        &[&a],
-        "lru",
-        &models_toml(&[("smol", "")]),
-        "upstream_idle_timeout = \"1s\"",
-    )
-    .await;
+    let (_a, gw) = smol_on_one_node("upstream_idle_timeout = \"1s\"").await;
     // Warm: the cold load is not what this is about.
-    let (status, _, body) = gw.chat("smol", 2).await;
-    assert_eq!(status, 200, "{body}");
+    gw.warm("smol").await;
 
     let started = Instant::now();
     let resp = gw
@@ -85,10 +77,7 @@ async fn requests_queued_on_a_killed_neuron_are_retried_elsewhere() {
         text.lines().any(|l| l == "cortex_retries_total 0"),
         "the retry counter is exported from the start:\n{text}"
     );
-    let (code, body) = gw
-        .admin("/admin/models/load", json!({"model": "smol", "node": "a"}))
-        .await;
-    assert_eq!(code, 200, "{body}");
+    gw.load("smol", Some("a")).await;
     let mut events = gw.events(None).await;
 
     // One stream generating on a, its first token received...
@@ -132,15 +121,7 @@ async fn requests_queued_on_a_killed_neuron_are_retried_elsewhere() {
     // All five are with neuron a: it reports them in flight.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let models: Value = gw
-            .http
-            .get(format!("{}/models", a.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let models: Value = get_json(&gw.http, &format!("{}/models", a.url)).await;
         let in_flight = models["models"]
             .as_array()
             .and_then(|m| m.iter().find(|m| m["id"] == "smol"))
@@ -234,14 +215,7 @@ async fn requests_queued_on_a_killed_neuron_are_retried_elsewhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_loris_is_closed_after_the_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let a = neuron("a", 250);
-    let gw = gateway(
-        &[&a],
-        "lru",
-        &models_toml(&[("smol", "")]),
-        "header_read_timeout = \"1s\"",
-    )
-    .await;
+    let (_a, gw) = smol_on_one_node("header_read_timeout = \"1s\"").await;
     let addr = gw.url.trim_start_matches("http://").to_string();
     let mut loris = tokio::net::TcpStream::connect(&addr).await.unwrap();
     loris
@@ -286,11 +260,6 @@ async fn a_slow_loris_is_closed_after_the_header_timeout() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let resp = fresh
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .json(&chat_body("smol", 2, false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_chat(&fresh, &gw.url, &chat_body("smol", 2, false)).await;
     assert_eq!(resp.status(), 200);
 }

@@ -56,15 +56,7 @@ async fn two_neurons_catalogue_chat_balancing_and_admin_auth() {
     let gw = gateway(&[&a, &b], "lru", &models_toml(&[("smol", "")]), "").await;
 
     // One catalogue over both nodes: not loaded yet, loadable on either.
-    let list: Value = gw
-        .http
-        .get(format!("{}/v1/models", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = gw.get_json("/v1/models").await;
     assert_eq!(list["object"], "list");
     let card = &list["data"][0];
     assert_eq!(card["id"], "smol");
@@ -129,15 +121,7 @@ async fn two_neurons_catalogue_chat_balancing_and_admin_auth() {
         loaded,
         json!({"model": "smol", "node": other, "state": "loaded"})
     );
-    let list: Value = gw
-        .http
-        .get(format!("{}/v1/models", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = gw.get_json("/v1/models").await;
     let mut nodes: Vec<String> = list["data"][0]["cortex"]["placements"]
         .as_array()
         .unwrap()
@@ -197,8 +181,7 @@ async fn two_neurons_catalogue_chat_balancing_and_admin_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_requests_for_a_cold_model_make_one_load() {
-    let a = neuron("a", 250);
-    let gw = gateway(&[&a], "lru", &models_toml(&[("smol", "")]), "").await;
+    let (_a, gw) = smol_on_one_node("").await;
     let mut events = gw.events(None).await;
     assert_eq!(events.next().await.kind.name(), "snapshot");
 
@@ -295,10 +278,7 @@ async fn each_node_gets_its_own_token() {
     .await;
     // Loads (control path) and chats (data path) on each node.
     for node in ["a", "b"] {
-        let (code, body) = gw
-            .admin("/admin/models/load", json!({"model": "smol", "node": node}))
-            .await;
-        assert_eq!(code, 200, "loading on {node}: {body}");
+        gw.load("smol", Some(node)).await;
     }
     let mut served = std::collections::BTreeSet::new();
     let streams = futures::future::join_all((0..2).map(|_| gw.stream("smol", 24))).await;
@@ -315,13 +295,11 @@ async fn each_node_gets_its_own_token() {
         "two concurrent streams use both replicas"
     );
     // Unloading (control path) on the node with its own token.
-    let (code, body) = gw
-        .admin(
-            "/admin/models/unload",
-            json!({"model": "smol", "node": "b"}),
-        )
-        .await;
-    assert_eq!(code, 200, "{body}");
+    gw.admin_ok(
+        "/admin/models/unload",
+        json!({"model": "smol", "node": "b"}),
+    )
+    .await;
 
     // The fleet token alone does not open b: it stays down, saying why.
     let fleet_only = gateway_started(
@@ -540,9 +518,8 @@ async fn runtime_pins_survive_a_restart() {
 /// on that node, or a node that does not exist, answers 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_eviction_unloads_and_is_recorded_as_one() {
-    let a = neuron("a", 250);
-    let gw = gateway(&[&a], "lru", &models_toml(&[("smol", "")]), "").await;
-    assert_eq!(gw.chat("smol", 1).await.0, 200);
+    let (_a, gw) = smol_on_one_node("").await;
+    gw.warm("smol").await;
     let mut events = gw.events(None).await;
     let (status, body) = gw
         .admin("/admin/models/evict", json!({"model": "smol", "node": "a"}))
@@ -641,49 +618,54 @@ async fn a_full_gateway_line_answers_503_with_retry_after() {
     }
 }
 
-/// Loads `old` (priority 200) then `cheap` (priority 50) on a node with room
-/// for two, then asks for `new` (priority 100): returns the status after.
-async fn fill_then_ask_for_new(gw: &Gateway) -> cortex_common::status::FleetStatus {
+/// On one node with room for two, loads `old` (priority 200) then `cheap`
+/// (priority 50), then asks for `new` (priority 100, with `new_extra`)
+/// under `strategy`: `victim` must have made room for it — gone, and
+/// counted as evicted by the strategy — and the other two be on `a`.
+/// Returns the fleet and its events since before the loads.
+async fn one_eviction(
+    strategy: &str,
+    new_extra: &str,
+    victim: &str,
+) -> (Child, Gateway, EventReader) {
+    let a = neuron("a", 250);
+    let models = models_toml(&[
+        ("old", "residency_priority = 200"),
+        ("cheap", "residency_priority = 50"),
+        ("new", &format!("residency_priority = 100\n{new_extra}")),
+    ]);
+    let gw = gateway(&[&a], strategy, &models, "").await;
+    let events = gw.events(None).await;
     for m in ["old", "cheap"] {
-        let (code, body) = gw.admin("/admin/models/load", json!({"model": m})).await;
-        assert_eq!(code, 200, "{body}");
+        gw.load(m, None).await;
     }
     let (status, _, body) = gw.chat("new", 1).await;
     assert_eq!(status, 200, "{body}");
-    gw.status().await
+    let s = gw.status().await;
+    for m in ["old", "cheap", "new"] {
+        let want: Vec<String> = if m == victim {
+            vec![]
+        } else {
+            vec!["a".into()]
+        };
+        assert_eq!(placement_nodes(&s, m), want, "{m} under {strategy}");
+    }
+    let (model, reason) = (
+        format!("model=\"{victim}\""),
+        format!("reason=\"{strategy}\""),
+    );
+    assert_eq!(
+        gw.metric_sum("cortex_evictions_total", &[&model, &reason])
+            .await,
+        1.0
+    );
+    (a, gw, events)
 }
-
-const THREE_CLASSES: &[(&str, &str)] = &[
-    ("old", "residency_priority = 200"),
-    ("cheap", "residency_priority = 50"),
-    ("new", "residency_priority = 100\nttl = \"3s\""),
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lru_evicts_the_least_recently_used_and_spares_pinned() {
-    let a = neuron("a", 250);
-    let models = models_toml(&[
-        THREE_CLASSES[0],
-        THREE_CLASSES[1],
-        ("new", "residency_priority = 100"),
-    ]);
-    let gw = gateway(&[&a], "lru", &models, "").await;
-    let s = fill_then_ask_for_new(&gw).await;
     // LRU ignores classes: `old` was used longest ago.
-    assert!(
-        placement_nodes(&s, "old").is_empty(),
-        "old should be evicted"
-    );
-    assert_eq!(placement_nodes(&s, "cheap"), vec!["a"]);
-    assert_eq!(placement_nodes(&s, "new"), vec!["a"]);
-    assert_eq!(
-        gw.metric_sum(
-            "cortex_evictions_total",
-            &["model=\"old\"", "reason=\"lru\""]
-        )
-        .await,
-        1.0
-    );
+    let (_a, gw, _) = one_eviction("lru", "", "old").await;
 
     // Pinned survives pressure: `cheap` is now the least recently used, but pinned.
     let (code, body) = gw
@@ -710,25 +692,8 @@ async fn lru_evicts_the_least_recently_used_and_spares_pinned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn priority_evicts_the_lowest_class_and_ttl_unloads_idle_models() {
-    let a = neuron("a", 250);
-    let gw = gateway(&[&a], "priority", &models_toml(THREE_CLASSES), "").await;
-    let mut events = gw.events(None).await;
-    let s = fill_then_ask_for_new(&gw).await;
     // Same sequence as the LRU test, different victim: the low class goes.
-    assert!(
-        placement_nodes(&s, "cheap").is_empty(),
-        "cheap should be evicted"
-    );
-    assert_eq!(placement_nodes(&s, "old"), vec!["a"]);
-    assert_eq!(placement_nodes(&s, "new"), vec!["a"]);
-    assert_eq!(
-        gw.metric_sum(
-            "cortex_evictions_total",
-            &["model=\"cheap\"", "reason=\"priority\""]
-        )
-        .await,
-        1.0
-    );
+    let (_a, gw, mut events) = one_eviction("priority", "ttl = \"3s\"", "cheap").await;
 
     // `new` has ttl 3s: idle, it is unloaded; `old` (no ttl) stays.
     let s = gw
@@ -767,10 +732,7 @@ async fn a_killed_neuron_is_noticed_at_once_and_rejoins_when_back() {
     let b = neuron("b", 250);
     let gw = gateway(&[&a, &b], "lru", &models_toml(&[("smol", "")]), "").await;
     for n in ["a", "b"] {
-        let (code, body) = gw
-            .admin("/admin/models/load", json!({"model": "smol", "node": n}))
-            .await;
-        assert_eq!(code, 200, "{body}");
+        gw.load("smol", Some(n)).await;
     }
     // Equal load: ties go to `a` first, then the idle `b`.
     let doomed = gw.stream("smol", 400).await;
@@ -912,15 +874,7 @@ async fn bad_inputs_answer_an_envelope_and_the_gateway_stays_healthy() {
     assert_envelope(&resp.json().await.unwrap(), "route_not_found");
 
     // Still healthy, nothing loaded, nothing counted against the node.
-    let health: Value = gw
-        .http
-        .get(format!("{}/health", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = gw.get_json("/health").await;
     assert_eq!(health["status"], "ok");
     let s = gw.status().await;
     assert_eq!(s.nodes_up, 1);
@@ -929,18 +883,10 @@ async fn bad_inputs_answer_an_envelope_and_the_gateway_stays_healthy() {
 
 async fn toggle(gw: &Gateway, times: usize) {
     for _ in 0..times {
-        assert_eq!(
-            gw.admin("/admin/models/pin", json!({"model": "smol"}))
-                .await
-                .0,
-            200
-        );
-        assert_eq!(
-            gw.admin("/admin/models/unpin", json!({"model": "smol"}))
-                .await
-                .0,
-            200
-        );
+        gw.admin_ok("/admin/models/pin", json!({"model": "smol"}))
+            .await;
+        gw.admin_ok("/admin/models/unpin", json!({"model": "smol"}))
+            .await;
     }
 }
 

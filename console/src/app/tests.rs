@@ -180,10 +180,25 @@ fn command_line_runs_actions_and_reports_errors() {
         })]
     );
 
+    // Reading a theme is the runtime's: update asks for it, then takes the answer.
     press(&mut app, KeyCode::Char(':'));
     chars(&mut app, "theme light");
-    press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        press(&mut app, KeyCode::Enter),
+        vec![Effect::LoadTheme("light".into())]
+    );
+    assert_eq!(app.theme.name, "dark", "nothing read inside update");
+    app.update(Msg::theme_loaded(
+        "light".into(),
+        crate::theme::load("light", &[]),
+    ));
     assert_eq!(app.theme.name, "light");
+    app.update(Msg::theme_loaded(
+        "nope".into(),
+        crate::theme::load("nope", &[]),
+    ));
+    assert_eq!(app.theme.name, "light", "a failed read keeps the theme");
+    assert_eq!(app.live_notice().map(|n| n.level), Some(Level::Error));
     press(&mut app, KeyCode::Char(':'));
     chars(&mut app, "quit");
     assert_eq!(press(&mut app, KeyCode::Enter), vec![Effect::Quit]);
@@ -440,4 +455,16 @@ fn log_pane_scrolls_back_and_esc_follows_again() {
     assert_eq!(app.log_scroll, 1);
     press(&mut app, KeyCode::Esc);
     assert_eq!(app.log_scroll, 0);
+}
+
+#[test]
+fn a_page_is_what_the_last_frame_measured() {
+    let mut app = app();
+    assert_eq!(selected(&app), "qwen3-0.6b");
+    app.update(Msg::Drawn(Drawn { page_rows: 2 }));
+    press(&mut app, KeyCode::PageDown);
+    assert_eq!(selected(&app), "smollm2-coder", "two rows down");
+    app.update(Msg::Drawn(Drawn { page_rows: 0 }));
+    press(&mut app, KeyCode::PageUp);
+    assert_eq!(selected(&app), "smollm2-chat", "a page is at least a row");
 }

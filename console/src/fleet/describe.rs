@@ -150,6 +150,7 @@ pub fn describe(ev: &Event) -> Option<LogLine> {
         | EventKind::RequestFinished { .. }
         | EventKind::DeviceStats { .. }
         | EventKind::RequestRouted { .. }
+        | EventKind::RequestDone { .. }
         | EventKind::ModelWaiting { .. }
         | EventKind::Histograms { .. } => None,
     }

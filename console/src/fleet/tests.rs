@@ -172,11 +172,42 @@ fn requests_count_in_flight_tokens_and_errors() {
     ));
     let m = &fleet.models["smollm2-tiny"];
     assert_eq!(m.status.in_flight, before.in_flight);
-    assert_eq!(m.status.requests_total, before.requests_total + 1);
-    assert_eq!(m.status.errors_total, before.errors_total + 1);
     assert_eq!(m.spark.back(), Some(&40));
     assert_eq!(fleet.nodes["alpha"].in_flight, 0);
     assert_eq!(fleet.log.back().unwrap().level, Level::Error);
+    // The counts are the gateway's: one per client request, when it is
+    // done with it, however many attempts it took and whatever failed.
+    assert_eq!(
+        (m.status.requests_total, m.status.errors_total),
+        (before.requests_total, before.errors_total),
+        "a neuron's finished attempt is not a client request"
+    );
+    fleet.apply(event(
+        4,
+        T0 + 910,
+        Some("alpha"),
+        EventKind::RequestFailed {
+            request_id: "r1".into(),
+            model: "smollm2-tiny".into(),
+            status: 502,
+            reason: "device fault".into(),
+        },
+    ));
+    for (seq, id, ended) in [(5, "r1", RequestEnd::Error), (6, "r2", RequestEnd::Done)] {
+        fleet.apply(event(
+            seq,
+            T0 + 920,
+            Some("alpha"),
+            EventKind::RequestDone {
+                request_id: id.into(),
+                model: "smollm2-tiny".into(),
+                ended,
+            },
+        ));
+    }
+    let m = &fleet.models["smollm2-tiny"];
+    assert_eq!(m.status.requests_total, before.requests_total + 2);
+    assert_eq!(m.status.errors_total, before.errors_total + 1);
 }
 
 #[test]
@@ -241,22 +272,10 @@ fn device_stats_are_authoritative_for_a_node() {
     let mut fleet = Fleet::new();
     fleet.apply(snapshot_event(1));
     let info = ModelInfo {
-        id: "fresh".into(),
-        source: "embedded".into(),
-        state: ModelState::Loaded,
-        architecture: None,
-        device: "cpu".into(),
         memory_bytes: 1,
         in_flight: 3,
         queue_depth: 1,
-        decode_tok_s: None,
-        progress: None,
-        error: None,
-        context_length: None,
-        quant: None,
-        unquantized_bytes: None,
-        kv_cache_bytes: 0,
-        prompt_cache_entries: 0,
+        ..ModelInfo::bare("fresh", "embedded", ModelState::Loaded, "cpu")
     };
     fleet.apply(event(
         2,

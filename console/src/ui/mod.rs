@@ -1,5 +1,7 @@
 //! Drawing: a pure function of the [`App`] state onto a ratatui frame, one
-//! file per pane or overlay. Nothing here changes state.
+//! file per pane or overlay. Nothing here changes state: what the layout
+//! measured that keys need (the rows a page holds) is returned as a
+//! [`Drawn`], which the runtime hands back to `update`.
 
 mod detail;
 mod dialog;
@@ -12,14 +14,14 @@ mod requests;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::Style;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Borders};
+use ratatui::widgets::{Block, BorderType, Borders, HighlightSpacing, Row, Table};
 
-use crate::app::{App, Mode, Pane, Screen};
+use crate::app::{App, Drawn, Mode, Pane, Screen};
 
-/// Draws the whole console.
-pub fn draw(frame: &mut Frame, app: &mut App) {
+/// Draws the whole console; returns what the layout measured.
+pub fn draw(frame: &mut Frame, app: &App) -> Drawn {
     let area = frame.area();
     let banner =
         u16::from(app.is_stale() || matches!(app.conn, crate::app::Conn::Disconnected { .. }));
@@ -31,10 +33,10 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     .areas(area);
     header::draw(frame, head, app);
     if app.screen == Screen::Requests {
-        requests::draw(frame, body, app);
+        let page_rows = requests::draw(frame, body, app);
         footer(frame, foot, app);
         draw_overlay(frame, area, app);
-        return;
+        return Drawn { page_rows };
     }
 
     let node_rows = nodes::row_count(app) as u16;
@@ -58,13 +60,20 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     let [detail_area, log_area] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bottom);
 
-    app.page_rows = models_area.height.saturating_sub(3).max(1) as usize;
     nodes::draw(frame, nodes_area, app);
     models::draw(frame, models_area, app);
     detail::draw(frame, detail_area, app);
     log::draw(frame, log_area, app);
     footer(frame, foot, app);
     draw_overlay(frame, area, app);
+    Drawn {
+        page_rows: page_rows(models_area),
+    }
+}
+
+/// Rows a table drawn in `area` shows (borders and header aside).
+fn page_rows(area: Rect) -> usize {
+    area.height.saturating_sub(3).max(1) as usize
 }
 
 /// Help or a dialog over whichever screen is showing.
@@ -99,6 +108,32 @@ fn pane_block<'a>(app: &App, pane: Pane, title: String, right: Option<String>) -
         block = block.title(Line::from(Span::styled(r, t.muted())).right_aligned());
     }
     block
+}
+
+/// A pane's table of `rows`: the `header` muted, the pane's frame, and the
+/// selected row marked ▶ and highlighted — only in bold while another pane
+/// has the focus.
+fn pane_table<'a>(
+    app: &App,
+    pane: Pane,
+    table: Table<'a>,
+    header: Vec<&'a str>,
+    title: String,
+    right: Option<String>,
+) -> Table<'a> {
+    let t = &app.theme;
+    let bold = Modifier::BOLD;
+    table
+        .header(Row::new(header).style(t.muted().add_modifier(bold)))
+        .block(pane_block(app, pane, title, right))
+        .column_spacing(1)
+        .highlight_symbol("▶")
+        .highlight_spacing(HighlightSpacing::Always)
+        .row_highlight_style(if app.focus == pane {
+            t.selected()
+        } else {
+            t.text().add_modifier(bold)
+        })
 }
 
 /// The bottom line: what is being typed, the latest notice, or key hints.

@@ -5,9 +5,8 @@
 use cortex_common::status::{Placement, PlacementState};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, HighlightSpacing, Row, Table, TableState};
+use ratatui::widgets::{Cell, Row, Table, TableState};
 
 use crate::app::{App, Pane};
 use crate::fleet::ModelView;
@@ -74,7 +73,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .map(|m| model_row(m, t, spark_w, wide))
         .collect();
 
-    let focused = matches!(app.focus, Pane::Models);
     let right = if app.filter.is_empty() {
         format!(" {} ", app.fleet.models.len())
     } else {
@@ -85,22 +83,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             app.fleet.models.len()
         )
     };
-    let table = Table::new(rows, widths)
-        .header(Row::new(header).style(t.muted().add_modifier(Modifier::BOLD)))
-        .block(super::pane_block(
-            app,
-            Pane::Models,
-            "models".into(),
-            Some(right),
-        ))
-        .column_spacing(1)
-        .highlight_symbol("▶")
-        .highlight_spacing(HighlightSpacing::Always)
-        .row_highlight_style(if focused {
-            t.selected()
-        } else {
-            t.text().add_modifier(Modifier::BOLD)
-        });
+    let table = Table::new(rows, widths);
+    let table = super::pane_table(
+        app,
+        Pane::Models,
+        table,
+        header,
+        "models".into(),
+        Some(right),
+    );
     let mut state = TableState::default().with_selected(sel.map(|s| s - offset));
     frame.render_stateful_widget(table, area, &mut state);
 }

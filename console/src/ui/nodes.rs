@@ -4,9 +4,8 @@ use cortex_common::neuron_api::DeviceInfo;
 use cortex_common::status::NodeState;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, HighlightSpacing, Row, Table, TableState};
+use ratatui::widgets::{Cell, Row, Table, TableState};
 
 use crate::app::{App, Pane};
 use crate::fleet::human_bytes;
@@ -142,27 +141,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     if wide {
         header.insert(1, "ENDPOINT");
     }
-    let focused = app.focus == Pane::Nodes;
-    let table = Table::new(rows, widths)
-        .header(Row::new(header).style(t.muted().add_modifier(Modifier::BOLD)))
-        .block(super::pane_block(
-            app,
-            Pane::Nodes,
-            "nodes".to_string(),
-            Some(format!(
-                " {}/{} up ",
-                app.fleet.nodes_up(),
-                app.fleet.nodes.len()
-            )),
-        ))
-        .column_spacing(1)
-        .highlight_symbol("▶")
-        .highlight_spacing(HighlightSpacing::Always)
-        .row_highlight_style(if focused {
-            t.selected()
-        } else {
-            t.text().add_modifier(Modifier::BOLD)
-        });
+    let up = format!(" {}/{} up ", app.fleet.nodes_up(), app.fleet.nodes.len());
+    let table = Table::new(rows, widths);
+    let table = super::pane_table(app, Pane::Nodes, table, header, "nodes".into(), Some(up));
     let mut state = TableState::default().with_selected(selected_row.map(|r| r - offset));
     frame.render_stateful_widget(table, area, &mut state);
 }

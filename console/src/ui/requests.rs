@@ -20,7 +20,8 @@ use crate::theme::Theme;
 /// Seconds the chart spans at most (one column per second at best).
 const CHART_SECONDS: u64 = 300;
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &mut App) {
+/// Draws the screen; returns the rows a page of the table holds.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) -> usize {
     let chart_h = (area.height / 3).clamp(6, 12);
     let [chart_area, rest] =
         Layout::vertical([Constraint::Length(chart_h), Constraint::Fill(1)]).areas(area);
@@ -44,11 +45,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &mut App) {
     } else {
         (rest, None)
     };
-    app.page_rows = table_area.height.saturating_sub(3).max(1) as usize;
     table(frame, table_area, app);
     if let Some(area) = events_area {
         events(frame, area, app);
     }
+    super::page_rows(table_area)
 }
 
 fn block<'a>(t: &Theme, title: String, right: Option<String>, focused: bool) -> Block<'a> {

@@ -4,20 +4,13 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cortex_common::launch::{Child, sibling_binary, spawn_server};
+use cortex_common::launch::{Child, spawn_server};
 use cortex_common::status::FleetStatus;
 
 pub const TOKEN: &str = "demo-test-token";
-
-pub fn neuron_bin() -> PathBuf {
-    sibling_binary("neuron", "CORTEX_NEURON_BIN").unwrap_or_else(|| {
-        panic!("the neuron binary was not found next to the test binary; build it (cargo build -p neuron) or set CORTEX_NEURON_BIN")
-    })
-}
 
 pub struct Demo {
     pub child: Child,
@@ -34,7 +27,7 @@ pub fn start() -> Demo {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cortex"));
     cmd.args(["demo", "--headless", "--port", "0"])
         .env("CORTEX_ADMIN_TOKEN", TOKEN)
-        .env("CORTEX_NEURON_BIN", neuron_bin())
+        .env("CORTEX_NEURON_BIN", crate::support::neuron_bin())
         .env("RUST_LOG", "warn");
     let child = spawn_server("demo", cmd, Duration::from_secs(180), false)
         .unwrap_or_else(|e| panic!("starting cortex demo: {e}"));
@@ -53,15 +46,7 @@ pub fn start() -> Demo {
 
 impl Demo {
     pub async fn status(&self) -> FleetStatus {
-        let resp = self
-            .http
-            .get(format!("{}/admin/status", self.url))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("GET /admin/status");
-        assert_eq!(resp.status(), 200, "GET /admin/status");
-        resp.json().await.expect("status JSON")
+        crate::support::admin_status(&self.http, &self.url, TOKEN).await
     }
 
     /// Polls the status until `pred` holds; panics with the last one.
@@ -71,20 +56,7 @@ impl Demo {
         timeout: Duration,
         pred: impl Fn(&FleetStatus) -> bool,
     ) -> FleetStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let s = self.status().await;
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {what}; last status:\n{}",
-                    serde_json::to_string_pretty(&s).unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::support::poll_status(what, timeout, || self.status(), pred).await
     }
 
     /// SIGTERMs the demo and waits for it to exit; returns whether it

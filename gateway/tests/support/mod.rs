@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cortex_common::event::Event;
-use cortex_common::launch::{Child, sibling_binary, spawn_server};
+pub use cortex_common::launch::Child;
+use cortex_common::launch::{sibling_binary, spawn_server};
 use cortex_common::status::{FleetStatus, NodeState};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
@@ -56,6 +57,42 @@ pub fn neuron(name: &str, limit_mb: u64) -> Child {
     neuron_at(name, limit_mb, "127.0.0.1:0")
 }
 
+/// `GET /admin/status` of the gateway at `url`, which must answer 200.
+pub async fn admin_status(http: &reqwest::Client, url: &str, token: &str) -> FleetStatus {
+    let resp = http
+        .get(format!("{url}/admin/status"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /admin/status");
+    assert_eq!(resp.status(), 200, "GET /admin/status");
+    resp.json().await.expect("status JSON")
+}
+
+/// Fetches a status (with `fetch`) until `pred` holds; panics with the
+/// last one after `timeout`.
+pub async fn poll_status<F: std::future::Future<Output = FleetStatus>>(
+    what: &str,
+    timeout: Duration,
+    fetch: impl Fn() -> F,
+    pred: impl Fn(&FleetStatus) -> bool,
+) -> FleetStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = fetch().await;
+        if pred(&s) {
+            return s;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {what}; last status:\n{}",
+                serde_json::to_string_pretty(&s).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 pub struct Gateway {
     pub child: Child,
     pub url: String,
@@ -74,6 +111,14 @@ pub async fn gateway(
     gateway_extra: &str,
 ) -> Gateway {
     gateway_with(neurons, strategy, models, gateway_extra, "").await
+}
+
+/// One neuron `a` (250 MB: room for two copies of the embedded model) and
+/// a gateway serving `smol` on it, with `gateway_extra` in its [gateway].
+pub async fn smol_on_one_node(gateway_extra: &str) -> (Child, Gateway) {
+    let a = neuron("a", 250);
+    let gw = gateway(&[&a], "lru", &models_toml(&[("smol", "")]), gateway_extra).await;
+    (a, gw)
 }
 
 pub async fn gateway_with(
@@ -202,15 +247,7 @@ impl Gateway {
     }
 
     pub async fn status(&self) -> FleetStatus {
-        self.http
-            .get(format!("{}/admin/status", self.url))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("GET /admin/status")
-            .json()
-            .await
-            .expect("status JSON")
+        admin_status(&self.http, &self.url, TOKEN).await
     }
 
     /// Polls the status until `pred` holds; panics with the last status after `timeout`.
@@ -220,20 +257,14 @@ impl Gateway {
         timeout: Duration,
         pred: impl Fn(&FleetStatus) -> bool,
     ) -> FleetStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let s = self.status().await;
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out waiting for {what}; last status:\n{}",
-                    serde_json::to_string_pretty(&s).unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        poll_status(what, timeout, || self.status(), pred).await
+    }
+
+    /// A two-token chat for `model` that must succeed: it is loaded (and
+    /// warm) before what a test measures next.
+    pub async fn warm(&self, model: &str) {
+        let (status, _, body) = self.chat(model, 2).await;
+        assert_eq!(status, 200, "warming {model}: {body}");
     }
 
     pub async fn admin(&self, path: &str, body: Value) -> (u16, Value) {
@@ -249,27 +280,38 @@ impl Gateway {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET` of one of its paths, answered with JSON (any status).
+    pub async fn get_json(&self, path: &str) -> Value {
+        get_json(&self.http, &format!("{}{path}", self.url)).await
+    }
+
+    /// An admin call that must succeed; its answer.
+    pub async fn admin_ok(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.admin(path, body.clone()).await;
+        assert_eq!(status, 200, "{path} {body}: {answer}");
+        answer
+    }
+
+    /// Loads `model` (on `node`, or where the gateway places it); the node.
+    pub async fn load(&self, model: &str, node: Option<&str>) -> String {
+        let body = match node {
+            Some(n) => json!({"model": model, "node": n}),
+            None => json!({"model": model}),
+        };
+        let answer = self.admin_ok("/admin/models/load", body).await;
+        answer["node"].as_str().unwrap_or_default().to_string()
+    }
+
     /// A non-streaming chat: status, node that served it, body.
     pub async fn chat(&self, model: &str, max_tokens: u32) -> (u16, Option<String>, Value) {
-        let resp = self
-            .http
-            .post(format!("{}/v1/chat/completions", self.url))
-            .json(&chat_body(model, max_tokens, false))
-            .send()
-            .await
-            .expect("chat request");
+        let resp = post_chat(&self.http, &self.url, &chat_body(model, max_tokens, false)).await;
         let status = resp.status().as_u16();
         let node = node_of(&resp);
         (status, node, resp.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn stream(&self, model: &str, max_tokens: u32) -> reqwest::Response {
-        self.http
-            .post(format!("{}/v1/chat/completions", self.url))
-            .json(&chat_body(model, max_tokens, true))
-            .send()
-            .await
-            .expect("streaming chat request")
+        post_chat(&self.http, &self.url, &chat_body(model, max_tokens, true)).await
     }
 
     pub async fn metrics(&self) -> String {
@@ -310,11 +352,12 @@ impl Gateway {
     }
 }
 
+/// One item of a server-sent event stream read over HTTP.
+pub type SseItem =
+    Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>;
+
 pub struct EventReader {
-    inner: futures::stream::BoxStream<
-        'static,
-        Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>,
-    >,
+    inner: futures::stream::BoxStream<'static, SseItem>,
 }
 
 impl EventReader {
@@ -343,6 +386,26 @@ impl EventReader {
     }
 }
 
+/// `GET url`, answered with JSON (any status).
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
+/// `POST /v1/chat/completions` of `body` to the gateway (or neuron) at `base`.
+pub async fn post_chat(http: &reqwest::Client, base: &str, body: &Value) -> reqwest::Response {
+    http.post(format!("{base}/v1/chat/completions"))
+        .json(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {base}/v1/chat/completions: {e}"))
+}
+
 pub fn chat_body(model: &str, max_tokens: u32, stream: bool) -> Value {
     json!({
         "model": model,
@@ -366,16 +429,7 @@ pub async fn read_sse(resp: reqwest::Response) -> Vec<String> {
 }
 
 /// Reads the rest of an SSE stream; returns the `data:` payloads.
-pub async fn read_events(
-    s: &mut (
-             impl futures::Stream<
-        Item = Result<
-            eventsource_stream::Event,
-            eventsource_stream::EventStreamError<reqwest::Error>,
-        >,
-    > + Unpin
-         ),
-) -> Vec<String> {
+pub async fn read_events(s: &mut (impl futures::Stream<Item = SseItem> + Unpin)) -> Vec<String> {
     let mut out = Vec::new();
     while let Some(ev) = tokio::time::timeout(Duration::from_secs(60), s.next())
         .await
@@ -393,16 +447,7 @@ pub async fn read_events(
 }
 
 /// Reads a streamed answer until its first content token.
-pub async fn first_token(
-    s: &mut (
-             impl futures::Stream<
-        Item = Result<
-            eventsource_stream::Event,
-            eventsource_stream::EventStreamError<reqwest::Error>,
-        >,
-    > + Unpin
-         ),
-) {
+pub async fn first_token(s: &mut (impl futures::Stream<Item = SseItem> + Unpin)) {
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(60), s.next())
             .await
