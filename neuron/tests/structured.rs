@@ -6,13 +6,16 @@
 
 mod support;
 
+use cortex_common::event::EventKind;
 use serde_json::{Value, json};
 use support::Neuron;
 use support::chain::{HERMES, OPENS_THINK, QWEN3, write_chain};
 
 const CALL_JSON: &str = "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n";
 const BAD_CALL: &str = "\n{\"name\": get_weather}\n";
-const THOUGHT: &str = "\nThe user says hello.\n";
+/// A thought of two tokens: reasoning token counts are the thought's own,
+/// markers apart.
+const THOUGHT: [&str; 2] = ["\nThe user", " says hello.\n"];
 const ANSWER: &str = "\n\nHello there!";
 
 /// A neuron with chain models loaded: `tools` (a Hermes call), `think` (a
@@ -25,8 +28,16 @@ async fn fleet_of_chains(root: &std::path::Path) -> Neuron {
             HERMES,
             vec!["<tool_call>", CALL_JSON, "</tool_call>"],
         ),
-        ("think", QWEN3, vec!["<think>", THOUGHT, "</think>", ANSWER]),
-        ("think-open", OPENS_THINK, vec![THOUGHT, "</think>", ANSWER]),
+        (
+            "think",
+            QWEN3,
+            vec!["<think>", THOUGHT[0], THOUGHT[1], "</think>", ANSWER],
+        ),
+        (
+            "think-open",
+            OPENS_THINK,
+            vec![THOUGHT[0], THOUGHT[1], "</think>", ANSWER],
+        ),
         (
             "bad-tools",
             HERMES,
@@ -181,6 +192,7 @@ async fn a_call_that_does_not_parse_is_text(n: &Neuron) {
 }
 
 async fn reasoning_non_streaming(n: &Neuron) {
+    let mut events = n.events().await;
     let (s, body) = n.chat(ask("think", json!({}))).await;
     assert_eq!(s, 200, "{body}");
     let message = &body["choices"][0]["message"];
@@ -190,12 +202,27 @@ async fn reasoning_non_streaming(n: &Neuron) {
     );
     assert_eq!(message["content"], "Hello there!", "{body}");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
-    assert_eq!(body["usage"]["completion_tokens"], 4, "{body}");
-    // `<think>`, the thought and `</think>`.
+    assert_eq!(body["usage"]["completion_tokens"], 5, "{body}");
+    // The thought's two tokens; `<think>` and `</think>` are not reasoning.
     assert_eq!(
-        body["usage"]["completion_tokens_details"]["reasoning_tokens"], 3,
+        body["usage"]["completion_tokens_details"]["reasoning_tokens"], 2,
         "{body}"
     );
+    // The event counts them apart too.
+    let finished = support::next_event(
+        &mut events,
+        "request_finished",
+        |e| matches!(&e.kind, EventKind::RequestFinished { model, .. } if model == "think"),
+    )
+    .await;
+    match finished.kind {
+        EventKind::RequestFinished {
+            completion_tokens,
+            reasoning_tokens,
+            ..
+        } => assert_eq!((completion_tokens, reasoning_tokens), (5, 2)),
+        other => panic!("{other:?}"),
+    }
 }
 
 async fn reasoning_streaming(n: &Neuron) {
@@ -225,7 +252,7 @@ async fn reasoning_streaming(n: &Neuron) {
         .find(|c| c["usage"].is_object())
         .expect("usage chunk");
     assert_eq!(
-        usage["usage"]["completion_tokens_details"]["reasoning_tokens"], 3,
+        usage["usage"]["completion_tokens_details"]["reasoning_tokens"], 2,
         "{usage}"
     );
 }
@@ -253,7 +280,7 @@ async fn a_prompt_opened_thought(n: &Neuron) {
 }
 
 async fn a_thought_cut_by_max_tokens_is_all_reasoning(n: &Neuron) {
-    let (s, body) = n.chat(ask("think", json!({"max_tokens": 2}))).await;
+    let (s, body) = n.chat(ask("think", json!({"max_tokens": 3}))).await;
     assert_eq!(s, 200, "{body}");
     let message = &body["choices"][0]["message"];
     assert_eq!(

@@ -45,7 +45,7 @@ pub struct GenSummary {
     /// Prompt tokens taken from the prompt cache instead of prefilled.
     pub cached_tokens: u32,
     pub completion_tokens: u32,
-    /// Completion tokens spent thinking (markers included).
+    /// Completion tokens spent thinking (the thought, not its markers).
     pub reasoning_tokens: u32,
     pub ttft_ms: Option<f64>,
     pub prefill_tok_s: Option<f64>,
@@ -143,6 +143,7 @@ impl Sequence {
                 prompt_tokens,
                 cached_tokens: 0,
                 completion_tokens: 0,
+                reasoning_tokens: 0,
                 ttft_ms: None,
                 prefill_tok_s: None,
                 decode_tok_s: None,
@@ -312,7 +313,9 @@ impl Sequence {
                 }
             }
         }
-        if was_reasoning || self.output.in_reasoning() {
+        // A token is reasoning when the thought was open before it and
+        // still is after it: the markers that open and close it are not.
+        if was_reasoning && self.output.in_reasoning() {
             self.summary.reasoning_tokens += 1;
         }
         if stopped {
@@ -456,6 +459,7 @@ impl Sequence {
             prompt_tokens: s.prompt_tokens,
             cached_tokens: s.cached_tokens,
             completion_tokens: s.completion_tokens,
+            reasoning_tokens: s.reasoning_tokens,
             ttft_ms: s.ttft_ms,
             prefill_tok_s: s.prefill_tok_s,
             decode_tok_s: s.decode_tok_s,
