@@ -113,6 +113,16 @@ async fn list_models(State(state): State<Arc<AppState>>) -> axum::Json<ModelList
                 .into_iter()
                 .map(|p| json!({"node": p.node, "state": p.state, "in_flight": p.in_flight}))
                 .collect();
+            // What a request that leaves sampling out gets: models.toml's
+            // settings over the model's own, as a neuron serving it reports
+            // them (only the former before it has been loaded).
+            let published = g
+                .nodes
+                .iter()
+                .filter(|n| n.up)
+                .find_map(|n| n.reported.get(&id).and_then(|m| m.sampling))
+                .unwrap_or_default();
+            let configured = entry.map(|e| e.sampling()).unwrap_or_default();
             ModelCard {
                 object: "model".into(),
                 created: 0,
@@ -126,6 +136,7 @@ async fn list_models(State(state): State<Arc<AppState>>) -> axum::Json<ModelList
                     "memory_mb": want.bytes.div_ceil(1 << 20),
                     "placements": placements,
                     "loadable_on": g.loadable_on(&want),
+                    "sampling": published.overridden_by(&configured),
                 })),
                 id,
             }
@@ -154,6 +165,7 @@ async fn chat_completions(
         .resolve(&req.model)
         .ok_or_else(|| unknown_model(&req.model))?;
     body["model"] = Value::String(model.clone());
+    upstream::apply_sampling(&state, &model, &mut body);
     Ok(proxy::forward(
         state,
         Forward {

@@ -259,6 +259,7 @@ fn device_stats_are_authoritative_for_a_node() {
         unquantized_bytes: None,
         kv_cache_bytes: 0,
         prompt_cache_entries: 0,
+        sampling: None,
     };
     fleet.apply(event(
         2,
