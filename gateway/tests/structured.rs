@@ -433,6 +433,15 @@ async fn messages_thinking_and_tool_use(f: &Fleet) {
         .await;
     let tokens = |v: &Value| v["input_tokens"].as_u64().expect("input_tokens");
     assert_eq!(tokens(&off), tokens(&on) + 6, "on {on}, off {off}");
+    // count_tokens takes no max_tokens: a thinking budget (Claude Code
+    // sends one) is not measured against one.
+    let budgeted = f
+        .post(
+            "/v1/messages/count_tokens",
+            count(json!({"type": "enabled", "budget_tokens": 31999})),
+        )
+        .await;
+    assert_eq!(tokens(&budgeted), tokens(&on), "{budgeted}");
 
     let v = f
         .post(

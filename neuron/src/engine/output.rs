@@ -566,7 +566,7 @@ mod tests {
             for pieces in splits(text) {
                 let (r, c, calls) = run(&model.for_request("", true, String::new()), &pieces);
                 assert_eq!(r, "hm", "{pieces:?}");
-                assert!(c == "" || c == "ok", "{pieces:?}: {c}");
+                assert!(c.is_empty() || c == "ok", "{pieces:?}: {c}");
                 assert_eq!(calls.len(), 1, "{pieces:?}");
                 assert_eq!(calls[0].arguments_json(), r#"{"a":1}"#);
             }
