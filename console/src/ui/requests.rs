@@ -167,7 +167,7 @@ fn table(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(10),
         Constraint::Length(11),
         Constraint::Length(8),
-        Constraint::Length(9),
+        Constraint::Length(7),
     ];
     let mut header = vec!["", "REQUEST", "MODEL", "NODE", "STATE", "TIME", "TOKENS"];
     if wide {
