@@ -143,8 +143,8 @@ pub enum ContentBlock {
     },
     /// The model's thinking, before its answer (from the neuron's
     /// `reasoning_content`). Clients echo it back in assistant turns;
-    /// translation drops it there. `signature` is empty: cortex does not
-    /// sign thoughts.
+    /// translation hands it back as the turn's `reasoning_content`.
+    /// `signature` is empty: cortex does not sign thoughts.
     Thinking {
         thinking: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -210,6 +210,25 @@ pub enum ToolChoice {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         disable_parallel_tool_use: Option<bool>,
     },
+}
+
+impl ToolChoice {
+    /// `disable_parallel_tool_use`, where the choice has it.
+    pub fn disable_parallel_tool_use(&self) -> Option<bool> {
+        match self {
+            ToolChoice::Auto {
+                disable_parallel_tool_use,
+            }
+            | ToolChoice::Any {
+                disable_parallel_tool_use,
+            }
+            | ToolChoice::Tool {
+                disable_parallel_tool_use,
+                ..
+            } => *disable_parallel_tool_use,
+            ToolChoice::None => None,
+        }
+    }
 }
 
 /// The non-streaming answer (also the `message` of `message_start`).

@@ -96,6 +96,10 @@ pub enum EventKind {
         #[serde(default)]
         cached_tokens: u32,
         completion_tokens: u32,
+        /// Completion tokens spent thinking (the thought itself, not its
+        /// markers); included in `completion_tokens`.
+        #[serde(default)]
+        reasoning_tokens: u32,
         ttft_ms: Option<f64>,
         prefill_tok_s: Option<f64>,
         decode_tok_s: Option<f64>,
@@ -245,5 +249,22 @@ mod tests {
         let back: Event = serde_json::from_value(json).unwrap();
         assert_eq!(back, ev);
         assert_eq!(back.kind.name(), "request_first_token");
+    }
+
+    #[test]
+    fn request_finished_from_an_older_neuron_reads_zero_reasoning_tokens() {
+        let json = r#"{"v":1,"seq":1,"ts_ms":1,"type":"request_finished","request_id":"r",
+            "model":"m","prompt_tokens":3,"completion_tokens":5,"ttft_ms":null,
+            "prefill_tok_s":null,"decode_tok_s":null,"duration_ms":9.0,
+            "finish_reason":"stop","ended":"done"}"#;
+        let ev: Event = serde_json::from_str(json).unwrap();
+        match ev.kind {
+            EventKind::RequestFinished {
+                reasoning_tokens,
+                completion_tokens,
+                ..
+            } => assert_eq!((completion_tokens, reasoning_tokens), (5, 0)),
+            other => panic!("{other:?}"),
+        }
     }
 }

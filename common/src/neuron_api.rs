@@ -99,6 +99,42 @@ pub struct ModelInfo {
     /// Sequences kept in the prompt cache.
     #[serde(default)]
     pub prompt_cache_entries: u32,
+    /// The sampling a request gets for what it leaves out: the model's own
+    /// published defaults (`generation_config.json`, GGUF metadata) over
+    /// the neuron's (temperature 1). Absent until the model is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<SamplingDefaults>,
+}
+
+/// Sampling settings applied when a request does not give its own; each
+/// absent one falls through to the next layer (the model's published
+/// defaults, then the neuron's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SamplingDefaults {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repetition_penalty: Option<f64>,
+}
+
+impl SamplingDefaults {
+    /// These defaults with `over`'s values where it has them.
+    pub fn overridden_by(self, over: &SamplingDefaults) -> Self {
+        SamplingDefaults {
+            temperature: over.temperature.or(self.temperature),
+            top_p: over.top_p.or(self.top_p),
+            top_k: over.top_k.or(self.top_k),
+            repetition_penalty: over.repetition_penalty.or(self.repetition_penalty),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == SamplingDefaults::default()
+    }
 }
 
 impl ModelInfo {
@@ -122,6 +158,7 @@ impl ModelInfo {
             unquantized_bytes: None,
             kv_cache_bytes: 0,
             prompt_cache_entries: 0,
+            sampling: None,
         }
     }
 }

@@ -41,14 +41,70 @@ pub struct ChatCompletionRequest {
     pub n: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<Value>>,
+    /// `"none"`, `"auto"`, `"required"` or
+    /// `{"type": "function", "function": {"name": …}}` (see
+    /// [`ChatCompletionRequest::tool_choice`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<Value>,
+    /// `false`: at most one tool call per answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Extension (vLLM, llama.cpp): extra variables for the model's chat
     /// template, e.g. `{"enable_thinking": false}` for Qwen3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template_kwargs: Option<serde_json::Map<String, Value>>,
+    /// `none`, `minimal`, `low`, `medium` or `high`: how much the model
+    /// may think (see [`ReasoningEffort`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
+    /// Extension (the name of Qwen's own API): the most tokens the model
+    /// may think before its thought is closed and it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_budget: Option<u32>,
+}
+
+/// Whether and how the model must call a tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides (the default with tools).
+    Auto,
+    /// No calls: text that looks like one stays text.
+    None,
+    /// At least one call.
+    Required,
+    /// A call of this function.
+    Function(String),
+}
+
+/// `reasoning_effort`: how much thinking a request allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasoningEffort {
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+}
+
+impl ReasoningEffort {
+    pub const NAMES: [&str; 5] = ["none", "minimal", "low", "medium", "high"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "none" => ReasoningEffort::None,
+            "minimal" => ReasoningEffort::Minimal,
+            "low" => ReasoningEffort::Low,
+            "medium" => ReasoningEffort::Medium,
+            "high" => ReasoningEffort::High,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 impl ChatCompletionRequest {
@@ -68,10 +124,45 @@ impl ChatCompletionRequest {
             .unwrap_or(false)
     }
 
-    /// `tool_choice: "none"`: the model may not call tools, and text that
-    /// looks like a call stays text.
-    pub fn tools_disabled(&self) -> bool {
-        matches!(&self.tool_choice, Some(Value::String(s)) if s == "none")
+    /// `tool_choice` read; `Err` says what is wrong with it. Absent is
+    /// `auto`.
+    pub fn tool_choice(&self) -> Result<ToolChoice, String> {
+        let Some(choice) = &self.tool_choice else {
+            return Ok(ToolChoice::Auto);
+        };
+        match choice {
+            Value::String(s) => match s.as_str() {
+                "auto" => Ok(ToolChoice::Auto),
+                "none" => Ok(ToolChoice::None),
+                "required" => Ok(ToolChoice::Required),
+                other => Err(format!(
+                    "`{other}` is not a choice; use \"none\", \"auto\", \"required\" or \
+                     {{\"type\": \"function\", \"function\": {{\"name\": …}}}}"
+                )),
+            },
+            Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+                match o
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                {
+                    Some(name) if !name.is_empty() => Ok(ToolChoice::Function(name.to_string())),
+                    _ => Err("a function choice needs `function.name`".to_string()),
+                }
+            }
+            _ => Err("must be \"none\", \"auto\", \"required\" or \
+                 {\"type\": \"function\", \"function\": {\"name\": …}}"
+                .to_string()),
+        }
+    }
+
+    /// The names of the function tools offered.
+    pub fn tool_names(&self) -> Vec<&str> {
+        self.tools
+            .iter()
+            .flatten()
+            .filter_map(|t| t.get("function")?.get("name")?.as_str())
+            .collect()
     }
 
     pub fn stop_sequences(&self) -> Vec<String> {
@@ -381,6 +472,46 @@ mod tests {
             Some("ab")
         );
         assert_eq!(req.stop_sequences(), vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn tool_choices_read_and_bad_ones_say_why() {
+        let with = |choice: Value| ChatCompletionRequest {
+            tool_choice: Some(choice),
+            ..Default::default()
+        };
+        assert_eq!(
+            ChatCompletionRequest::default().tool_choice(),
+            Ok(ToolChoice::Auto)
+        );
+        assert_eq!(
+            with(Value::from("none")).tool_choice(),
+            Ok(ToolChoice::None)
+        );
+        assert_eq!(
+            with(Value::from("required")).tool_choice(),
+            Ok(ToolChoice::Required)
+        );
+        assert_eq!(
+            with(serde_json::json!({"type": "function", "function": {"name": "f"}})).tool_choice(),
+            Ok(ToolChoice::Function("f".into()))
+        );
+        for bad in [
+            Value::from("any"),
+            serde_json::json!({"type": "function"}),
+            serde_json::json!({"type": "allowed_tools"}),
+            Value::from(3),
+        ] {
+            assert!(with(bad.clone()).tool_choice().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reasoning_efforts_round_trip() {
+        for name in ReasoningEffort::NAMES {
+            assert_eq!(ReasoningEffort::parse(name).map(|e| e.name()), Some(name));
+        }
+        assert_eq!(ReasoningEffort::parse("max"), None);
     }
 
     #[test]

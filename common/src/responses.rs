@@ -27,6 +27,10 @@ pub struct ResponsesRequest {
     pub tool_choice: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel_tool_calls: Option<bool>,
+    /// `{"effort": "low", "summary": …}`: `effort` is the chat request's
+    /// `reasoning_effort`; `summary` is not produced (the thought itself is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<ReasoningConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,6 +51,15 @@ impl ResponsesRequest {
     pub fn has_tools(&self) -> bool {
         self.tools.as_ref().is_some_and(|t| !t.is_empty())
     }
+}
+
+/// A request's `reasoning` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReasoningConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 /// `input`: one user string, or a list of items.
@@ -103,7 +116,8 @@ pub enum InputItem {
         call_id: String,
         output: FunctionOutput,
     },
-    /// Reasoning items echoed back by clients; dropped by translation.
+    /// Reasoning items echoed back by clients; translation hands their
+    /// text back as the next assistant turn's `reasoning_content`.
     Reasoning(Map<String, Value>),
     /// A stored item; cortex stores none, so translation rejects it.
     ItemReference {

@@ -238,6 +238,7 @@ pub fn event_stream(n: usize, nodes: usize, models: usize) -> Vec<Event> {
                 prompt_tokens: 20,
                 cached_tokens: 0,
                 completion_tokens: 64,
+                reasoning_tokens: 0,
                 ttft_ms: Some(40.0),
                 prefill_tok_s: Some(300.0),
                 decode_tok_s: Some(42.0),

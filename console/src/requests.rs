@@ -60,6 +60,8 @@ pub struct RequestView {
     pub prompt_tokens: Option<u32>,
     pub cached_tokens: u32,
     pub completion_tokens: Option<u32>,
+    /// Of the completion tokens, those spent thinking.
+    pub reasoning_tokens: u32,
     pub ttft_ms: Option<f64>,
     pub decode_tok_s: Option<f64>,
     pub duration_ms: Option<f64>,
@@ -81,6 +83,7 @@ impl RequestView {
             prompt_tokens: None,
             cached_tokens: 0,
             completion_tokens: None,
+            reasoning_tokens: 0,
             ttft_ms: None,
             decode_tok_s: None,
             duration_ms: None,
@@ -233,6 +236,7 @@ impl RequestLog {
                 prompt_tokens,
                 cached_tokens,
                 completion_tokens,
+                reasoning_tokens,
                 ttft_ms,
                 decode_tok_s,
                 duration_ms,
@@ -254,6 +258,7 @@ impl RequestLog {
                 r.prompt_tokens = Some(*prompt_tokens);
                 r.cached_tokens = *cached_tokens;
                 r.completion_tokens = Some(*completion_tokens);
+                r.reasoning_tokens = *reasoning_tokens;
                 r.ttft_ms = ttft_ms.or(r.ttft_ms);
                 r.decode_tok_s = *decode_tok_s;
                 r.duration_ms = Some(*duration_ms);
@@ -265,9 +270,13 @@ impl RequestLog {
                     (_, Some(f), _) => format!("finished ({f})"),
                     _ => "finished".to_string(),
                 };
+                let thinking = match reasoning_tokens {
+                    0 => String::new(),
+                    n => format!(" ({n} reasoning)"),
+                };
                 r.note(
                     ts,
-                    format!("{how}: {completion_tokens} tokens in {duration_ms:.0} ms"),
+                    format!("{how}: {completion_tokens} tokens{thinking} in {duration_ms:.0} ms"),
                 );
                 let model = model.clone();
                 self.count(ts, &model, u64::from(*completion_tokens));
@@ -356,6 +365,7 @@ mod tests {
             prompt_tokens: 12,
             cached_tokens: 4,
             completion_tokens: tokens,
+            reasoning_tokens: tokens / 3,
             ttft_ms: Some(80.0),
             prefill_tok_s: None,
             decode_tok_s: Some(40.0),
@@ -416,7 +426,14 @@ mod tests {
         assert_eq!((r.prompt_tokens, r.completion_tokens), (Some(12), Some(33)));
         assert_eq!(r.elapsed_ms(T0 + 5000), 900, "the neuron's own duration");
         assert_eq!(r.events.len(), 4, "{:?}", r.events);
-        assert!(r.events[3].1.contains("finished (stop): 33 tokens"));
+        assert_eq!(r.reasoning_tokens, 11);
+        assert!(
+            r.events[3]
+                .1
+                .contains("finished (stop): 33 tokens (11 reasoning)"),
+            "{:?}",
+            r.events
+        );
         assert_eq!(log.in_flight(), 0);
         let sec = (T0 + 1000) / 1000;
         assert_eq!(

@@ -86,6 +86,7 @@ fn app() -> App {
                 prompt_tokens: 12,
                 cached_tokens: 0,
                 completion_tokens: (20 + (s * 7) % 40) as u32,
+                reasoning_tokens: 0,
                 ttft_ms: Some(30.0),
                 prefill_tok_s: None,
                 decode_tok_s: Some(40.0),

@@ -260,6 +260,7 @@ fn model() -> ModelInfo {
         unquantized_bytes: None,
         kv_cache_bytes: 0,
         prompt_cache_entries: 0,
+        sampling: None,
     }
 }
 

@@ -103,6 +103,11 @@ async fn list_models(State(state): State<Arc<AppState>>) -> axum::Json<ModelList
                 .into_iter()
                 .map(|p| json!({"node": p.node, "state": p.state, "in_flight": p.in_flight}))
                 .collect();
+            // What a request that leaves sampling out gets: models.toml's
+            // settings over the model's own, as a neuron serving it reports
+            // them (only the former before it has been loaded).
+            let published = g.reported_sampling(&id).unwrap_or_default();
+            let configured = entry.map(|e| e.sampling()).unwrap_or_default();
             ModelCard {
                 object: "model".into(),
                 created: 0,
@@ -116,6 +121,7 @@ async fn list_models(State(state): State<Arc<AppState>>) -> axum::Json<ModelList
                     "memory_mb": want.bytes.div_ceil(1 << 20),
                     "placements": placements,
                     "loadable_on": g.loadable_on(&want),
+                    "sampling": published.overridden_by(&configured),
                 })),
                 id,
             }
@@ -144,6 +150,7 @@ async fn chat_completions(
         .resolve(&req.model)
         .ok_or_else(|| unknown_model(&req.model))?;
     body["model"] = Value::String(model.clone());
+    upstream::apply_sampling(&state, &model, &mut body);
     Ok(proxy::forward(
         state,
         Forward {

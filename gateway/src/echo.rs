@@ -218,6 +218,7 @@ mod tests {
             unquantized_bytes: None,
             kv_cache_bytes: 0,
             prompt_cache_entries: 0,
+            sampling: None,
         };
         let mut kind = EventKind::DeviceStats {
             devices: Vec::new(),

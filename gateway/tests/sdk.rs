@@ -34,34 +34,65 @@ async fn official_sdks_conform() {
          target/sdk-venv with the pinned openai and anthropic packages",
         python.display()
     );
-    // Models whose greedy output is a Hermes tool call, or a thought and an
-    // answer, for the structured-output cases.
+    // Models whose greedy output is fixed by their weights: a Hermes tool
+    // call; a thought and an answer; text then a call (cut where a required
+    // call's primed start ends); a Mistral-format call whose prompt after
+    // the tool's result ends differently, so the answer to that turn shows
+    // the result arrived.
     let models = tempfile::tempdir().expect("temp dir");
     let mut toml = models_toml(&[("smol", "")]);
-    for (id, template, pieces) in [
+    let chatml = |template, chains| chain::ChainModel {
+        template,
+        specials: &[chain::IM_START, chain::IM_END],
+        markers: &chain::QWEN_MARKERS,
+        bos: None,
+        eos: chain::IM_END,
+        chains,
+        weight: chain::SHARP,
+    };
+    const TOOLS: &[&str] = &[
+        "<tool_call>",
+        "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n",
+        "</tool_call>",
+    ];
+    const THINK: &[&str] = &[
+        "<think>",
+        "\nThe user says hello.\n",
+        "</think>",
+        "\n\nHello there!",
+    ];
+    const CHATTY: &[&str] = &[
+        "Let me check.",
+        "<tool_call>",
+        "\n{\"name\": \"get_weather\", \"arguments\": ",
+        "{\"city\": \"Paris\"}}\n",
+        "</tool_call>",
+    ];
+    const MISTRAL_CALL: &[&str] = &[
+        "[TOOL_CALLS]",
+        " [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]",
+    ];
+    const SUNNY: &[&str] = &["It is sunny in Paris."];
+    for (id, model) in [
+        ("tools", chatml(chain::HERMES, &[("\n", TOOLS)])),
+        ("think", chatml(chain::QWEN3, &[("\n", THINK)])),
+        ("chatty", chatml(chain::HERMES, &[("\n", CHATTY)])),
         (
-            "tools",
-            chain::HERMES,
-            vec![
-                "<tool_call>",
-                "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n",
-                "</tool_call>",
-            ],
-        ),
-        (
-            "think",
-            chain::QWEN3,
-            vec![
-                "<think>",
-                "\nThe user says hello.\n",
-                "</think>",
-                "\n\nHello there!",
-            ],
+            "mistral",
+            chain::ChainModel {
+                template: chain::MISTRAL,
+                specials: &chain::MISTRAL_SPECIALS,
+                markers: &[],
+                bos: Some("<s>"),
+                eos: "</s>",
+                chains: &[("[/INST]", MISTRAL_CALL), ("[/TOOL_RESULTS]", SUNNY)],
+                weight: chain::SHARP,
+            },
         ),
     ] {
         let dir = models.path().join(id);
         std::fs::create_dir_all(&dir).expect("model dir");
-        chain::write_chain(&dir, template, &pieces);
+        chain::write_model(&dir, &model);
         let source = dir.to_str().expect("utf-8 temp path");
         toml.push_str(&format!(
             "[[models]]\nid = \"{id}\"\nsource = {source:?}\nmemory_mb = 10\n"
@@ -85,6 +116,8 @@ async fn official_sdks_conform() {
             .env("CORTEX_MODEL", "smol")
             .env("CORTEX_TOOLS_MODEL", "tools")
             .env("CORTEX_THINK_MODEL", "think")
+            .env("CORTEX_CHATTY_MODEL", "chatty")
+            .env("CORTEX_MISTRAL_MODEL", "mistral")
             .env_remove("OPENAI_API_KEY")
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("OPENAI_BASE_URL")

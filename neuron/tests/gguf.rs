@@ -58,6 +58,11 @@ fn write_qwen3_gguf(path: &Path) {
         ("tokenizer.ggml.token_type", Value::Array(types)),
         ("tokenizer.ggml.eos_token_id", Value::U32(vocab as u32 - 1)),
         ("tokenizer.chat_template", Value::String(template.into())),
+        // Sampling defaults as llama.cpp's converter writes them from a
+        // model's generation_config.json.
+        ("general.sampling.temp", Value::F32(0.6)),
+        ("general.sampling.top_k", Value::I32(20)),
+        ("general.sampling.top_p", Value::F32(0.95)),
     ];
     let mut tensors: Vec<(String, QTensor)> = vec![
         ("token_embd.weight".into(), qtensor(&[vocab, HIDDEN], false)),
@@ -119,6 +124,11 @@ async fn qwen3_gguf_loads_with_its_metadata_tokenizer_and_generates() {
     let (_, models) = n.get("/models").await;
     assert_eq!(models["models"][0]["architecture"], "qwen3");
     assert_eq!(models["models"][0]["context_length"], 128);
+    // The defaults the file publishes are the ones in force.
+    let sampling = &models["models"][0]["sampling"];
+    assert_eq!(sampling["top_k"], 20, "{models}");
+    assert_eq!(sampling["temperature"], 0.6, "{models}");
+    assert_eq!(sampling["top_p"], 0.95, "{models}");
     let body = json!({
         "model": "tiny",
         "messages": [{"role": "user", "content": "héllo"}],

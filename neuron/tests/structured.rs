@@ -1,18 +1,29 @@
 //! Structured output end to end on the real neuron: models whose greedy
-//! output is fixed by their weights (see `support/chain.rs`) write a Hermes
-//! tool call or a `<think>` thought in the real format, and
+//! output is fixed by their weights (see `support/chain.rs`) write tool
+//! calls in the Hermes, Llama 3 and Mistral syntaxes, or a `<think>`
+//! thought, with those families' templates and vocabularies, and
 //! `/v1/chat/completions` answers `tool_calls` and `reasoning_content`,
-//! streamed and not, never the markup in `content`.
+//! streamed and not, never the markup in `content`. Also: `tool_choice`
+//! and `parallel_tool_calls` honoured, a tool's result in the next turn,
+//! past reasoning handed back as the template expects, reasoning budgets,
+//! and sampling defaults from `generation_config.json`.
 
 mod support;
 
+use cortex_common::event::EventKind;
 use serde_json::{Value, json};
 use support::Neuron;
-use support::chain::{HERMES, OPENS_THINK, QWEN3, write_chain};
+use support::chain::{
+    CHATML, ChainModel, HERMES, IM_END, IM_START, LLAMA3, LLAMA3_SPECIALS, MISTRAL,
+    MISTRAL_SPECIALS, OPENS_THINK, QWEN_MARKERS, QWEN3, QWEN3_HISTORY, SHARP, write_chain,
+    write_model,
+};
 
 const CALL_JSON: &str = "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n";
 const BAD_CALL: &str = "\n{\"name\": get_weather}\n";
-const THOUGHT: &str = "\nThe user says hello.\n";
+/// A thought of two tokens: reasoning token counts are the thought's own,
+/// markers apart.
+const THOUGHT: [&str; 2] = ["\nThe user", " says hello.\n"];
 const ANSWER: &str = "\n\nHello there!";
 
 /// A neuron with chain models loaded: `tools` (a Hermes call), `think` (a
@@ -25,8 +36,16 @@ async fn fleet_of_chains(root: &std::path::Path) -> Neuron {
             HERMES,
             vec!["<tool_call>", CALL_JSON, "</tool_call>"],
         ),
-        ("think", QWEN3, vec!["<think>", THOUGHT, "</think>", ANSWER]),
-        ("think-open", OPENS_THINK, vec![THOUGHT, "</think>", ANSWER]),
+        (
+            "think",
+            QWEN3,
+            vec!["<think>", THOUGHT[0], THOUGHT[1], "</think>", ANSWER],
+        ),
+        (
+            "think-open",
+            OPENS_THINK,
+            vec![THOUGHT[0], THOUGHT[1], "</think>", ANSWER],
+        ),
         (
             "bad-tools",
             HERMES,
@@ -181,6 +200,7 @@ async fn a_call_that_does_not_parse_is_text(n: &Neuron) {
 }
 
 async fn reasoning_non_streaming(n: &Neuron) {
+    let mut events = n.events().await;
     let (s, body) = n.chat(ask("think", json!({}))).await;
     assert_eq!(s, 200, "{body}");
     let message = &body["choices"][0]["message"];
@@ -190,12 +210,27 @@ async fn reasoning_non_streaming(n: &Neuron) {
     );
     assert_eq!(message["content"], "Hello there!", "{body}");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
-    assert_eq!(body["usage"]["completion_tokens"], 4, "{body}");
-    // `<think>`, the thought and `</think>`.
+    assert_eq!(body["usage"]["completion_tokens"], 5, "{body}");
+    // The thought's two tokens; `<think>` and `</think>` are not reasoning.
     assert_eq!(
-        body["usage"]["completion_tokens_details"]["reasoning_tokens"], 3,
+        body["usage"]["completion_tokens_details"]["reasoning_tokens"], 2,
         "{body}"
     );
+    // The event counts them apart too.
+    let finished = support::next_event(
+        &mut events,
+        "request_finished",
+        |e| matches!(&e.kind, EventKind::RequestFinished { model, .. } if model == "think"),
+    )
+    .await;
+    match finished.kind {
+        EventKind::RequestFinished {
+            completion_tokens,
+            reasoning_tokens,
+            ..
+        } => assert_eq!((completion_tokens, reasoning_tokens), (5, 2)),
+        other => panic!("{other:?}"),
+    }
 }
 
 async fn reasoning_streaming(n: &Neuron) {
@@ -225,7 +260,7 @@ async fn reasoning_streaming(n: &Neuron) {
         .find(|c| c["usage"].is_object())
         .expect("usage chunk");
     assert_eq!(
-        usage["usage"]["completion_tokens_details"]["reasoning_tokens"], 3,
+        usage["usage"]["completion_tokens_details"]["reasoning_tokens"], 2,
         "{usage}"
     );
 }
@@ -253,7 +288,7 @@ async fn a_prompt_opened_thought(n: &Neuron) {
 }
 
 async fn a_thought_cut_by_max_tokens_is_all_reasoning(n: &Neuron) {
-    let (s, body) = n.chat(ask("think", json!({"max_tokens": 2}))).await;
+    let (s, body) = n.chat(ask("think", json!({"max_tokens": 3}))).await;
     assert_eq!(s, 200, "{body}");
     let message = &body["choices"][0]["message"];
     assert_eq!(
@@ -289,4 +324,581 @@ async fn template_kwargs_reach_the_template(n: &Neuron) {
     );
     // `<think>`, `\n\n`, `</think>`, `\n\n`: 2 marker tokens and 4 bytes.
     assert_eq!(off, on + 6, "on {on}, off {off}");
+}
+
+/// A weather call's parts as Hermes writes them, so a prompt primed with a
+/// call's start ends on one of the chain's tokens.
+const HERMES_HEAD: &str = "\n{\"name\": \"get_weather\", \"arguments\": ";
+const PARIS: &str = "{\"city\": \"Paris\"}}\n";
+/// Llama 3's, cut the same way.
+const LLAMA_OPEN: &str = "{\"name\": \"";
+const LLAMA_NAMED: &str = "get_weather\", \"parameters\": ";
+const LLAMA_ARGS: &str = "{\"city\": \"Paris\"}}";
+const SUNNY: &str = "It is sunny in Paris.";
+
+/// Writes each model into its own directory under `root`, starts a neuron
+/// that may read there and loads them all.
+async fn neuron_with(root: &std::path::Path, models: &[(&str, ChainModel<'_>)]) -> Neuron {
+    for (name, model) in models {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_model(&dir, model);
+    }
+    let n = Neuron::start(&["--model-root", root.to_str().unwrap()]);
+    for (name, _) in models {
+        n.load(name, root.join(name).to_str().unwrap()).await;
+    }
+    n
+}
+
+fn chatml<'a>(template: &'a str, chains: &'a [(&'a str, &'a [&'a str])]) -> ChainModel<'a> {
+    ChainModel {
+        template,
+        specials: &[IM_START, IM_END],
+        markers: &QWEN_MARKERS,
+        bos: None,
+        eos: IM_END,
+        chains,
+        weight: SHARP,
+    }
+}
+
+fn llama(chains: &'static [(&'static str, &'static [&'static str])]) -> ChainModel<'static> {
+    ChainModel {
+        template: LLAMA3,
+        specials: &LLAMA3_SPECIALS,
+        markers: &[],
+        bos: Some("<|begin_of_text|>"),
+        eos: "<|eot_id|>",
+        chains,
+        weight: SHARP,
+    }
+}
+
+/// Mistral v3's, or with `[ARGS]` v11's vocabulary (calls as
+/// `name[ARGS]{…}`).
+fn mistral(
+    args: bool,
+    chains: &'static [(&'static str, &'static [&'static str])],
+) -> ChainModel<'static> {
+    const V11: [&str; 10] = [
+        "<s>",
+        "</s>",
+        "[INST]",
+        "[/INST]",
+        "[TOOL_CALLS]",
+        "[AVAILABLE_TOOLS]",
+        "[/AVAILABLE_TOOLS]",
+        "[TOOL_RESULTS]",
+        "[/TOOL_RESULTS]",
+        "[ARGS]",
+    ];
+    ChainModel {
+        template: MISTRAL,
+        specials: if args { &V11 } else { &MISTRAL_SPECIALS },
+        markers: &[],
+        bos: Some("<s>"),
+        eos: "</s>",
+        chains,
+        weight: SHARP,
+    }
+}
+
+/// The message and finish reason of a non-streamed answer, and the same
+/// assembled from the stream: they must agree.
+async fn both_ways(n: &Neuron, body: Value) -> (Value, String) {
+    let (status, whole) = n.chat(body.clone()).await;
+    assert_eq!(status, 200, "{whole}");
+    let message = whole["choices"][0]["message"].clone();
+    let finish = whole["choices"][0]["finish_reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let chunks = n.chat_stream(body).await;
+    let (mut content, mut reasoning, mut names, mut args) = (
+        String::new(),
+        String::new(),
+        Vec::new(),
+        Vec::<String>::new(),
+    );
+    let mut streamed_finish = String::new();
+    for c in &chunks {
+        let delta = &c["choices"][0]["delta"];
+        content.push_str(delta["content"].as_str().unwrap_or(""));
+        reasoning.push_str(delta["reasoning_content"].as_str().unwrap_or(""));
+        for call in delta["tool_calls"].as_array().into_iter().flatten() {
+            let i = call["index"].as_u64().unwrap() as usize;
+            if let Some(name) = call["function"]["name"].as_str() {
+                assert_eq!(i, names.len(), "calls come in order: {chunks:?}");
+                names.push(name.to_string());
+                args.push(String::new());
+            }
+            args[i].push_str(call["function"]["arguments"].as_str().unwrap_or(""));
+        }
+        if let Some(f) = c["choices"][0]["finish_reason"].as_str() {
+            streamed_finish = f.to_string();
+        }
+    }
+    assert_eq!(streamed_finish, finish, "{chunks:?}");
+    assert_eq!(
+        content,
+        message["content"].as_str().unwrap_or(""),
+        "{chunks:?}"
+    );
+    assert_eq!(
+        reasoning,
+        message["reasoning_content"].as_str().unwrap_or(""),
+        "{chunks:?}"
+    );
+    let calls: Vec<(String, Value)> = message["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let args = c["function"]["arguments"].as_str().unwrap();
+            (
+                c["function"]["name"].as_str().unwrap().to_string(),
+                serde_json::from_str(args).unwrap(),
+            )
+        })
+        .collect();
+    let streamed: Vec<(String, Value)> = names
+        .into_iter()
+        .zip(args.iter().map(|a| serde_json::from_str(a).unwrap()))
+        .collect();
+    assert_eq!(streamed, calls, "{chunks:?}");
+    (message, finish)
+}
+
+/// The calls of a message: `(name, arguments)`.
+fn calls_of(message: &Value) -> Vec<(String, Value)> {
+    message["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["function"]["name"].as_str().unwrap().to_string(),
+                serde_json::from_str(c["function"]["arguments"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn paris() -> Vec<(String, Value)> {
+    vec![("get_weather".to_string(), json!({"city": "Paris"}))]
+}
+
+#[tokio::test]
+async fn llama3_and_mistral_tool_calls() {
+    let root = tempfile::tempdir().unwrap();
+    let n = neuron_with(
+        root.path(),
+        &[
+            (
+                "llama",
+                llama(&[(
+                    "\n",
+                    &[
+                        "<|python_tag|>",
+                        "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}",
+                    ],
+                )]),
+            ),
+            (
+                "llama-bare",
+                llama(&[("\n", &[LLAMA_OPEN, LLAMA_NAMED, LLAMA_ARGS])]),
+            ),
+            (
+                "mistral",
+                mistral(
+                    false,
+                    &[
+                        (
+                            "[/INST]",
+                            &[
+                                "[TOOL_CALLS]",
+                                " [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]",
+                            ],
+                        ),
+                        ("[/TOOL_RESULTS]", &[SUNNY]),
+                    ],
+                ),
+            ),
+            (
+                "mistral-args",
+                mistral(
+                    true,
+                    &[(
+                        "[/INST]",
+                        &[
+                            "Let me check.",
+                            "[TOOL_CALLS]",
+                            "get_weather",
+                            "[ARGS]",
+                            "{\"city\": \"Paris\"}",
+                        ],
+                    )],
+                ),
+            ),
+        ],
+    )
+    .await;
+    let tools = json!({"tools": weather_tool()});
+    for model in ["llama", "llama-bare", "mistral"] {
+        let (message, finish) = both_ways(&n, ask(model, tools.clone())).await;
+        assert_eq!(finish, "tool_calls", "{model}: {message}");
+        assert_eq!(message["content"], Value::Null, "{model}: {message}");
+        assert_eq!(calls_of(&message), paris(), "{model}: {message}");
+    }
+    let (message, finish) = both_ways(&n, ask("mistral-args", tools.clone())).await;
+    assert_eq!(finish, "tool_calls", "{message}");
+    assert_eq!(message["content"], "Let me check.", "{message}");
+    assert_eq!(calls_of(&message), paris(), "{message}");
+
+    // Without tools the same output is text; the special markers are kept.
+    let (_, body) = n.chat(ask("mistral-args", json!({}))).await;
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "Let me check.[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Paris\"}",
+        "{body}"
+    );
+    let (_, body) = n.chat(ask("llama", json!({}))).await;
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}",
+        "{body}"
+    );
+
+    // The tool's result, next turn: Mistral's template takes only
+    // nine-character call ids, so the neuron gives it such ids (the same
+    // for the call and its result); its prompt then ends with the result,
+    // and the model answers from there.
+    let (_, first) = n.chat(ask("mistral", tools.clone())).await;
+    let call = first["choices"][0]["message"]["tool_calls"][0].clone();
+    let id = call["id"].as_str().unwrap();
+    assert!(id.starts_with("call_") && id.len() > 9, "{first}");
+    let mut second = ask("mistral", tools.clone());
+    second["messages"].as_array_mut().unwrap().extend([
+        json!({"role": "assistant", "content": null, "tool_calls": [call]}),
+        json!({"role": "tool", "tool_call_id": id, "content": "Sunny, 22 C"}),
+    ]);
+    let (message, finish) = both_ways(&n, second.clone()).await;
+    assert_eq!(finish, "stop", "{message}");
+    assert_eq!(message["content"], SUNNY, "{message}");
+    // Ids of any shape are mapped, a short one too.
+    second["messages"][2]["tool_call_id"] = json!("c");
+    second["messages"][1]["tool_calls"][0]["id"] = json!("c");
+    let (s, body) = n.chat(second).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], SUNNY, "{body}");
+}
+
+#[tokio::test]
+async fn tool_choice_and_parallel_tool_calls() {
+    let root = tempfile::tempdir().unwrap();
+    let chatty: &[(&str, &[&str])] = &[(
+        "\n",
+        &[
+            "Let me check.",
+            "<tool_call>",
+            HERMES_HEAD,
+            PARIS,
+            "</tool_call>",
+        ],
+    )];
+    let two: &[(&str, &[&str])] = &[(
+        "\n",
+        &[
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
+            "\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>",
+        ],
+    )];
+    let plain: &[(&str, &[&str])] = &[("\n", &["Hello."])];
+    let n = neuron_with(
+        root.path(),
+        &[
+            ("chatty", chatty_model(chatty)),
+            ("two", chatty_model(two)),
+            (
+                "plain",
+                ChainModel {
+                    markers: &[],
+                    ..chatml(CHATML, plain)
+                },
+            ),
+            (
+                "llama-bare",
+                llama(&[("\n", &[LLAMA_OPEN, LLAMA_NAMED, LLAMA_ARGS])]),
+            ),
+            (
+                "mistral-args",
+                mistral(
+                    true,
+                    &[(
+                        "[/INST]",
+                        &[
+                            "Let me check.",
+                            "[TOOL_CALLS]",
+                            "get_weather",
+                            "[ARGS]",
+                            "{\"city\": \"Paris\"}",
+                        ],
+                    )],
+                ),
+            ),
+        ],
+    )
+    .await;
+    let with = |choice: Value| json!({"tools": weather_tool(), "tool_choice": choice});
+    let named = json!({"type": "function", "function": {"name": "get_weather"}});
+
+    // auto: the model's own answer, text and call.
+    let (message, finish) = both_ways(&n, ask("chatty", with(json!("auto")))).await;
+    assert_eq!(
+        (message["content"].as_str(), finish.as_str()),
+        (Some("Let me check."), "tool_calls")
+    );
+    assert_eq!(calls_of(&message), paris());
+    // required and a named function: the prompt ends with the call's start,
+    // so the answer is the call, in every syntax.
+    for model in ["chatty", "llama-bare", "mistral-args"] {
+        for choice in [json!("required"), named.clone()] {
+            let (message, finish) = both_ways(&n, ask(model, with(choice.clone()))).await;
+            assert_eq!(finish, "tool_calls", "{model} {choice}: {message}");
+            assert_eq!(
+                message["content"],
+                Value::Null,
+                "{model} {choice}: {message}"
+            );
+            assert_eq!(calls_of(&message), paris(), "{model} {choice}: {message}");
+        }
+    }
+    // A forced call's start is prompt, not answer.
+    let (_, free) = n.chat(ask("chatty", with(json!("auto")))).await;
+    let (_, forced) = n.chat(ask("chatty", with(json!("required")))).await;
+    assert_eq!(
+        forced["usage"]["prompt_tokens"].as_u64().unwrap(),
+        free["usage"]["prompt_tokens"].as_u64().unwrap() + 1,
+        "<tool_call> written after the prompt: {forced}"
+    );
+    assert_eq!(forced["usage"]["completion_tokens"], 3, "{forced}");
+
+    // parallel_tool_calls: false ends the answer after the first call.
+    let (message, finish) = both_ways(&n, ask("two", with(json!("auto")))).await;
+    assert_eq!(
+        (calls_of(&message).len(), finish.as_str()),
+        (2, "tool_calls")
+    );
+    let mut one = ask("two", with(json!("auto")));
+    one["parallel_tool_calls"] = json!(false);
+    let (message, finish) = both_ways(&n, one.clone()).await;
+    assert_eq!(calls_of(&message), paris(), "{message}");
+    assert_eq!(finish, "tool_calls");
+    let (_, body) = n.chat(one).await;
+    assert_eq!(
+        body["usage"]["completion_tokens"], 1,
+        "stopped after the call: {body}"
+    );
+
+    // What cannot be done is a 400 saying why.
+    for (model, extra, says) in [
+        (
+            "chatty",
+            with(json!({"type": "function", "function": {"name": "get_time"}})),
+            "`get_time` is not among `tools` (get_weather)",
+        ),
+        ("chatty", json!({"tool_choice": "required"}), "offers none"),
+        ("chatty", with(json!("sometimes")), "field `tool_choice`"),
+        (
+            "plain",
+            with(json!("required")),
+            "writes tool calls in no syntax cortex reads",
+        ),
+    ] {
+        let (s, body) = n.chat(ask(model, extra.clone())).await;
+        assert_eq!(s, 400, "{extra}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{extra}: {message}");
+    }
+    // auto on a model without a tool syntax: its text, as before.
+    let (s, body) = n.chat(ask("plain", with(json!("auto")))).await;
+    assert_eq!(
+        (s, &body["choices"][0]["message"]["content"]),
+        (200, &json!("Hello."))
+    );
+}
+
+fn chatty_model<'a>(chains: &'a [(&'a str, &'a [&'a str])]) -> ChainModel<'a> {
+    chatml(HERMES, chains)
+}
+
+#[tokio::test]
+async fn reasoning_budgets_efforts_and_history() {
+    let root = tempfile::tempdir().unwrap();
+    let steps: &[(&str, &[&str])] = &[(
+        "\n",
+        &[
+            "<think>",
+            "\nStep one.",
+            " Step two.",
+            " Step three.\n",
+            "</think>",
+            "\n\nDone.",
+        ],
+    )];
+    let history: &[(&str, &[&str])] = &[("\n", &["Fine."])];
+    let n = neuron_with(
+        root.path(),
+        &[
+            ("steps", chatml(QWEN3, steps)),
+            ("history", chatml(QWEN3_HISTORY, history)),
+        ],
+    )
+    .await;
+
+    // Unbounded, the whole thought.
+    let (message, _) = both_ways(&n, ask("steps", json!({}))).await;
+    assert_eq!(
+        message["reasoning_content"],
+        "Step one. Step two. Step three."
+    );
+    assert_eq!(message["content"], "Done.");
+    // A budget of one token: the thought is closed after it, the answer
+    // follows.
+    let (message, finish) = both_ways(&n, ask("steps", json!({"thinking_budget": 1}))).await;
+    assert_eq!(message["reasoning_content"], "Step one.", "{message}");
+    assert_eq!(
+        (message["content"].as_str(), finish.as_str()),
+        (Some("Done."), "stop")
+    );
+    let (_, body) = n.chat(ask("steps", json!({"thinking_budget": 1}))).await;
+    assert_eq!(
+        body["usage"]["completion_tokens_details"]["reasoning_tokens"], 1,
+        "{body}"
+    );
+    // <think>, one step, the forced </think>, the answer.
+    assert_eq!(body["usage"]["completion_tokens"], 4, "{body}");
+    // Effort none switches Qwen3's thinking off (an empty thought in the
+    // prompt) and closes any thought at once; low leaves this short one be.
+    let (message, _) = both_ways(&n, ask("steps", json!({"reasoning_effort": "none"}))).await;
+    assert_eq!(message.get("reasoning_content"), None, "{message}");
+    assert_eq!(message["content"], "Done.");
+    let (message, _) = both_ways(&n, ask("steps", json!({"reasoning_effort": "low"}))).await;
+    assert_eq!(
+        message["reasoning_content"],
+        "Step one. Step two. Step three."
+    );
+    let (s, body) = n
+        .chat(ask("steps", json!({"reasoning_effort": "max"})))
+        .await;
+    assert_eq!(s, 400, "{body}");
+
+    // History: a past turn's reasoning reaches the template apart from its
+    // content; Qwen3's keeps it within the current tool loop only.
+    let n = &n;
+    let count = |messages: Value| {
+        let body = json!({"model": "history", "messages": messages, "tools": weather_tool()});
+        async move {
+            let (s, v) = n.post("/v1/chat/count_tokens", body).await;
+            assert_eq!(s, 200, "{v}");
+            v["prompt_tokens"].as_u64().unwrap()
+        }
+    };
+    let thought = "Call the tool.";
+    let call = json!([{"id": "call_1", "type": "function",
+        "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]);
+    let in_loop = |reasoning: Option<&str>| {
+        json!([
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": call, "reasoning_content": reasoning},
+            {"role": "tool", "tool_call_id": "call_1", "content": "Sunny"},
+        ])
+    };
+    let kept = count(in_loop(Some(thought))).await;
+    let without = count(in_loop(None)).await;
+    // `<think>` "\n" thought "\n" `</think>` "\n\n": markers one token each,
+    // every other byte one token; the content is not touched.
+    assert_eq!(kept, without + 1 + 1 + thought.len() as u64 + 1 + 1 + 2);
+    let earlier = |reasoning: Option<&str>| {
+        json!([
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!", "reasoning_content": reasoning},
+            {"role": "user", "content": "Weather in Paris?"},
+        ])
+    };
+    assert_eq!(
+        count(earlier(Some(thought))).await,
+        count(earlier(None)).await
+    );
+}
+
+#[tokio::test]
+async fn sampling_defaults_come_from_generation_config() {
+    let root = tempfile::tempdir().unwrap();
+    let pieces: &[(&str, &[&str])] = &[("\n", &["Hello", " there", "!"])];
+    // Nearly flat: sampled, the answer is random; greedy, the chain.
+    let flat = ChainModel {
+        weight: 0.1,
+        ..chatml(CHATML, pieces)
+    };
+    let models = [("published", flat), ("bare", flat)];
+    for (name, model) in &models {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_model(&dir, model);
+    }
+    // Qwen3's own, but with top_k 1: sampling with these defaults is
+    // greedy, so the model's answer is its chain.
+    std::fs::write(
+        root.path().join("published/generation_config.json"),
+        json!({"do_sample": true, "temperature": 0.6, "top_p": 0.95, "top_k": 1}).to_string(),
+    )
+    .unwrap();
+    let n = Neuron::start(&["--model-root", root.path().to_str().unwrap()]);
+    for (name, _) in &models {
+        n.load(name, root.path().join(name).to_str().unwrap()).await;
+    }
+    let (_, listed) = n.get("/models").await;
+    let sampling = |id: &str| {
+        listed["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap()["sampling"]
+            .clone()
+    };
+    assert_eq!(
+        sampling("published"),
+        json!({"temperature": 0.6, "top_p": 0.95, "top_k": 1})
+    );
+    assert_eq!(sampling("bare"), json!({"temperature": 1.0}));
+
+    let n = &n;
+    let answer = |model: &str, extra: Value| {
+        let mut body = json!({"model": model, "max_tokens": 3, "seed": 7,
+            "messages": [{"role": "user", "content": "Hi"}]});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        async move {
+            let (s, v) = n.chat(body).await;
+            assert_eq!(s, 200, "{v}");
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    // The model's defaults apply to what the request leaves out…
+    assert_eq!(answer("published", json!({})).await, "Hello there!");
+    // …where the neuron's (temperature 1, no top-k) sample at random…
+    assert_ne!(answer("bare", json!({})).await, "Hello there!");
+    // …and a request's own values win over the model's.
+    assert_ne!(
+        answer("published", json!({"top_k": 50})).await,
+        "Hello there!"
+    );
+    assert_eq!(answer("bare", json!({"top_k": 1})).await, "Hello there!");
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{ConfigError, deserialize_opt_duration, load_toml};
+use crate::neuron_api::SamplingDefaults;
 
 /// Priority class a model has when `residency_priority` is not given.
 pub const DEFAULT_RESIDENCY_PRIORITY: u32 = 100;
@@ -69,6 +70,17 @@ pub struct ModelEntry {
     /// replica is full gets another replica on a node with room (scale-out).
     #[serde(default = "one")]
     pub max_replicas: u32,
+    /// Sampling for requests that leave it out, over the model's own
+    /// defaults (`generation_config.json`, GGUF metadata); a request's own
+    /// values win. Same ranges as in a request.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub top_k: Option<u32>,
+    #[serde(default)]
+    pub repetition_penalty: Option<f64>,
 }
 
 /// The quantizations a neuron can apply at load (`quant`).
@@ -90,6 +102,16 @@ impl ModelEntry {
 
     pub fn memory_bytes(&self) -> Option<u64> {
         self.memory_mb.map(|mb| mb.saturating_mul(1024 * 1024))
+    }
+
+    /// The sampling settings this entry sets.
+    pub fn sampling(&self) -> SamplingDefaults {
+        SamplingDefaults {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            repetition_penalty: self.repetition_penalty,
+        }
     }
 }
 
@@ -160,6 +182,30 @@ impl ModelsConfig {
                 return Err(bad(
                     "max_replicas",
                     "must be at least 1 (1: no scale-out)".into(),
+                ));
+            }
+            if let Some(t) = m.temperature
+                && !(0.0..=2.0).contains(&t)
+            {
+                return Err(bad("temperature", "must be between 0 and 2".into()));
+            }
+            if let Some(p) = m.top_p
+                && !(p > 0.0 && p <= 1.0)
+            {
+                return Err(bad("top_p", "must be greater than 0 and at most 1".into()));
+            }
+            if m.top_k == Some(0) {
+                return Err(bad(
+                    "top_k",
+                    "must be at least 1 (leave it out for no top-k)".into(),
+                ));
+            }
+            if let Some(r) = m.repetition_penalty
+                && !(r > 0.0 && r <= 10.0)
+            {
+                return Err(bad(
+                    "repetition_penalty",
+                    "must be greater than 0 and at most 10 (1 = off)".into(),
                 ));
             }
             if let Some(nodes) = known_nodes {
@@ -300,6 +346,40 @@ mod tests {
         let src = "[[models]]\nid = \"x\"\nmemory_mb = 18446744073709551616\n";
         let err = parse(src).unwrap_err().to_string();
         assert!(err.contains(":3: field `memory_mb`"), "{err}");
+    }
+
+    #[test]
+    fn sampling_overrides_parse_and_bad_ones_name_their_line() {
+        let cfg =
+            parse("[[models]]\nid = \"x\"\ntemperature = 0.6\ntop_p = 0.95\ntop_k = 20\n").unwrap();
+        let s = cfg.get("x").unwrap().sampling();
+        assert_eq!(
+            (s.temperature, s.top_p, s.top_k, s.repetition_penalty),
+            (Some(0.6), Some(0.95), Some(20), None)
+        );
+        assert!(
+            parse("[[models]]\nid = \"x\"\n")
+                .unwrap()
+                .get("x")
+                .unwrap()
+                .sampling()
+                .is_empty()
+        );
+        for (line, bad) in [
+            ("temperature = 2.5", "temperature"),
+            ("top_p = 0.0", "top_p"),
+            ("top_k = 0", "top_k"),
+            ("repetition_penalty = 11.0", "repetition_penalty"),
+            ("top_k = -1", "top_k"),
+            ("temperature = \"hot\"", "temperature"),
+        ] {
+            let src = format!("[[models]]\nid = \"a\"\n[[models]]\nid = \"x\"\n\n{line}\n");
+            let err = parse(&src).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("models.toml:6: field `{bad}`")),
+                "{line}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -8,13 +8,17 @@
 //! temperature, top_p, top_k, max_tokens, metadata.user_id (→ `user`),
 //! stream (with `include_usage`, so the final usage can be reported),
 //! `thinking` switched on or off (→ `chat_template_kwargs.enable_thinking`,
-//! the switch of Qwen3-style templates; templates without it ignore it).
+//! the switch of Qwen3-style templates; templates without it ignore it)
+//! and its `budget_tokens` (→ `thinking_budget`, enforced by the neuron),
+//! `disable_parallel_tool_use` (→ `parallel_tool_calls: false`), `thinking`
+//! blocks of assistant turns (→ the turn's `reasoning_content`, which the
+//! chat template keeps or drops as the model expects; never its content).
 //!
-//! Dropped, because the OpenAI shape has no place for them: `thinking`
-//! blocks in assistant turns (Qwen3-style templates drop past reasoning
-//! from history anyway), `budget_tokens`, `cache_control`, `tool_result.is_error`,
-//! `disable_parallel_tool_use`. Rejected (400): server tools (no
-//! `input_schema`), blocks in a role that cannot carry them, unknown roles.
+//! Dropped, because the OpenAI shape has no place for them:
+//! `redacted_thinking` blocks, `cache_control`, `tool_result.is_error`.
+//! Rejected (400): server tools (no `input_schema`), blocks in a role that
+//! cannot carry them, unknown roles, a `budget_tokens` that is not a whole
+//! number below `max_tokens`.
 
 use serde_json::{Value, json};
 
@@ -58,6 +62,7 @@ pub fn to_chat_request(req: &MessagesRequest) -> Result<ChatCompletionRequest, T
         ),
     };
     let stream = req.is_stream();
+    let thinking_budget = thinking_budget(req)?;
     Ok(ChatCompletionRequest {
         model: req.model.clone(),
         messages,
@@ -72,14 +77,47 @@ pub fn to_chat_request(req: &MessagesRequest) -> Result<ChatCompletionRequest, T
         stop: req.stop_sequences.clone().map(StopSequences::Many),
         tools,
         tool_choice: req.tool_choice.as_ref().map(tool_choice),
+        parallel_tool_calls: req
+            .tool_choice
+            .as_ref()
+            .and_then(ToolChoice::disable_parallel_tool_use)
+            .map(|disable| !disable),
         user: req.metadata.as_ref().and_then(|m| m.user_id.clone()),
         chat_template_kwargs: req.thinking_enabled().map(|on| {
             let mut kwargs = serde_json::Map::new();
             kwargs.insert("enable_thinking".into(), Value::Bool(on));
             kwargs
         }),
+        thinking_budget,
         ..Default::default()
     })
+}
+
+/// `thinking.budget_tokens` of an enabled thought, checked as Anthropic
+/// does: a whole number below `max_tokens`.
+fn thinking_budget(req: &MessagesRequest) -> Result<Option<u32>, TranslateError> {
+    if req.thinking_enabled() != Some(true) {
+        return Ok(None);
+    }
+    let Some(budget) = req.thinking.as_ref().and_then(|t| t.get("budget_tokens")) else {
+        return Ok(None);
+    };
+    let bad = |why: String| TranslateError::new("invalid_thinking", why);
+    let budget = budget
+        .as_u64()
+        .and_then(|b| u32::try_from(b).ok())
+        .ok_or_else(|| {
+            bad(format!(
+                "thinking.budget_tokens: {budget} is not a whole number of tokens"
+            ))
+        })?;
+    if budget >= req.max_tokens {
+        return Err(bad(format!(
+            "`max_tokens` ({}) must be greater than `thinking.budget_tokens` ({budget})",
+            req.max_tokens
+        )));
+    }
+    Ok(Some(budget))
 }
 
 /// The leading system message's text, or `None` when the client sent no
@@ -208,10 +246,12 @@ fn assistant_turn(i: usize, content: &Content) -> Result<ChatMessage, TranslateE
         Content::Blocks(blocks) => blocks,
     };
     let mut text = String::new();
+    let mut thought = String::new();
     let mut calls = Vec::new();
     for (j, block) in blocks.iter().enumerate() {
         match block {
             ContentBlock::Text { text: t } => text.push_str(t),
+            ContentBlock::Thinking { thinking, .. } => thought.push_str(thinking),
             ContentBlock::ToolUse { id, name, input } => calls.push(ToolCall {
                 id: id.clone(),
                 kind: "function".to_string(),
@@ -220,7 +260,7 @@ fn assistant_turn(i: usize, content: &Content) -> Result<ChatMessage, TranslateE
                     arguments: input.to_string(),
                 },
             }),
-            ContentBlock::Thinking { .. } | ContentBlock::RedactedThinking { .. } => {}
+            ContentBlock::RedactedThinking { .. } => {}
             ContentBlock::Image { .. } | ContentBlock::ToolResult { .. } => {
                 return Err(TranslateError::new(
                     "invalid_content",
@@ -237,6 +277,7 @@ fn assistant_turn(i: usize, content: &Content) -> Result<ChatMessage, TranslateE
         // OpenAI's convention: `null` content on a tool-call-only turn.
         content: (!text.is_empty() || !has_calls).then_some(MessageContent::Text(text)),
         tool_calls: has_calls.then_some(calls),
+        reasoning_content: (!thought.is_empty()).then_some(thought),
         ..Default::default()
     })
 }
@@ -344,6 +385,8 @@ mod tests {
             json!({"type":"text","text":"list files"})
         );
         assert_eq!(m[2]["content"], "Running ls.");
+        // The thought goes back apart from the content, for the template.
+        assert_eq!(m[2]["reasoning_content"], "hmm");
         assert_eq!(m[2]["tool_calls"][0]["id"], "toolu_1");
         assert_eq!(
             m[2]["tool_calls"][1]["function"]["arguments"],
@@ -370,6 +413,7 @@ mod tests {
         );
         assert_eq!(v["tools"][0]["function"]["description"], "Run a command");
         assert_eq!(v["tool_choice"], "required");
+        assert!(v.get("parallel_tool_calls").is_none());
         assert_eq!(v["stop"], json!(["END"]));
         assert_eq!(v["max_tokens"], 512);
         assert_eq!(v["top_k"], 5);
@@ -475,7 +519,7 @@ mod tests {
     fn thinking_switches_the_templates_enable_thinking() {
         let body = |thinking: &str| {
             format!(
-                r#"{{"model":"q","max_tokens":8,"messages":[{{"role":"user","content":"hi"}}]{thinking}}}"#
+                r#"{{"model":"q","max_tokens":2048,"messages":[{{"role":"user","content":"hi"}}]{thinking}}}"#
             )
         };
         let kwargs = |thinking: &str| {
@@ -493,5 +537,50 @@ mod tests {
             json!({"enable_thinking": true}).as_object().cloned()
         );
         assert_eq!(kwargs(r#","thinking":{"type":"adaptive"}"#), None);
+    }
+
+    #[test]
+    fn thinking_budgets_are_enforced_below_max_tokens() {
+        let chat = |thinking: &str| {
+            to_chat_request(&req(&format!(
+                r#"{{"model":"q","max_tokens":2048,"messages":[{{"role":"user","content":"hi"}}],"thinking":{thinking}}}"#
+            )))
+        };
+        let budget = |thinking: &str| chat(thinking).unwrap().thinking_budget;
+        assert_eq!(
+            budget(r#"{"type":"enabled","budget_tokens":1024}"#),
+            Some(1024)
+        );
+        assert_eq!(budget(r#"{"type":"enabled"}"#), None);
+        assert_eq!(budget(r#"{"type":"disabled","budget_tokens":5}"#), None);
+        for bad in [
+            r#"{"type":"enabled","budget_tokens":2048}"#,
+            r#"{"type":"enabled","budget_tokens":-1}"#,
+            r#"{"type":"enabled","budget_tokens":"lots"}"#,
+        ] {
+            let e = chat(bad).unwrap_err();
+            assert_eq!(e.code, "invalid_thinking", "{bad}");
+            assert!(e.message.contains("budget_tokens"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn disabling_parallel_tool_use_allows_one_call() {
+        let parallel = |choice: &str| {
+            to_chat_request(&req(&format!(
+                r#"{{"model":"q","max_tokens":8,"messages":[{{"role":"user","content":"hi"}}],"tool_choice":{choice}}}"#
+            )))
+            .unwrap()
+            .parallel_tool_calls
+        };
+        assert_eq!(parallel(r#"{"type":"auto"}"#), None);
+        assert_eq!(
+            parallel(r#"{"type":"auto","disable_parallel_tool_use":true}"#),
+            Some(false)
+        );
+        assert_eq!(
+            parallel(r#"{"type":"tool","name":"f","disable_parallel_tool_use":false}"#),
+            Some(true)
+        );
     }
 }

@@ -5,12 +5,16 @@
 //! `assistant`, `system`; `developer` becomes `system`, the only role chat
 //! templates know for it), `function_call` items (→ assistant `tool_calls`,
 //! consecutive calls merged into one assistant turn as Chat Completions
-//! expects) and `function_call_output` (→ `tool` messages) —, function tools,
-//! tool_choice, parallel_tool_calls is implied, max_output_tokens (→
-//! max_tokens), temperature, top_p, user, stream (with `include_usage`).
+//! expects), `function_call_output` (→ `tool` messages) and `reasoning`
+//! items (their text → the next assistant turn's `reasoning_content`, for
+//! the chat template to keep or drop as the model expects) —, function
+//! tools, tool_choice, parallel_tool_calls, `reasoning.effort` (→
+//! `reasoning_effort`), max_output_tokens (→ max_tokens), temperature,
+//! top_p, user, stream (with `include_usage`).
 //!
 //! Rejected (400): `previous_response_id` and `item_reference` (cortex is
-//! stateless), hosted tools. Dropped: `reasoning` items.
+//! stateless), hosted tools. Dropped: a reasoning item no assistant turn
+//! follows.
 
 use serde_json::{Value, json};
 
@@ -37,8 +41,9 @@ pub fn to_chat_request(req: &ResponsesRequest) -> Result<ChatCompletionRequest, 
     match &req.input {
         Input::Text(s) => messages.push(ChatMessage::text("user", s)),
         Input::Items(items) => {
+            let mut thought = String::new();
             for (i, item) in items.iter().enumerate() {
-                item_to_messages(i, item, &mut messages)?;
+                item_to_messages(i, item, &mut thought, &mut messages)?;
             }
         }
     }
@@ -65,14 +70,19 @@ pub fn to_chat_request(req: &ResponsesRequest) -> Result<ChatCompletionRequest, 
         top_p: req.top_p,
         tools,
         tool_choice: req.tool_choice.as_ref().map(tool_choice),
+        parallel_tool_calls: req.parallel_tool_calls,
+        reasoning_effort: req.reasoning.as_ref().and_then(|r| r.effort.clone()),
         user: req.user.clone(),
         ..Default::default()
     })
 }
 
+/// Appends what `item` says to `out`. `thought` collects reasoning items
+/// until the assistant turn they belong to.
 fn item_to_messages(
     i: usize,
     item: &InputItem,
+    thought: &mut String,
     out: &mut Vec<ChatMessage>,
 ) -> Result<(), TranslateError> {
     match item {
@@ -87,9 +97,16 @@ fn item_to_messages(
                     ));
                 }
             };
+            let reasoning = if role == "assistant" {
+                (!thought.is_empty()).then(|| std::mem::take(thought))
+            } else {
+                thought.clear();
+                None
+            };
             out.push(ChatMessage {
                 role: role.to_string(),
                 content: Some(content_of(content)),
+                reasoning_content: reasoning,
                 ..Default::default()
             });
         }
@@ -107,14 +124,21 @@ fn item_to_messages(
                     arguments: arguments.clone(),
                 },
             };
+            let reasoning = (!thought.is_empty()).then(|| std::mem::take(thought));
             match out.last_mut() {
                 Some(last) if last.role == "assistant" => {
                     last.tool_calls.get_or_insert_with(Vec::new).push(call);
+                    if let Some(r) = reasoning {
+                        last.reasoning_content
+                            .get_or_insert_with(String::new)
+                            .push_str(&r);
+                    }
                 }
                 _ => out.push(ChatMessage {
                     role: "assistant".to_string(),
                     content: None,
                     tool_calls: Some(vec![call]),
+                    reasoning_content: reasoning,
                     ..Default::default()
                 }),
             }
@@ -128,7 +152,7 @@ fn item_to_messages(
             tool_call_id: Some(call_id.clone()),
             ..Default::default()
         }),
-        InputItem::Reasoning(_) => {}
+        InputItem::Reasoning(item) => thought.push_str(&reasoning_text(item)),
         InputItem::ItemReference { id } => {
             return Err(TranslateError::new(
                 "unsupported_parameter",
@@ -139,6 +163,25 @@ fn item_to_messages(
         }
     }
     Ok(())
+}
+
+/// A reasoning item's text: its `content` (`reasoning_text` parts, what
+/// cortex answers), else its `summary`.
+fn reasoning_text(item: &serde_json::Map<String, Value>) -> String {
+    let texts = |key: &str| -> String {
+        item.get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect()
+    };
+    let content = texts("content");
+    if content.is_empty() {
+        texts("summary")
+    } else {
+        content
+    }
 }
 
 fn content_of(content: &InputContent) -> MessageContent {
@@ -282,6 +325,43 @@ mod tests {
         );
         assert_eq!(v["max_tokens"], 64);
         assert_eq!(v["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn reasoning_items_go_back_with_their_assistant_turn() {
+        let req: ResponsesRequest = serde_json::from_str(
+            r#"{"model":"m","reasoning":{"effort":"low","summary":"auto"},"parallel_tool_calls":false,
+            "input":[
+              {"role":"user","content":"Weather?"},
+              {"type":"reasoning","id":"rs_1","summary":[],"content":[{"type":"reasoning_text","text":"Call the tool."}]},
+              {"type":"function_call","call_id":"call_1","name":"w","arguments":"{}"},
+              {"type":"function_call_output","call_id":"call_1","output":"15C"},
+              {"type":"reasoning","id":"rs_2","summary":[{"type":"summary_text","text":"Answer it."}]},
+              {"role":"assistant","content":"It is 15C."},
+              {"type":"reasoning","id":"rs_3","content":[{"type":"reasoning_text","text":"stray"}]},
+              {"role":"user","content":"Thanks"}
+            ]}"#,
+        )
+        .unwrap();
+        let chat = to_chat_request(&req).unwrap();
+        let m = &chat.messages;
+        assert_eq!(m[1].reasoning_content.as_deref(), Some("Call the tool."));
+        assert_eq!(m[3].reasoning_content.as_deref(), Some("Answer it."));
+        assert_eq!(
+            m[3].content
+                .as_ref()
+                .and_then(MessageContent::as_text)
+                .as_deref(),
+            Some("It is 15C."),
+            "never duplicated into the content"
+        );
+        assert_eq!(
+            m[4].reasoning_content, None,
+            "a thought no assistant turn follows"
+        );
+        assert_eq!(m.len(), 5);
+        assert_eq!(chat.reasoning_effort.as_deref(), Some("low"));
+        assert_eq!(chat.parallel_tool_calls, Some(false));
     }
 
     #[test]

@@ -91,7 +91,13 @@ pub fn parse_tool_calls(text: &str) -> ParsedText {
 
 /// Parse one call body (the JSON between the tags).
 pub fn parse_tool_call_body(body: &str) -> Option<ParsedToolCall> {
-    let value: Value = serde_json::from_str(body.trim()).ok()?;
+    tool_call_from_value(serde_json::from_str(body.trim()).ok()?)
+}
+
+/// One call as JSON: an object with a string `name` and `arguments` (or
+/// `parameters`, Llama 3's word) that is an object, a string holding one,
+/// or absent/null (→ `{}`). Anything else is not a call.
+pub fn tool_call_from_value(value: Value) -> Option<ParsedToolCall> {
     let Value::Object(mut obj) = value else {
         return None;
     };

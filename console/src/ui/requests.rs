@@ -1,7 +1,8 @@
 //! The requests screen (`r`): a throughput chart over the last minutes
 //! (tokens/s and requests/s, the fleet's and the selected request's model),
-//! the requests in flight and recent (model, node, state, tokens, TTFT,
-//! duration, finish), and with Enter the selected request's events in order.
+//! the requests in flight and recent (model, node, state, tokens with those
+//! spent reasoning, TTFT, duration, finish), and with Enter the selected
+//! request's events in order.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -221,7 +222,7 @@ fn row<'a>(r: &'a RequestView, t: &Theme, now: u64, wide: bool) -> Row<'a> {
         Cell::from(r.node.as_deref().unwrap_or("-")).style(t.muted()),
         Cell::from(r.state.label()).style(state_style(t, r.state)),
         Cell::from(Line::from(time).right_aligned()).style(t.text()),
-        Cell::from(Line::from(opt(r.completion_tokens)).right_aligned()).style(t.text()),
+        Cell::from(Line::from(tokens(r)).right_aligned()).style(t.text()),
     ];
     if wide {
         let prompt = match r.prompt_tokens {
@@ -241,6 +242,14 @@ fn row<'a>(r: &'a RequestView, t: &Theme, now: u64, wide: bool) -> Row<'a> {
         cells.push(Cell::from(opt(r.finish_reason.as_deref())).style(t.muted()));
     }
     Row::new(cells)
+}
+
+/// Completion tokens, with those spent thinking (`40/12r`) when any.
+fn tokens(r: &RequestView) -> String {
+    match r.completion_tokens {
+        Some(n) if r.reasoning_tokens > 0 => format!("{n}/{}r", r.reasoning_tokens),
+        other => opt(other),
+    }
 }
 
 fn events(frame: &mut Frame, area: Rect, app: &App) {

@@ -169,8 +169,9 @@ pub async fn count_tokens(
 ) -> Result<Response, AnthropicError> {
     let mut body = json_body(body)?;
     if let Some(obj) = body.as_object_mut() {
-        // count_tokens takes no max_tokens and never streams.
-        obj.entry("max_tokens").or_insert(json!(1));
+        // count_tokens takes no max_tokens (any will do, as long as a
+        // thinking budget fits below it) and never streams.
+        obj.entry("max_tokens").or_insert(json!(u32::MAX));
         obj.remove("stream");
     }
     let (req, model) = parse(&state, &body)?;

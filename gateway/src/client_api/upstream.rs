@@ -122,15 +122,36 @@ pub fn json<T: serde::Serialize>(value: &T, node: Option<HeaderValue>) -> Respon
     r
 }
 
+/// models.toml's sampling settings for `model`, written into a chat
+/// request where the client left them out (what is still out, the neuron
+/// fills from the model's own defaults).
+pub fn apply_sampling(state: &AppState, model: &str, chat: &mut Value) {
+    let Some(entry) = state.fleet.entry(model) else {
+        return;
+    };
+    let (Ok(Value::Object(set)), Value::Object(body)) =
+        (serde_json::to_value(entry.sampling()), chat)
+    else {
+        return;
+    };
+    for (key, value) in set {
+        if body.get(&key).is_none_or(Value::is_null) {
+            body.insert(key, value);
+        }
+    }
+}
+
 /// Sends `chat` (a chat completion request, model already resolved) to
-/// `path` on a neuron through the proxy.
+/// `path` on a neuron through the proxy, with models.toml's sampling
+/// settings where the client gave none.
 pub async fn send(
     state: Arc<AppState>,
     path: &'static str,
-    chat: Value,
+    mut chat: Value,
     model: String,
     stream: bool,
 ) -> Result<Answer, Failure> {
+    apply_sampling(&state, &model, &mut chat);
     let resp = proxy::forward(
         state,
         Forward {

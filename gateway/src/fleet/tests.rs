@@ -65,6 +65,7 @@ fn finished(model: &str) -> EventKind {
         prompt_tokens: 3,
         cached_tokens: 0,
         completion_tokens: 5,
+        reasoning_tokens: 0,
         ttft_ms: Some(20.0),
         prefill_tok_s: None,
         decode_tok_s: Some(40.0),

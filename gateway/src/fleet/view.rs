@@ -3,7 +3,7 @@
 //! outside the fleet holds on to its insides.
 
 use cortex_common::config::models::{DEFAULT_RESIDENCY_PRIORITY, ModelEntry};
-use cortex_common::neuron_api::DeviceInfo;
+use cortex_common::neuron_api::{DeviceInfo, SamplingDefaults};
 use tokio::sync::watch;
 
 use super::node::Node;
@@ -93,6 +93,16 @@ impl FleetGuard<'_> {
                 .get(model)
                 .is_some_and(|r| r.reported().is_some())
         })
+    }
+
+    /// The sampling defaults an up node serving `model` reports for it (the
+    /// model's own published ones), if any does.
+    pub fn reported_sampling(&self, model: &str) -> Option<SamplingDefaults> {
+        self.inner
+            .nodes
+            .iter()
+            .filter(|n| n.up)
+            .find_map(|n| n.replicas.get(model)?.reported()?.sampling)
     }
 
     /// Servable replicas of `model`, least in-flight first (the gateway's own

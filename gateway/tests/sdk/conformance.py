@@ -362,12 +362,19 @@ def openai_chat_tools_accepted():
 # Models whose greedy output is fixed by their weights (the neuron's
 # tests/support/chain.rs): TOOLS_MODEL writes a Hermes call to get_weather
 # for Paris; THINK_MODEL thinks "The user says hello." in <think> tags, then
-# answers "Hello there!".
+# answers "Hello there!"; CHATTY_MODEL says "Let me check." then calls;
+# MISTRAL_MODEL calls get_weather in Mistral's [TOOL_CALLS] syntax and,
+# given the tool's result (its prompt then ends with [/TOOL_RESULTS]),
+# answers "It is sunny in Paris.".
 
 TOOLS_MODEL = os.environ.get("CORTEX_TOOLS_MODEL", "tools")
 THINK_MODEL = os.environ.get("CORTEX_THINK_MODEL", "think")
+CHATTY_MODEL = os.environ.get("CORTEX_CHATTY_MODEL", "chatty")
+MISTRAL_MODEL = os.environ.get("CORTEX_MISTRAL_MODEL", "mistral")
 THOUGHT = "The user says hello."
 ANSWER = "Hello there!"
+SUNNY = "It is sunny in Paris."
+QUESTION_WEATHER = {"role": "user", "content": "What is the weather in Paris?"}
 WEATHER = {
     "type": "function",
     "function": {
@@ -433,7 +440,11 @@ def openai_chat_reasoning_content():
     message = c.choices[0].message
     expect(extra(message, "reasoning_content") == THOUGHT, message)
     expect(message.content == ANSWER, message)
-    expect(c.usage.completion_tokens_details.reasoning_tokens == 3, c.usage)
+    expect(c.usage.completion_tokens_details.reasoning_tokens == 1, c.usage)
+    # No thinking: Qwen3's switch off, and any thought closed at once.
+    quiet = oai.chat.completions.create(reasoning_effort="none", **kw).choices[0].message
+    expect(extra(quiet, "reasoning_content") is None, quiet)
+    expect(quiet.content == ANSWER, quiet)
 
     reasoning, content = "", ""
     for chunk in oai.chat.completions.create(stream=True, **kw):
@@ -498,7 +509,7 @@ def openai_responses_reasoning_and_function_call():
     expect([o.type for o in r.output] == ["reasoning", "message"], r.output)
     expect(r.output[0].content[0].text == THOUGHT, r.output[0])
     expect(r.output_text == ANSWER, r.output_text)
-    expect(r.usage.output_tokens_details.reasoning_tokens == 3, r.usage)
+    expect(r.usage.output_tokens_details.reasoning_tokens == 1, r.usage)
 
     r = oai.responses.create(
         model=TOOLS_MODEL,
@@ -509,6 +520,105 @@ def openai_responses_reasoning_and_function_call():
     expect([o.type for o in r.output] == ["function_call"], r.output)
     expect(r.output[0].name == "get_weather", r.output[0])
     expect(json.loads(r.output[0].arguments) == {"city": "Paris"}, r.output[0])
+
+
+ANTHROPIC_WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
+@case
+def openai_chat_tool_choice_required_and_named():
+    import json
+
+    for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+        c = oai.chat.completions.create(
+            model=CHATTY_MODEL,
+            temperature=0,
+            max_tokens=16,
+            messages=[QUESTION_WEATHER],
+            tools=[WEATHER],
+            tool_choice=choice,
+        )
+        message = c.choices[0].message
+        expect(c.choices[0].finish_reason == "tool_calls", c)
+        expect(message.content is None, message)
+        expect(json.loads(message.tool_calls[0].function.arguments) == {"city": "Paris"}, message)
+    m = claude.messages.create(
+        model=CHATTY_MODEL,
+        max_tokens=16,
+        extra_body=GREEDY,
+        messages=[QUESTION_WEATHER],
+        tools=[ANTHROPIC_WEATHER],
+        tool_choice={"type": "any"},
+    )
+    expect([b.type for b in m.content] == ["tool_use"], m.content)
+
+
+@case
+def openai_chat_two_turn_tool_exchange():
+    import json
+
+    kw = dict(model=MISTRAL_MODEL, temperature=0, max_tokens=32, tools=[WEATHER])
+    first = oai.chat.completions.create(messages=[QUESTION_WEATHER], **kw)
+    choice = first.choices[0]
+    expect(choice.finish_reason == "tool_calls", choice)
+    call = choice.message.tool_calls[0]
+    expect(call.function.name == "get_weather", call)
+    expect(json.loads(call.function.arguments) == {"city": "Paris"}, call)
+    # The SDK's own message goes back as it came, then the tool's result.
+    turn = [
+        QUESTION_WEATHER,
+        choice.message,
+        {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 22 C"},
+    ]
+    second = oai.chat.completions.create(messages=turn, **kw)
+    expect(second.choices[0].finish_reason == "stop", second)
+    expect(second.choices[0].message.content == SUNNY, second)
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in oai.chat.completions.create(messages=turn, stream=True, **kw)
+        if c.choices
+    )
+    expect(streamed == SUNNY, streamed)
+
+
+@case
+def anthropic_two_turn_tool_exchange():
+    kw = dict(model=MISTRAL_MODEL, max_tokens=32, extra_body=GREEDY, tools=[ANTHROPIC_WEATHER])
+    first = claude.messages.create(messages=[QUESTION_WEATHER], **kw)
+    expect(first.stop_reason == "tool_use", first)
+    use = next(b for b in first.content if b.type == "tool_use")
+    expect(use.name == "get_weather" and use.input == {"city": "Paris"}, use)
+    turn = [
+        QUESTION_WEATHER,
+        {"role": "assistant", "content": first.content},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "Sunny, 22 C"}],
+        },
+    ]
+    second = claude.messages.create(messages=turn, **kw)
+    expect(second.stop_reason == "end_turn", second)
+    expect(text_of(second) == SUNNY, second.content)
+    with claude.messages.stream(messages=turn, **kw) as stream:
+        final = stream.get_final_message()
+    expect(text_of(final) == SUNNY, final.content)
+
+
+@case
+def openai_responses_two_turn_function_call():
+    tools = [{"type": "function", "name": "get_weather", "parameters": WEATHER["function"]["parameters"]}]
+    kw = dict(model=MISTRAL_MODEL, temperature=0, tools=tools)
+    first = oai.responses.create(input=[QUESTION_WEATHER], **kw)
+    call = first.output[0]
+    expect(call.type == "function_call" and call.name == "get_weather", first.output)
+    turn = [QUESTION_WEATHER, *first.output,
+            {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny"}]
+    second = oai.responses.create(input=turn, **kw)
+    expect(second.output_text == SUNNY, second.output)
 
 
 def main():

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::error::{Failure, JsonBody};
 use super::limits::{MAX_MODEL_ID_BYTES, check_len};
+use super::steer::{Steering, steer};
 use crate::engine::admission::admit;
 use crate::engine::output::OutputFormat;
 use crate::engine::prompt::PromptError;
@@ -37,7 +38,7 @@ pub async fn chat_completions(
     JsonBody(req): JsonBody<ChatCompletionRequest>,
 ) -> Result<Response, Failure> {
     let received = Instant::now();
-    let sampling = validate(&req)?;
+    validate(&req)?;
     let entry = match n.registry.get_or_wait(&req.model).await {
         Some(result) => result?,
         None => {
@@ -51,10 +52,18 @@ pub async fn chat_completions(
             .into());
         }
     };
-    let prompt_ids = tokenize_prompt(&entry, &req).await?;
+    let sampling = SamplingParams::resolve(
+        req.temperature,
+        req.top_p,
+        req.top_k,
+        req.repetition_penalty,
+        req.seed.unwrap_or_else(rand_seed),
+        &entry.sampling,
+    );
+    let steering = steer(&req, &entry.id, &entry.format)?;
+    let (prompt_ids, output) = tokenize_prompt(&entry, &req, &steering).await?;
     let max_new_tokens =
         max_new_tokens(&req, &entry, prompt_ids.len(), n.settings.max_tokens_limit)?;
-    let output = output_format(&entry, &req, &prompt_ids);
     let permit = admit(&entry, n.settings.max_queue, n.settings.batch.max_batch)?;
 
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
@@ -71,6 +80,8 @@ pub async fn chat_completions(
             sampling,
             stop: req.stop_sequences(),
             output,
+            single_call: steering.single_call,
+            reasoning_budget: steering.reasoning_budget.filter(|_| entry.format.reasoning),
         },
         tx,
         received,
@@ -88,29 +99,6 @@ pub async fn chat_completions(
             .into_response())
     }
 }
-
-/// How to read this request's output: the model's format, tool calls
-/// parsed only when tools are offered and not refused (`tool_choice:
-/// "none"`), a thought already open when the prompt ends inside one.
-fn output_format(
-    entry: &ModelEntry,
-    req: &ChatCompletionRequest,
-    prompt_ids: &[u32],
-) -> OutputFormat {
-    let tools = req.tools.as_ref().is_some_and(|t| !t.is_empty()) && !req.tools_disabled();
-    if !entry.output.reasoning {
-        return entry.output.for_prompt("", tools);
-    }
-    let tail = &prompt_ids[prompt_ids.len().saturating_sub(PROMPT_TAIL_TOKENS)..];
-    let tail = entry.tokenizer.decode(tail, false).unwrap_or_else(|e| {
-        tracing::warn!(model = %entry.id, error = %e, "cannot decode the prompt's end");
-        String::new()
-    });
-    entry.output.for_prompt(&tail, tools)
-}
-
-/// Prompt tokens decoded to see whether the template opened a thought.
-const PROMPT_TAIL_TOKENS: usize = 8;
 
 /// A usable `x-request-id`: 1 to 128 characters of `[A-Za-z0-9._:-]`;
 /// anything else is ignored (it would land in events and logs).
@@ -149,13 +137,14 @@ pub async fn count_tokens(
             .into());
         }
     };
-    let ids = tokenize_prompt(&entry, &req).await?;
+    let steering = steer(&req, &entry.id, &entry.format)?;
+    let (ids, _) = tokenize_prompt(&entry, &req, &steering).await?;
     Ok(Json(
         serde_json::json!({ "model": req.model, "prompt_tokens": ids.len() }),
     ))
 }
 
-fn validate(req: &ChatCompletionRequest) -> Result<SamplingParams, ApiError> {
+fn validate(req: &ChatCompletionRequest) -> Result<(), ApiError> {
     let bad = |field: &str, why: &str| {
         ApiError::invalid("invalid_value", format!("field `{field}`: {why}"))
     };
@@ -234,15 +223,7 @@ fn validate(req: &ChatCompletionRequest) -> Result<SamplingParams, ApiError> {
         };
         return Err(bad(field, "must be at least 1"));
     }
-    Ok(SamplingParams {
-        // OpenAI's default temperature is 1.
-        temperature: req.temperature.unwrap_or(1.0),
-        top_p: req.top_p,
-        top_k: req.top_k.map(|k| k as usize),
-        seed: req.seed.unwrap_or_else(rand_seed),
-        repetition_penalty: req.repetition_penalty.unwrap_or(1.0) as f32,
-        ..SamplingParams::default()
-    })
+    Ok(())
 }
 
 fn rand_seed() -> u64 {
@@ -251,15 +232,21 @@ fn rand_seed() -> u64 {
     hi ^ lo
 }
 
-/// Renders the chat template and tokenizes, off the async runtime.
+/// Renders the chat template and tokenizes, off the async runtime; with it,
+/// how the output is to be read (a thought the template opened, the tool
+/// calls to parse, the start of a required call written after the prompt).
 async fn tokenize_prompt(
     entry: &Arc<ModelEntry>,
     req: &ChatCompletionRequest,
-) -> Result<Vec<u32>, ApiError> {
+    steering: &Steering,
+) -> Result<(Vec<u32>, OutputFormat), ApiError> {
     let entry = entry.clone();
-    let messages: Vec<ChatMessage> = req.messages.clone();
+    let mut messages: Vec<ChatMessage> = req.messages.clone();
+    if let Some(tools) = entry.format.tools {
+        tools.template_call_ids(&mut messages);
+    }
     let tools = req.tools.clone();
-    let kwargs = req.chat_template_kwargs.clone();
+    let steering = steering.clone();
     tokio::task::spawn_blocking(move || {
         for (i, m) in messages.iter().enumerate() {
             if let Some(MessageContent::Parts(_)) = &m.content
@@ -274,18 +261,27 @@ async fn tokenize_prompt(
                 ));
             }
         }
-        entry
+        let mut primed = String::new();
+        let encoded = entry
             .prompt
             .encode_with(
                 &entry.template,
                 &messages,
                 tools.as_deref(),
-                kwargs.as_ref(),
+                steering.kwargs.as_ref(),
+                |tail| {
+                    primed = entry.format.primed(tail, &steering.prime);
+                    primed.clone()
+                },
             )
             .map_err(|e| match e {
                 PromptError::Template(e) => ApiError::invalid("invalid_messages", e.to_string()),
                 PromptError::Tokenizer(e) => ApiError::internal(format!("tokenizer failed: {e}")),
-            })
+            })?;
+        let output = entry
+            .format
+            .for_request(&encoded.tail, steering.parse_tools, primed);
+        Ok((encoded.ids, output))
     })
     .await
     .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))?

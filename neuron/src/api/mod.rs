@@ -7,6 +7,7 @@ pub mod events;
 pub mod health;
 pub mod limits;
 pub mod models;
+pub mod steer;
 
 use std::sync::Arc;
 

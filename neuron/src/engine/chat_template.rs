@@ -132,7 +132,8 @@ impl ChatTemplate {
 }
 
 /// Messages in the shape chat templates read: text content, tool calls
-/// with their arguments as objects.
+/// with their arguments as objects, `reasoning_content` where a turn has
+/// one.
 pub fn message_values(messages: &[ChatMessage]) -> Result<Vec<serde_json::Value>, TemplateError> {
     let mut rendered = Vec::with_capacity(messages.len());
     for (index, m) in messages.iter().enumerate() {
@@ -146,6 +147,12 @@ pub fn message_values(messages: &[ChatMessage]) -> Result<Vec<serde_json::Value>
         }
         if let Some(id) = &m.tool_call_id {
             msg["tool_call_id"] = json!(id);
+        }
+        // A past turn's thinking, apart from its content: the template
+        // keeps it or drops it as the model was trained (Qwen3 keeps only
+        // the current tool loop's).
+        if let Some(thought) = &m.reasoning_content {
+            msg["reasoning_content"] = json!(thought);
         }
         if let Some(calls) = &m.tool_calls {
             let mut out = Vec::new();

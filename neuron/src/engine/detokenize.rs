@@ -1,13 +1,20 @@
 //! Incremental detokenization: turns a growing list of token ids into text
 //! deltas, holding back bytes until they form whole UTF-8 characters, so a
 //! multi-byte character split across tokens is never emitted in halves.
+//! Special tokens are left out, except the ones the output parser reads
+//! (a Mistral `[TOOL_CALLS]`, a Llama `<|python_tag|>`), which are kept.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokenizers::Tokenizer;
 
+/// Special tokens decoded as their text: id → text.
+pub type KeptTokens = Arc<HashMap<u32, String>>;
+
 pub struct IncrementalDecoder {
     tokenizer: Arc<Tokenizer>,
+    kept: KeptTokens,
     tokens: Vec<u32>,
     /// Start of the window decoded for context (text before `read` is
     /// already emitted).
@@ -19,8 +26,14 @@ pub struct IncrementalDecoder {
 
 impl IncrementalDecoder {
     pub fn new(tokenizer: Arc<Tokenizer>) -> Self {
+        Self::keeping(tokenizer, KeptTokens::default())
+    }
+
+    /// A decoder that writes the `kept` special tokens' text.
+    pub fn keeping(tokenizer: Arc<Tokenizer>, kept: KeptTokens) -> Self {
         IncrementalDecoder {
             tokenizer,
+            kept,
             tokens: Vec::new(),
             prefix: 0,
             read: 0,
@@ -29,9 +42,23 @@ impl IncrementalDecoder {
     }
 
     fn decode(&self, tokens: &[u32]) -> Result<String, String> {
-        self.tokenizer
-            .decode(tokens, true)
-            .map_err(|e| e.to_string())
+        let plain = |ids: &[u32]| self.tokenizer.decode(ids, true).map_err(|e| e.to_string());
+        if !tokens.iter().any(|t| self.kept.contains_key(t)) {
+            return plain(tokens);
+        }
+        // The runs between kept tokens decoded as usual, the kept ones as
+        // their text.
+        let mut out = String::new();
+        for run in tokens.split_inclusive(|t| self.kept.contains_key(t)) {
+            match run.split_last() {
+                Some((last, body)) if self.kept.contains_key(last) => {
+                    out.push_str(&plain(body)?);
+                    out.push_str(&self.kept[last]);
+                }
+                _ => out.push_str(&plain(run)?),
+            }
+        }
+        Ok(out)
     }
 
     /// Adds a token; returns the new text, if any is complete.
@@ -119,5 +146,32 @@ mod tests {
         let mut dec = IncrementalDecoder::new(Arc::new(tok.clone()));
         assert_eq!(dec.push(ids[0]).unwrap(), None);
         assert!(dec.flush().unwrap().is_some());
+    }
+
+    #[test]
+    fn kept_special_tokens_are_written_others_left_out() {
+        let mut tok = bytes_tokenizer();
+        tok.add_special_tokens(&[
+            tokenizers::AddedToken::from("[TOOL_CALLS]", true),
+            tokenizers::AddedToken::from("</s>", true),
+        ]);
+        let calls = tok.token_to_id("[TOOL_CALLS]").unwrap();
+        let ids = tok
+            .encode("a</s>b[TOOL_CALLS]c", false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        let kept: KeptTokens = Arc::new(HashMap::from([(calls, "[TOOL_CALLS]".to_string())]));
+        let decode = |kept: KeptTokens| {
+            let mut dec = IncrementalDecoder::keeping(Arc::new(tok.clone()), kept);
+            let mut out = String::new();
+            for &id in &ids {
+                out.push_str(&dec.push(id).unwrap().unwrap_or_default());
+            }
+            out.push_str(&dec.flush().unwrap().unwrap_or_default());
+            out
+        };
+        assert_eq!(decode(kept), "ab[TOOL_CALLS]c");
+        assert_eq!(decode(KeptTokens::default()), "abc");
     }
 }

@@ -12,4 +12,6 @@ pub mod sampling;
 pub mod scheduler;
 pub mod sequence;
 pub mod stop;
+pub mod tool_format;
+pub mod trailing_calls;
 pub mod worker;

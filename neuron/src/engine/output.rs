@@ -2,14 +2,15 @@
 //! answer and tool calls, once, here, where the model's markers are known.
 //!
 //! Formats, detected per model from its tokenizer vocabulary and chat
-//! template ([`OutputFormat::detect`]):
+//! template ([`ModelFormat::detect`]):
 //! - reasoning between `<think>` and `</think>` (Qwen3, DeepSeek-R1
 //!   distills, SmolLM3). A template that opens `<think>` in the prompt makes
-//!   the output start mid-thought ([`OutputFormat::for_prompt`]); a
+//!   the output start mid-thought ([`ModelFormat::for_request`]); a
 //!   generation cut mid-thought is all reasoning, with an empty answer.
-//! - Hermes tool calls, `<tool_call>{"name": …, "arguments": …}</tool_call>`
-//!   in the answer, parsed by [`ToolCallParser`]: a call whose JSON does not
-//!   parse stays text.
+//! - tool calls in the model's syntax ([`ToolFormat`]): Hermes
+//!   `<tool_call>` blocks, parsed by [`ToolCallParser`], or Llama 3 / Mistral
+//!   calls that run to the end of the answer ([`TrailingCalls`]). A call
+//!   whose JSON does not parse stays text.
 //!
 //! A model with neither gets its text back as the answer, as is.
 //!
@@ -19,47 +20,90 @@
 //! Whitespace right after `<think>`, around `</think>` and at the start of
 //! the answer after a thought is formatting and is dropped.
 
-use cortex_common::translate::tool_calls::{ParsedToolCall, Piece, TOOL_CALL_OPEN, ToolCallParser};
+use cortex_common::translate::tool_calls::{ParsedToolCall, Piece, ToolCallParser};
 use tokenizers::Tokenizer;
+
+use super::tool_format::ToolFormat;
+use super::trailing_calls::{Syntax, TrailingCalls};
 
 pub const THINK_OPEN: &str = "<think>";
 pub const THINK_CLOSE: &str = "</think>";
 
-/// What a model's output may contain, and where a request's output starts.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OutputFormat {
+/// What a model's output may contain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelFormat {
     /// The model thinks between `<think>` and `</think>`.
     pub reasoning: bool,
-    /// The model writes Hermes `<tool_call>` blocks.
-    pub hermes_tool_calls: bool,
-    /// The prompt opened `<think>`: output starts inside the thought.
-    pub starts_in_reasoning: bool,
+    /// The syntax it writes tool calls in, if cortex knows it.
+    pub tools: Option<ToolFormat>,
 }
 
-impl OutputFormat {
+impl ModelFormat {
     /// A model's format, from its vocabulary (a marker that is a token of
     /// its own) or its chat template (a template that writes the marker).
     pub fn detect(tokenizer: &Tokenizer, template: &str) -> Self {
         let has =
             |marker: &str| tokenizer.token_to_id(marker).is_some() || template.contains(marker);
-        OutputFormat {
+        ModelFormat {
             reasoning: has(THINK_OPEN) && has(THINK_CLOSE),
-            hermes_tool_calls: has(TOOL_CALL_OPEN),
-            starts_in_reasoning: false,
+            tools: ToolFormat::detect(tokenizer, template),
         }
     }
 
-    /// This format for one request: `prompt_tail` is the end of the rendered
+    /// Every marker this format reads, for the detokenizer to keep.
+    pub fn markers(&self) -> Vec<&'static str> {
+        let mut markers = Vec::new();
+        if self.reasoning {
+            markers.extend([THINK_OPEN, THINK_CLOSE]);
+        }
+        if let Some(tools) = self.tools {
+            markers.extend(tools.markers());
+        }
+        markers
+    }
+
+    /// The format for one request. `prompt_tail` is the end of the rendered
     /// prompt (a template that ends it with `<think>` starts the output
     /// mid-thought); `tools` is false when the request does not want tool
-    /// calls parsed (none offered, or `tool_choice: "none"`).
-    pub fn for_prompt(&self, prompt_tail: &str, tools: bool) -> Self {
+    /// calls parsed (none offered, or `tool_choice: "none"`); `primed` is
+    /// text written after the rendered prompt that the answer continues
+    /// (the start of a call the request requires).
+    pub fn for_request(&self, prompt_tail: &str, tools: bool, primed: String) -> OutputFormat {
         OutputFormat {
             reasoning: self.reasoning,
-            hermes_tool_calls: self.hermes_tool_calls && tools,
-            starts_in_reasoning: self.reasoning && prompt_tail.trim_end().ends_with(THINK_OPEN),
+            tools: self.tools.filter(|_| tools),
+            starts_in_reasoning: self.opens_thought(prompt_tail),
+            primed,
         }
     }
+
+    /// Whether a prompt ending in `tail` leaves the model inside a thought.
+    pub fn opens_thought(&self, tail: &str) -> bool {
+        self.reasoning && tail.trim_end().ends_with(THINK_OPEN)
+    }
+
+    /// What to write after a prompt ending in `tail` so the answer starts
+    /// with `prime` (a call's start): a thought the prompt opened is closed
+    /// first.
+    pub fn primed(&self, tail: &str, prime: &str) -> String {
+        if prime.is_empty() || !self.opens_thought(tail) {
+            return prime.to_string();
+        }
+        format!("{THINK_CLOSE}\n\n{prime}")
+    }
+}
+
+/// How one request's output is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputFormat {
+    pub reasoning: bool,
+    /// Tool calls to parse, in this syntax.
+    pub tools: Option<ToolFormat>,
+    /// The prompt opened `<think>`: output starts inside the thought.
+    pub starts_in_reasoning: bool,
+    /// Text at the end of the prompt that the output continues: read first,
+    /// as if generated, never sent on as such.
+    pub primed: String,
 }
 
 /// One piece of structured output, in order.
@@ -89,7 +133,37 @@ pub struct OutputParser {
     reasoning_ws: String,
     /// Whitespace at the start of the current section is still dropped.
     trim_lead: bool,
-    tools: Option<ToolCallParser>,
+    tools: Option<Tools>,
+}
+
+/// The tool-call parser of the request's syntax.
+enum Tools {
+    Hermes(ToolCallParser),
+    Trailing(TrailingCalls),
+}
+
+impl Tools {
+    fn new(format: ToolFormat) -> Self {
+        match format {
+            ToolFormat::Hermes => Tools::Hermes(ToolCallParser::new()),
+            ToolFormat::Llama3 => Tools::Trailing(TrailingCalls::new(Syntax::Llama3)),
+            ToolFormat::Mistral { .. } => Tools::Trailing(TrailingCalls::new(Syntax::Mistral)),
+        }
+    }
+
+    fn push(&mut self, text: &str, out: &mut Vec<Piece>) {
+        match self {
+            Tools::Hermes(p) => p.push(text, out),
+            Tools::Trailing(p) => p.push(text, out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Piece>) {
+        match self {
+            Tools::Hermes(p) => p.finish(out),
+            Tools::Trailing(p) => p.finish(out),
+        }
+    }
 }
 
 impl OutputParser {
@@ -101,13 +175,19 @@ impl OutputParser {
         } else {
             State::Start
         };
-        OutputParser {
+        let mut parser = OutputParser {
             state,
             buf: String::new(),
             reasoning_ws: String::new(),
             trim_lead: state == State::Reasoning,
-            tools: format.hermes_tool_calls.then(ToolCallParser::new),
-        }
+            tools: format.tools.map(Tools::new),
+        };
+        // The primed text opens a call (after closing the thought, if
+        // the prompt opened one): held, so nothing comes out of it.
+        let mut held = Vec::new();
+        parser.push(&format.primed, &mut held);
+        debug_assert!(held.is_empty(), "{held:?}");
+        parser
     }
 
     /// Inside a thought: text arriving now is reasoning.
@@ -257,12 +337,15 @@ fn marker_prefix_len(text: &str, marker: &str) -> usize {
 mod tests {
     use super::*;
 
-    fn thinking() -> OutputFormat {
-        OutputFormat {
+    fn qwen3() -> ModelFormat {
+        ModelFormat {
             reasoning: true,
-            hermes_tool_calls: true,
-            starts_in_reasoning: false,
+            tools: Some(ToolFormat::Hermes),
         }
+    }
+
+    fn thinking() -> OutputFormat {
+        qwen3().for_request("", true, String::new())
     }
 
     /// Feeds `pieces` one by one; returns the merged reasoning, content and
@@ -332,7 +415,7 @@ mod tests {
 
     #[test]
     fn a_prompt_opened_thought_starts_as_reasoning() {
-        let format = thinking().for_prompt("<|im_start|>assistant\n<think>\n", true);
+        let format = qwen3().for_request("<|im_start|>assistant\n<think>\n", true, String::new());
         assert!(format.starts_in_reasoning);
         for pieces in splits("\nhmm\n</think>\n\nyes") {
             let (r, c, _) = run(&format, &pieces);
@@ -342,7 +425,7 @@ mod tests {
 
     #[test]
     fn a_closing_marker_only_after_a_prompt_opened_thought() {
-        let format = thinking().for_prompt("<think>", true);
+        let format = qwen3().for_request("<think>", true, String::new());
         let (r, c, _) = run(&format, &["</think>", "answer"]);
         assert_eq!((r.as_str(), c.as_str()), ("", "answer"));
     }
@@ -354,7 +437,7 @@ mod tests {
             assert_eq!(r, "still going </thi", "{pieces:?}");
             assert_eq!(c, "");
         }
-        let format = thinking().for_prompt("<think>\n", false);
+        let format = qwen3().for_request("<think>\n", false, String::new());
         let (r, c, _) = run(&format, &["half a", " thought"]);
         assert_eq!((r.as_str(), c.as_str()), ("half a thought", ""));
     }
@@ -407,7 +490,7 @@ mod tests {
 
     #[test]
     fn tool_calls_are_not_parsed_when_not_wanted() {
-        let format = thinking().for_prompt("", false);
+        let format = qwen3().for_request("", false, String::new());
         let (_, c, calls) = run(&format, &["<tool_call>{\"name\": \"f\"}</tool_call>"]);
         assert!(calls.is_empty());
         assert_eq!(c, "<tool_call>{\"name\": \"f\"}</tool_call>");
@@ -433,5 +516,60 @@ mod tests {
         assert!(p.in_reasoning());
         p.push("x</think>", &mut out);
         assert!(!p.in_reasoning());
+    }
+
+    #[test]
+    fn a_primed_call_is_continued_and_never_sent_as_text() {
+        let prime = ToolFormat::Hermes.prime(Some("get_weather"));
+        let format = qwen3().for_request("", true, prime);
+        for pieces in splits("{\"city\": \"Paris\"}}\n</tool_call>") {
+            let (r, c, calls) = run(&format, &pieces);
+            assert_eq!((r.as_str(), c.as_str()), ("", ""), "{pieces:?}");
+            assert_eq!(calls.len(), 1, "{pieces:?}");
+            assert_eq!(calls[0].name, "get_weather");
+            assert_eq!(calls[0].arguments_json(), r#"{"city":"Paris"}"#);
+        }
+        // What does not read as a call is text, the primed start included.
+        let format = qwen3().for_request("", true, ToolFormat::Hermes.prime(None));
+        let (_, c, calls) = run(&format, &["I will not."]);
+        assert!(calls.is_empty());
+        assert_eq!(c, "<tool_call>I will not.");
+    }
+
+    #[test]
+    fn a_primed_call_after_a_prompt_opened_thought_closes_it_first() {
+        let prime = qwen3().primed("<think>\n", &ToolFormat::Hermes.prime(None));
+        assert_eq!(prime, "</think>\n\n<tool_call>");
+        let format = qwen3().for_request("<think>\n", true, prime);
+        assert!(format.starts_in_reasoning);
+        let (r, c, calls) = run(&format, &["{\"name\": \"f\"}", "</tool_call>"]);
+        assert_eq!((r.as_str(), c.as_str()), ("", ""));
+        assert_eq!(calls[0].name, "f");
+    }
+
+    #[test]
+    fn trailing_syntaxes_after_a_thought() {
+        for (tools, text) in [
+            (
+                ToolFormat::Llama3,
+                "<think>hm</think>\n\n{\"name\": \"f\", \"parameters\": {\"a\": 1}}",
+            ),
+            (
+                ToolFormat::Mistral { args_marker: true },
+                "<think>hm</think>ok [TOOL_CALLS]f[ARGS]{\"a\": 1}",
+            ),
+        ] {
+            let model = ModelFormat {
+                reasoning: true,
+                tools: Some(tools),
+            };
+            for pieces in splits(text) {
+                let (r, c, calls) = run(&model.for_request("", true, String::new()), &pieces);
+                assert_eq!(r, "hm", "{pieces:?}");
+                assert!(c.is_empty() || c == "ok", "{pieces:?}: {c}");
+                assert_eq!(calls.len(), 1, "{pieces:?}");
+                assert_eq!(calls[0].arguments_json(), r#"{"a":1}"#);
+            }
+        }
     }
 }

@@ -40,6 +40,28 @@ pub struct PromptEncoder {
     specials: Option<AhoCorasick>,
 }
 
+/// A prompt ready to run.
+#[derive(Debug)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    /// The end of the rendered template (the suffix not included): where
+    /// the prompt leaves the model, e.g. inside a `<think>` it opened.
+    pub tail: String,
+}
+
+/// Characters of the rendered prompt kept as its tail.
+const TAIL_CHARS: usize = 64;
+
+fn tail_of(prompt: &str) -> String {
+    let start = prompt
+        .char_indices()
+        .rev()
+        .nth(TAIL_CHARS - 1)
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    prompt[start..].to_string()
+}
+
 /// The two markers of one prompt.
 struct Markers {
     open: String,
@@ -92,21 +114,29 @@ impl PromptEncoder {
         messages: &[ChatMessage],
         tools: Option<&[Value]>,
     ) -> Result<Vec<u32>, PromptError> {
-        self.encode_with(template, messages, tools, None)
+        Ok(self
+            .encode_with(template, messages, tools, None, |_| String::new())?
+            .ids)
     }
 
-    /// As [`Self::encode`], with extra template variables (`kwargs`).
+    /// As [`Self::encode`], with extra template variables (`kwargs`) and a
+    /// suffix: text of cortex's own written after the rendered template
+    /// (special tokens in it are special tokens), chosen by `suffix` from
+    /// the template's tail.
     pub fn encode_with(
         &self,
         template: &ChatTemplate,
         messages: &[ChatMessage],
         tools: Option<&[Value]>,
         kwargs: Option<&serde_json::Map<String, Value>>,
-    ) -> Result<Vec<u32>, PromptError> {
+        suffix: impl FnOnce(&str) -> String,
+    ) -> Result<Encoded, PromptError> {
         let mut values = message_values(messages)?;
         let Some(specials) = &self.specials else {
             let prompt = template.render_values(&values, tools, kwargs)?;
-            return self.encode_text(&self.tokenizer, &prompt);
+            let tail = tail_of(&prompt);
+            let ids = self.encode_text(&self.tokenizer, &(prompt + &suffix(&tail)))?;
+            return Ok(Encoded { ids, tail });
         };
         let markers = Markers::fresh();
         for v in &mut values {
@@ -122,7 +152,9 @@ impl PromptEncoder {
         }
         let kwargs = kwargs.as_ref().and_then(Value::as_object);
         let prompt = template.render_values(&values, tools.as_deref(), kwargs)?;
-        self.encode_marked(&prompt, specials, &markers)
+        let tail = tail_of(&prompt);
+        let ids = self.encode_marked(&(prompt + &suffix(&tail)), specials, &markers)?;
+        Ok(Encoded { ids, tail })
     }
 
     fn encode_text(&self, tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, PromptError> {

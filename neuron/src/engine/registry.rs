@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use cortex_common::error::{ApiError, ErrorKind};
 use cortex_common::event::EventKind;
-use cortex_common::neuron_api::{ModelInfo, ModelState, Progress, UnloadReason};
+use cortex_common::neuron_api::{ModelInfo, ModelState, Progress, SamplingDefaults, UnloadReason};
 use tokenizers::Tokenizer;
 use tokio::sync::watch;
 
 use super::chat_template::ChatTemplate;
-use super::output::OutputFormat;
+use super::detokenize::KeptTokens;
+use super::output::{ModelFormat, THINK_CLOSE};
 use super::prompt::PromptEncoder;
+use super::sampling;
 use crate::events::EventBus;
 use crate::model::resolve::{Resolved, resolve};
 use crate::model::roots::ModelRoots;
@@ -64,7 +66,14 @@ pub struct ModelEntry {
     pub eos_token_ids: Vec<u32>,
     /// What its output may hold (reasoning, tool calls), from its vocabulary
     /// and template.
-    pub output: OutputFormat,
+    pub format: ModelFormat,
+    /// The format's markers that are special tokens: the detokenizer
+    /// writes them for the output parser.
+    pub kept_tokens: KeptTokens,
+    /// The tokens of `</think>`, forced when a thought spends its budget.
+    pub think_close: Vec<u32>,
+    /// The sampling defaults it publishes; a request's own values win.
+    pub sampling: SamplingDefaults,
     /// The weights; shared, immutable. Each sequence has its own KV cache.
     pub model: Arc<Transformer>,
     /// KV caches of recent sequences, reused by prefix.
@@ -84,6 +93,7 @@ impl ModelEntry {
         m: LoadedModel,
         options: RuntimeOptions,
     ) -> Self {
+        let format = ModelFormat::detect(&m.tokenizer, &m.template.source);
         ModelEntry {
             id: id.to_string(),
             source: source.to_string(),
@@ -95,10 +105,17 @@ impl ModelEntry {
             unquantized_bytes: m.unquantized_bytes,
             context_length: m.context_length,
             prompt: PromptEncoder::new(m.tokenizer.clone()),
-            output: OutputFormat::detect(&m.tokenizer, &m.template.source),
+            format,
+            kept_tokens: kept_tokens(&m.tokenizer, &format),
+            think_close: m
+                .tokenizer
+                .encode(THINK_CLOSE, false)
+                .map(|e| e.get_ids().to_vec())
+                .unwrap_or_default(),
             tokenizer: m.tokenizer,
             template: m.template,
             eos_token_ids: m.eos_token_ids,
+            sampling: m.sampling,
             model: m.model,
             prompt_cache: Mutex::new(PromptCache::new(
                 options.prompt_cache_bytes,
@@ -142,8 +159,21 @@ impl ModelEntry {
             unquantized_bytes: self.unquantized_bytes,
             kv_cache_bytes: self.model.kv_bytes(),
             prompt_cache_entries: self.prompt_cache().len() as u32,
+            sampling: Some(sampling::in_force(&self.sampling)),
         }
     }
+}
+
+/// The special tokens among `format`'s markers, with their text.
+fn kept_tokens(tokenizer: &Tokenizer, format: &ModelFormat) -> KeptTokens {
+    let markers = format.markers();
+    let kept = tokenizer
+        .get_added_tokens_decoder()
+        .into_iter()
+        .filter(|(_, t)| t.special && markers.contains(&t.content.as_str()))
+        .map(|(id, t)| (id, t.content))
+        .collect();
+    Arc::new(kept)
 }
 
 type LoadOutcome = Option<Result<Arc<ModelEntry>, ApiError>>;

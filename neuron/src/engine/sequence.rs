@@ -6,6 +6,7 @@
 //! and measures itself. When it ends, its KV cache goes back to the prompt
 //! cache and its events are emitted.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -13,7 +14,7 @@ use std::time::Instant;
 use candle_core::Tensor;
 use cortex_common::event::{EventKind, RequestEnd};
 use cortex_common::openai::FinishReason;
-use cortex_common::translate::tool_calls::{ParsedToolCall, TOOL_CALL_OPEN};
+use cortex_common::translate::tool_calls::ParsedToolCall;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::admission::Permit;
@@ -35,6 +36,11 @@ pub struct GenRequest {
     pub stop: Vec<String>,
     /// How to read the model's output (reasoning, tool calls).
     pub output: OutputFormat,
+    /// At most one tool call: generation ends after the first.
+    pub single_call: bool,
+    /// Reasoning tokens the model may spend before its thought is closed
+    /// (its `</think>` forced) and it answers.
+    pub reasoning_budget: Option<u32>,
 }
 
 /// Measurements of a finished generation.
@@ -45,7 +51,7 @@ pub struct GenSummary {
     /// Prompt tokens taken from the prompt cache instead of prefilled.
     pub cached_tokens: u32,
     pub completion_tokens: u32,
-    /// Completion tokens spent thinking (markers included).
+    /// Completion tokens spent thinking (the thought, not its markers).
     pub reasoning_tokens: u32,
     pub ttft_ms: Option<f64>,
     pub prefill_tok_s: Option<f64>,
@@ -112,6 +118,10 @@ pub struct Sequence {
     output: OutputParser,
     /// A tool call was emitted: a normal end is `tool_calls`.
     called_tools: bool,
+    /// Tokens to feed next instead of sampling (a thought's forced close).
+    forced: VecDeque<u32>,
+    /// The thought was closed for its budget (once is enough).
+    closed_for_budget: bool,
     summary: GenSummary,
     prefill_started: Option<Instant>,
     first_token_at: Option<Instant>,
@@ -143,6 +153,7 @@ impl Sequence {
                 prompt_tokens,
                 cached_tokens: 0,
                 completion_tokens: 0,
+                reasoning_tokens: 0,
                 ttft_ms: None,
                 prefill_tok_s: None,
                 decode_tok_s: None,
@@ -173,10 +184,15 @@ impl Sequence {
         });
         Some(Sequence {
             sampler: Sampler::new(&request.sampling),
-            decoder: IncrementalDecoder::new(entry.tokenizer.clone()),
+            decoder: IncrementalDecoder::keeping(
+                entry.tokenizer.clone(),
+                entry.kept_tokens.clone(),
+            ),
             stop: StopMatcher::new(request.stop.clone()),
             output: OutputParser::new(&request.output),
             called_tools: false,
+            forced: VecDeque::new(),
+            closed_for_budget: false,
             context: request.prompt_ids.clone(),
             summary: GenSummary {
                 finish_reason: FinishReason::Length,
@@ -292,7 +308,11 @@ impl Sequence {
         } else if let Some(t) = self.next.take() {
             self.context.push(t);
         }
-        let next = self.sampler.next(logits, &self.context)?;
+        self.close_a_spent_thought();
+        let next = match self.forced.pop_front() {
+            Some(forced) => forced,
+            None => self.sampler.next(logits, &self.context)?,
+        };
         if self.entry.eos_token_ids.contains(&next) {
             self.summary.finish_reason = FinishReason::Stop;
             self.finish(RequestEnd::Done, bus);
@@ -312,10 +332,13 @@ impl Sequence {
                 }
             }
         }
-        if was_reasoning || self.output.in_reasoning() {
+        // A token is reasoning when the thought was open before it and
+        // still is after it: the markers that open and close it are not.
+        if was_reasoning && self.output.in_reasoning() {
             self.summary.reasoning_tokens += 1;
         }
-        if stopped {
+        if stopped || (self.request.single_call && self.called_tools) {
+            // After the one call allowed, the answer is over.
             self.summary.finish_reason = FinishReason::Stop;
             self.finish(RequestEnd::Done, bus);
             return Ok(Status::Finished);
@@ -334,6 +357,22 @@ impl Sequence {
         Ok(Status::Running)
     }
 
+    /// Once the thought has spent its budget, its closing marker is what
+    /// the model writes next; the answer follows.
+    fn close_a_spent_thought(&mut self) {
+        let Some(budget) = self.request.reasoning_budget else {
+            return;
+        };
+        if !self.closed_for_budget
+            && self.output.in_reasoning()
+            && self.summary.reasoning_tokens >= budget
+        {
+            self.closed_for_budget = true;
+            self.forced.extend(&self.entry.think_close);
+            tracing::debug!(request_id = %self.request.id, budget, "reasoning budget spent; closing the thought");
+        }
+    }
+
     /// Sends released text on, as reasoning, answer or tool calls.
     fn send_delta(&mut self, text: String) {
         if text.is_empty() {
@@ -348,7 +387,12 @@ impl Sequence {
         for o in out {
             let event = match o {
                 Output::Content(t) => {
-                    if self.request.output.hermes_tool_calls && t.contains(TOOL_CALL_OPEN) {
+                    if self
+                        .request
+                        .output
+                        .tools
+                        .is_some_and(|f| f.looks_like_a_call(&t))
+                    {
                         // The parser keeps a call it cannot read as text.
                         tracing::warn!(request_id = %self.request.id, model = %self.entry.id,
                             "the model wrote a tool call that does not parse; it is returned as text");
@@ -357,6 +401,11 @@ impl Sequence {
                 }
                 Output::Reasoning(t) => GenEvent::Reasoning(t),
                 Output::ToolCall(c) => {
+                    if self.request.single_call && self.called_tools {
+                        tracing::debug!(request_id = %self.request.id, name = %c.name,
+                            "a second tool call dropped (parallel_tool_calls: false)");
+                        continue;
+                    }
                     self.called_tools = true;
                     GenEvent::ToolCall(c)
                 }
@@ -456,6 +505,7 @@ impl Sequence {
             prompt_tokens: s.prompt_tokens,
             cached_tokens: s.cached_tokens,
             completion_tokens: s.completion_tokens,
+            reasoning_tokens: s.reasoning_tokens,
             ttft_ms: s.ttft_ms,
             prefill_tok_s: s.prefill_tok_s,
             decode_tok_s: s.decode_tok_s,

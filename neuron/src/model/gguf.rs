@@ -16,6 +16,7 @@ use tokenizers::Tokenizer;
 use super::progress::ProgressReader;
 use super::{LoadError, LoadedModel, ProgressFn, gguf_tokenizer};
 use crate::engine::chat_template::ChatTemplate;
+use crate::engine::sampling;
 use crate::runtime::ModelConfig;
 use crate::runtime::embedding::Embedding;
 use crate::runtime::linear::{Linear, quant_of};
@@ -190,6 +191,7 @@ pub fn load(
         detail: e.0,
     })?;
     let template_src = text("tokenizer.chat_template");
+    let published = sampling::from_gguf(&get_f, &get_u);
 
     let tok = match sidecar_tokenizer(path) {
         Some(t) => t.map_err(|detail| LoadError::Tokenizer {
@@ -228,7 +230,8 @@ pub fn load(
         eos_token_ids,
         quant,
         None,
-    ))
+    )
+    .with_sampling(published))
 }
 
 /// A `tokenizer.json` next to the GGUF file wins over the metadata.

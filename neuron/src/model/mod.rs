@@ -13,6 +13,7 @@ pub mod safetensors;
 use std::sync::Arc;
 
 use candle_core::Device;
+use cortex_common::neuron_api::SamplingDefaults;
 use tokenizers::Tokenizer;
 
 use crate::engine::chat_template::ChatTemplate;
@@ -80,6 +81,9 @@ pub struct LoadedModel {
     /// Bytes the weights would take without it.
     pub unquantized_bytes: Option<u64>,
     pub device: Device,
+    /// The sampling defaults the model publishes (`generation_config.json`,
+    /// GGUF `general.sampling.*`).
+    pub sampling: SamplingDefaults,
 }
 
 impl LoadedModel {
@@ -103,7 +107,13 @@ impl LoadedModel {
             eos_token_ids,
             quant,
             unquantized_bytes,
+            sampling: SamplingDefaults::default(),
         }
+    }
+
+    /// The model with the sampling defaults it publishes.
+    pub fn with_sampling(self, sampling: SamplingDefaults) -> Self {
+        LoadedModel { sampling, ..self }
     }
 }
 

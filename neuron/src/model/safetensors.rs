@@ -11,6 +11,7 @@ use tokenizers::Tokenizer;
 
 use super::{LoadError, LoadedModel, ProgressFn};
 use crate::engine::chat_template::ChatTemplate;
+use crate::engine::sampling;
 use crate::runtime::embedding::Embedding;
 use crate::runtime::linear::{Linear, dense_dtype};
 use crate::runtime::weights::{self, Names, TensorSource};
@@ -257,7 +258,8 @@ pub fn load(
         eos_token_ids,
         quant,
         quant.map(|_| dense_bytes),
-    ))
+    )
+    .with_sampling(sampling::from_generation_config(&generation)))
 }
 
 fn read_with_progress(

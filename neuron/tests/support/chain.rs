@@ -7,8 +7,11 @@
 //! tokens; one-hot embeddings (hidden size = vocabulary size); one llama
 //! block whose output projections are zero, so the residual stream carries
 //! the one-hot vector through unchanged; an lm_head that maps each token of
-//! the chain to the next one. The prompt always ends with the template's
-//! `\n`, which starts the chain; the last piece leads to `<|im_end|>`.
+//! a chain to the next one. So the answer depends on the prompt's last
+//! token only: a chain starts at a token a prompt ends with (ChatML's and
+//! Llama 3's generation prompts end in `\n`; Mistral's prompts in `[/INST]`
+//! after a user turn, `[/TOOL_RESULTS]` after a tool's result), and its
+//! last piece leads to the end-of-generation token.
 //!
 //! Only `serde_json` and `std`, so the gateway's tests include this file too.
 #![allow(dead_code)]
@@ -31,43 +34,143 @@ pub const HERMES: &str = "{% if tools %}<|im_start|>system\n# Tools\n<tools>{% f
 /// into the prompt.
 pub const QWEN3: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}";
 
+/// Qwen3's handling of past thinking: an assistant turn's
+/// `reasoning_content` is written back (in `<think>`) only after the last
+/// user query, i.e. within the current tool loop; earlier turns lose it.
+/// Tool calls and results as Qwen3 writes them.
+pub const QWEN3_HISTORY: &str = "{% set ns = namespace(last_query=-1) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.last_query = loop.index0 %}{% endif %}{% endfor %}{% for m in messages %}{% if m.role == 'assistant' %}<|im_start|>assistant\n{% if m.reasoning_content is string and loop.index0 > ns.last_query %}<think>\n{{ m.reasoning_content.strip('\\n') }}\n</think>\n\n{% endif %}{{ m.content or '' }}{% for c in m.tool_calls or [] %}<tool_call>\n{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments | tojson }}}\n</tool_call>{% endfor %}<|im_end|>\n{% elif m.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ m.content }}\n</tool_response><|im_end|>\n{% else %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
 /// A template that opens the thought itself (DeepSeek-R1, Qwen3 thinking
 /// 2507): the output starts mid-thought.
 pub const OPENS_THINK: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}";
 
-/// Markers every chain model knows as tokens of their own, as Qwen's
-/// vocabulary does.
-const MARKERS: [&str; 4] = ["<think>", "</think>", "<tool_call>", "</tool_call>"];
+/// Llama 3.2-style: header tokens, tools described in a system turn, calls
+/// written back as `{"name", "parameters"}` JSON, results in `ipython`
+/// turns.
+pub const LLAMA3: &str = "{{ bos_token }}{% if tools %}<|start_header_id|>system<|end_header_id|>\n\nYou can call these functions:\n{% for t in tools %}{{ t | tojson }}\n{% endfor %}Respond with {\"name\": function name, \"parameters\": dictionary of arguments}.<|eot_id|>{% endif %}{% for m in messages %}{% if m.role == 'assistant' and m.tool_calls %}<|start_header_id|>assistant<|end_header_id|>\n\n{% for c in m.tool_calls %}{\"name\": \"{{ c.function.name }}\", \"parameters\": {{ c.function.arguments | tojson }}}{% endfor %}<|eot_id|>{% elif m.role == 'tool' %}<|start_header_id|>ipython<|end_header_id|>\n\n{{ m.content }}<|eot_id|>{% else %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n{{ m.content }}<|eot_id|>{% endif %}{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
 
-/// Writes a model into `dir` that answers `pieces` (each one token),
-/// then ends, whatever it is asked; `template` is its chat template.
+/// Llama 3's special tokens; `<|eot_id|>` ends a turn.
+pub const LLAMA3_SPECIALS: [&str; 6] = [
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|python_tag|>",
+];
+
+/// Mistral v3-style (Mistral 7B Instruct v0.3): no generation prompt, tools
+/// before the last user turn, calls as a `[TOOL_CALLS]` JSON array, results
+/// in `[TOOL_RESULTS]`; like the real one it refuses call ids that are not
+/// nine characters.
+pub const MISTRAL: &str = "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}{% if loop.last and tools %}[AVAILABLE_TOOLS] {{ tools | tojson }}[/AVAILABLE_TOOLS]{% endif %}[INST] {{ m.content }}[/INST]{% elif m.role == 'assistant' %}{% if m.tool_calls %}[TOOL_CALLS] [{% for c in m.tool_calls %}{% if c.id is not string or c.id | length != 9 %}{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}{\"name\": \"{{ c.function.name }}\", \"arguments\": {{ c.function.arguments | tojson }}, \"id\": \"{{ c.id }}\"}{% if not loop.last %}, {% endif %}{% endfor %}]{{ eos_token }}{% else %}{{ m.content }}{{ eos_token }}{% endif %}{% elif m.role == 'tool' %}{% if m.tool_call_id is not string or m.tool_call_id | length != 9 %}{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{% endif %}[TOOL_RESULTS] {\"content\": {{ m.content | tojson }}, \"call_id\": \"{{ m.tool_call_id }}\"}[/TOOL_RESULTS]{% else %}{{ raise_exception('Only user, assistant and tool roles are supported!') }}{% endif %}{% endfor %}";
+
+/// Mistral's special tokens (v3); `</s>` ends generation.
+pub const MISTRAL_SPECIALS: [&str; 9] = [
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "[TOOL_CALLS]",
+    "[AVAILABLE_TOOLS]",
+    "[/AVAILABLE_TOOLS]",
+    "[TOOL_RESULTS]",
+    "[/TOOL_RESULTS]",
+];
+
+/// Markers Qwen's vocabulary has as tokens of their own (not special).
+pub const QWEN_MARKERS: [&str; 4] = ["<think>", "</think>", "<tool_call>", "</tool_call>"];
+
+/// A chain model: its template, vocabulary and chains.
+#[derive(Clone, Copy)]
+pub struct ChainModel<'a> {
+    pub template: &'a str,
+    /// Special tokens (never decoded into text), among them `bos` and `eos`.
+    pub specials: &'a [&'a str],
+    /// Tokens of their own that are not special.
+    pub markers: &'a [&'a str],
+    pub bos: Option<&'a str>,
+    /// Ends generation; every chain's last piece leads to it.
+    pub eos: &'a str,
+    /// Each chain: the token a prompt ends with (one byte, or a token
+    /// above), then the pieces answered after it, each one token.
+    pub chains: &'a [(&'a str, &'a [&'a str])],
+    /// lm_head's weight from a token to the next. The final norm scales
+    /// the one-hot vector to √vocab, so 1.0 makes the next token's logit
+    /// about 16 against 0: even sampling at temperature 1 follows the
+    /// chain. 0.1 leaves sampling nearly uniform, greedy still exact.
+    pub weight: f32,
+}
+
+/// The weight that makes a chain model's answer its chain, sampled or not.
+pub const SHARP: f32 = 1.0;
+
+/// Writes a ChatML model with Qwen's markers into `dir` that answers
+/// `pieces` (each one token), then ends, whatever it is asked; `template`
+/// is its chat template.
 pub fn write_chain(dir: &Path, template: &str, pieces: &[&str]) {
+    write_model(
+        dir,
+        &ChainModel {
+            template,
+            specials: &[IM_START, IM_END],
+            markers: &QWEN_MARKERS,
+            bos: None,
+            eos: IM_END,
+            chains: &[("\n", pieces)],
+            weight: SHARP,
+        },
+    );
+}
+
+/// Writes `model` into `dir`.
+pub fn write_model(dir: &Path, model: &ChainModel) {
     let byte_chars = byte_chars();
     // Ids: 0..256 bytes, then the special tokens, markers and pieces.
-    let mut added: Vec<(String, bool)> = vec![(IM_START.into(), true), (IM_END.into(), true)];
-    for m in MARKERS {
-        added.push((m.into(), false));
+    let mut added: Vec<(String, bool)> = Vec::new();
+    let mut add = |text: &str, special: bool| {
+        if !added.iter().any(|(c, _)| c == text) {
+            added.push((text.to_string(), special));
+        }
+    };
+    for s in model.specials {
+        add(s, true);
     }
-    for p in pieces {
-        if !added.iter().any(|(c, _)| c == p) {
-            added.push((p.to_string(), false));
+    for m in model.markers {
+        add(m, false);
+    }
+    for (start, pieces) in model.chains {
+        // Single bytes are tokens already.
+        for t in std::iter::once(start).chain(pieces.iter()) {
+            if t.len() > 1 {
+                add(t, false);
+            }
         }
     }
     let id_of = |text: &str| -> usize {
+        if let [byte] = text.as_bytes() {
+            return usize::from(*byte);
+        }
         256 + added
             .iter()
             .position(|(c, _)| c == text)
             .unwrap_or_else(|| panic!("{text:?} is not a token"))
     };
     let vocab_size = 256 + added.len();
-    let mut chain: Vec<usize> = vec![usize::from(b'\n')];
-    chain.extend(pieces.iter().map(|p| id_of(p)));
-    chain.push(id_of(IM_END));
-    let mut seen = std::collections::HashSet::new();
-    assert!(
-        chain[..chain.len() - 1].iter().all(|id| seen.insert(*id)),
-        "a chain visits each token once"
-    );
+    let mut next: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for (start, pieces) in model.chains {
+        let mut chain = vec![id_of(start)];
+        chain.extend(pieces.iter().map(|p| id_of(p)));
+        chain.push(id_of(model.eos));
+        for pair in chain.windows(2) {
+            let before = next.insert(pair[0], pair[1]);
+            assert!(
+                before.is_none_or(|b| b == pair[1]),
+                "token {} leads to two tokens: a chain visits each token once",
+                pair[0]
+            );
+        }
+    }
 
     let vocab: serde_json::Map<String, Value> = byte_chars
         .iter()
@@ -97,7 +200,7 @@ pub fn write_chain(dir: &Path, template: &str, pieces: &[&str]) {
     write(
         dir,
         "tokenizer_config.json",
-        &json!({"bos_token": null, "eos_token": IM_END, "chat_template": template}),
+        &json!({"bos_token": model.bos, "eos_token": model.eos, "chat_template": model.template}),
     );
     write(
         dir,
@@ -120,8 +223,8 @@ pub fn write_chain(dir: &Path, template: &str, pieces: &[&str]) {
         embed[i * v + i] = 1.0;
     }
     let mut head = zeros(v, v);
-    for pair in chain.windows(2) {
-        head[pair[1] * v + pair[0]] = 1.0;
+    for (from, to) in next {
+        head[to * v + from] = model.weight;
     }
     let l = "model.layers.0";
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = vec![
