@@ -65,6 +65,7 @@ fn load_lifecycle_moves_through_states() {
             done: 50,
             total: 200,
             unit: "bytes".into(),
+            phase: Default::default(),
         },
     ));
     let p = &fleet.models["qwen3-0.6b"].status.placements[0];
