@@ -20,11 +20,17 @@ use crate::model::ProgressFn;
 /// Tries per file; each resumes where the last one stopped.
 const ATTEMPTS: u32 = 4;
 
+/// Bytes between two progress reports within a file: a report per network
+/// chunk would be thousands a second.
+const REPORT_EVERY: u64 = 1 << 20;
+
 /// Progress over every file one fetch downloads.
 pub struct Tally<'a> {
     /// Bytes of the files already complete.
     base: u64,
-    pub total: u64,
+    total: u64,
+    /// What the last report said.
+    reported: u64,
     report: ProgressFn<'a>,
 }
 
@@ -33,18 +39,24 @@ impl<'a> Tally<'a> {
         Tally {
             base: 0,
             total,
+            reported: 0,
             report,
         }
     }
 
     /// The current file has `done` of its bytes.
-    fn file(&self, done: u64) {
-        (self.report)((self.base + done).min(self.total), self.total);
+    fn file(&mut self, done: u64) {
+        let now = (self.base + done).min(self.total);
+        if now.abs_diff(self.reported) >= REPORT_EVERY || self.reported == 0 {
+            self.reported = now;
+            (self.report)(now, self.total);
+        }
     }
 
     fn finish_file(&mut self, size: u64) {
         self.base += size;
-        (self.report)(self.base.min(self.total), self.total);
+        self.reported = self.base.min(self.total);
+        (self.report)(self.reported, self.total);
     }
 }
 
@@ -121,7 +133,7 @@ async fn fetch_part(
     file: &str,
     meta: &FileMeta,
     part: &Path,
-    tally: &Tally<'_>,
+    tally: &mut Tally<'_>,
 ) -> Result<(), Stop> {
     let mut offset = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     if offset > meta.size {
