@@ -363,6 +363,24 @@ async fn unknown_repos_files_and_revisions_are_404s_that_name_them() {
         assert_eq!(error_of(&body).0, "invalid_source", "{bad}: {body}");
     }
     assert!(!s.repo_dir("test/nope").exists());
+    drop(n);
+
+    // Roots that leave the Hugging Face cache out: hf: sources are refused,
+    // and nothing is fetched.
+    let root = tempfile::tempdir().unwrap();
+    let env = s.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let confined = Neuron::start_with_env(&["--model-root", root.path().to_str().unwrap()], &env);
+    let before = s.hub.requests().len();
+    let (status, body) = load(&confined, "m", "hf:test/chain").await;
+    assert_eq!(status, 403, "{body}");
+    let (code, message) = error_of(&body);
+    assert_eq!(code, "model_source_forbidden", "{body}");
+    assert!(
+        message.contains("model_roots") && message.contains("HF_HUB_CACHE"),
+        "{message}"
+    );
+    assert_eq!(s.hub.requests().len(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

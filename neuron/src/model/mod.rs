@@ -17,6 +17,8 @@ use std::sync::Arc;
 use candle_core::Device;
 use tokenizers::Tokenizer;
 
+pub use progress::ProgressFn;
+
 use crate::engine::chat_template::ChatTemplate;
 use crate::runtime::{QuantType, Transformer};
 
@@ -110,6 +112,3 @@ impl LoadedModel {
         }
     }
 }
-
-/// Progress callback: (bytes done, bytes total).
-pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64) + Sync);

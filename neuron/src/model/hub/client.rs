@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::HubConfig;
 use super::cache::is_name;
-use super::error::HubError;
+use super::error::{Failure, HubError};
 use super::source::check_file_path;
 
 /// Longest wait for a connection.
@@ -33,24 +33,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a metadata answer, whole.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_REDIRECTS: usize = 10;
-
-/// How a request to the Hub failed, before the caller gives it a meaning.
-#[derive(Debug)]
-pub enum Failure {
-    /// No answer (network, timeout) or the Hub failed (5xx, 429): the
-    /// cache may still serve, and a later try may work.
-    Unreachable(String),
-    /// The Hub answered no.
-    Refused {
-        status: u16,
-        /// `x-error-code`, e.g. `RepoNotFound`.
-        code: Option<String>,
-        /// `x-error-message`, or the status.
-        message: String,
-    },
-    /// An answer that does not follow the protocol.
-    Bad(String),
-}
 
 /// What `GET /api/models/…/revision/…` says.
 #[derive(Debug, Clone)]
@@ -248,14 +230,20 @@ impl HubClient {
 
 /// A transport error: nothing useful came back.
 fn transport(e: reqwest::Error) -> Failure {
+    Failure::Unreachable(error_chain(&e))
+}
+
+/// The error and its causes, `: `-separated: reqwest's own message alone
+/// ("error decoding response body") hides what happened.
+pub fn error_chain(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
         source = s.source();
     }
-    Failure::Unreachable(text)
+    text
 }
 
 /// A success passes; a refusal or a failure of the Hub becomes a [`Failure`].

@@ -13,9 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::cache::RepoCache;
-use super::client::{Failure, FileMeta, HubClient};
-use super::error::{Context, HubError};
-use crate::model::ProgressFn;
+use super::client::{FileMeta, HubClient, error_chain};
+use super::error::{Context, Failure, HubError};
+use crate::model::progress::ProgressFn;
 
 /// Tries per file; each resumes where the last one stopped.
 const ATTEMPTS: u32 = 4;
@@ -191,7 +191,7 @@ async fn fetch_part(
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             // What arrived is written: the next attempt resumes after it.
-            Err(e) => return Err(Stop::Retry(e.to_string())),
+            Err(e) => return Err(Stop::Retry(error_chain(&e))),
         };
         done += chunk.len() as u64;
         if done > meta.size {

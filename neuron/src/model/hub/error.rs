@@ -3,8 +3,6 @@
 
 use cortex_common::error::ErrorKind;
 
-use super::client::Failure;
-
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     #[error("{detail}")]
@@ -162,6 +160,24 @@ impl HubError {
             }
         }
     }
+}
+
+/// How a request to the Hub failed, before the caller gives it a meaning.
+#[derive(Debug)]
+pub enum Failure {
+    /// No answer (network, timeout) or the Hub failed (5xx, 429): the
+    /// cache may still serve, and a later try may work.
+    Unreachable(String),
+    /// The Hub answered no.
+    Refused {
+        status: u16,
+        /// `x-error-code`, e.g. `RepoNotFound`.
+        code: Option<String>,
+        /// `x-error-message`, or the status.
+        message: String,
+    },
+    /// An answer that does not follow the protocol.
+    Bad(String),
 }
 
 /// What a request to the Hub was about: turns the Hub's refusals into

@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 
 use super::HubConfig;
 use super::cache::RepoCache;
-use super::client::{Failure, FileMeta, HubClient};
+use super::client::{FileMeta, HubClient};
 use super::download::{Tally, disk, download, partial_len};
-use super::error::{Context, HubError};
+use super::error::{Context, Failure, HubError};
 use super::source::{HubSource, is_gguf};
-use crate::model::ProgressFn;
+use crate::model::progress::ProgressFn;
 use crate::model::safetensors::{INDEX_FILE, index_shards};
 
 /// Files a safetensors model cannot do without.

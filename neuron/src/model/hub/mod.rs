@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 pub use error::HubError;
 pub use source::{HubSource, is_hub};
 
-use super::ProgressFn;
 use super::hf_cache::{hf_cache_dir_with, hf_home_with};
+use super::progress::ProgressFn;
 
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
