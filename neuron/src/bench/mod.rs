@@ -41,7 +41,7 @@ pub async fn run(args: BenchArgs, settings: Settings) -> Result<()> {
         crate::model::resolve::resolve(&source, &sources, &|_, _| {})
     })
     .await
-    .context("resolving the model")?
+    .context("the thread resolving the model stopped")?
     .context("resolving the model")?
     .path()
     .to_path_buf();
