@@ -42,6 +42,17 @@ pub enum RequestEnd {
     Error,
 }
 
+/// The part of a load a `model_load_progress` event counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadPhase {
+    /// Files fetched from the Hugging Face Hub into the local cache.
+    Download,
+    /// Weights read from disk into memory.
+    #[default]
+    Read,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
@@ -56,6 +67,10 @@ pub enum EventKind {
         total: u64,
         /// `bytes`.
         unit: String,
+        /// What the bytes are: fetched from a hub, then read from disk.
+        /// Absent from older neurons, which only ever read.
+        #[serde(default)]
+        phase: LoadPhase,
     },
     ModelLoaded {
         model: String,
@@ -266,5 +281,27 @@ mod tests {
             } => assert_eq!((completion_tokens, reasoning_tokens), (5, 0)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn load_progress_without_a_phase_is_reading() {
+        let old = r#"{"v":1,"seq":3,"ts_ms":1,"type":"model_load_progress","model":"m","done":1,"total":2,"unit":"bytes"}"#;
+        let ev: Event = serde_json::from_str(old).unwrap();
+        assert!(matches!(
+            ev.kind,
+            EventKind::ModelLoadProgress {
+                phase: LoadPhase::Read,
+                ..
+            }
+        ));
+        let new = EventKind::ModelLoadProgress {
+            model: "m".into(),
+            done: 1,
+            total: 2,
+            unit: "bytes".into(),
+            phase: LoadPhase::Download,
+        };
+        let json = serde_json::to_value(&new).unwrap();
+        assert_eq!(json["phase"], "download");
     }
 }

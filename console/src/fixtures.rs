@@ -252,6 +252,7 @@ pub fn event_stream(n: usize, nodes: usize, models: usize) -> Vec<Event> {
                 done: (i % 100) as u64,
                 total: 100,
                 unit: "bytes".into(),
+                phase: Default::default(),
             },
             _ => EventKind::Pinned { model: model_id },
         };

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use cortex_common::event::{Event, EventKind, RequestEnd};
+use cortex_common::event::{Event, EventKind, LoadPhase, RequestEnd};
 use cortex_common::histogram::HistogramSnapshot;
 use cortex_common::neuron_api::{DeviceInfo, ModelState, Progress};
 use cortex_common::status::{
@@ -47,6 +47,9 @@ pub struct ModelView {
     spark_sec: u64,
     /// Latest per-node distributions from `histograms` events.
     pub per_node: BTreeMap<String, NodeHistograms>,
+    /// What each node's load is doing (downloading, reading), from
+    /// `model_load_progress` events; gone once the load ends.
+    pub load_phases: BTreeMap<String, LoadPhase>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -62,6 +65,7 @@ impl ModelView {
             spark: VecDeque::with_capacity(SPARK_SECONDS),
             spark_sec: 0,
             per_node: BTreeMap::new(),
+            load_phases: BTreeMap::new(),
         }
     }
 
@@ -108,7 +112,18 @@ impl ModelView {
         &mut self.status.placements[idx]
     }
 
+    /// The phase of the load the console shows (the first node's loading).
+    pub fn load_phase(&self) -> Option<LoadPhase> {
+        let p = self
+            .status
+            .placements
+            .iter()
+            .find(|p| p.state == PlacementState::Loading)?;
+        self.load_phases.get(&p.node).copied()
+    }
+
     fn remove_placement(&mut self, node: &str) {
+        self.load_phases.remove(node);
         self.status.placements.retain(|p| p.node != node);
         self.recount_in_flight();
     }
@@ -358,16 +373,23 @@ impl Fleet {
             EventKind::ModelLoadStarted { model, source } => {
                 if let Some(n) = &node {
                     let view = self.model_entry(&model, &source);
+                    view.load_phases.remove(n);
                     let p = view.placement_mut(n);
                     p.state = PlacementState::Loading;
                     p.progress = None;
                 }
             }
             EventKind::ModelLoadProgress {
-                model, done, total, ..
+                model,
+                done,
+                total,
+                phase,
+                ..
             } => {
                 if let Some(n) = &node {
-                    let p = self.model_entry(&model, "").placement_mut(n);
+                    let view = self.model_entry(&model, "");
+                    view.load_phases.insert(n.clone(), phase);
+                    let p = view.placement_mut(n);
                     p.state = PlacementState::Loading;
                     p.progress = Some(Progress { done, total });
                 }
@@ -382,6 +404,7 @@ impl Fleet {
                     if view.status.memory_mb == 0 {
                         view.status.memory_mb = memory_bytes / (1024 * 1024);
                     }
+                    view.load_phases.remove(n);
                     let p = view.placement_mut(n);
                     p.state = PlacementState::Loaded;
                     p.progress = None;

@@ -1,9 +1,11 @@
 //! The console in a real terminal: `cortex-console` runs in a tmux pane
 //! against a headless demo fleet; the test reads the screen with
 //! `capture-pane`, presses keys with `send-keys` (filter, load, pin, unload
-//! with confirmation, quit) and checks each outcome on the screen and in
-//! `/admin/status`, then that the terminal is given back (alternate screen
-//! left, shell prompt back).
+//! with confirmation, the requests screen, quit) and checks each outcome on
+//! the screen and in `/admin/status` — and that a streaming request sent
+//! meanwhile appears on the requests screen, moves on and finishes — then
+//! that the terminal is given back (alternate screen left, shell prompt
+//! back).
 //!
 //! Needs tmux (scripts/test-deps installs it) and the cortex-console binary
 //! next to the test binary or named by CORTEX_CONSOLE_BIN.
@@ -17,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use cortex_common::launch::sibling_binary;
 use cortex_common::status::{FleetStatus, PlacementState};
+use futures::StreamExt;
+use serde_json::json;
 
 const MODEL: &str = "smollm2-scratch";
 const PROMPT: &str = "tmux-test$";
@@ -135,6 +139,23 @@ fn row_has(screen: &str, id: &str, what: &str) -> bool {
     model_row(screen, id).is_some_and(|r| r.contains(what))
 }
 
+/// The state the requests screen shows for the one request on `model`.
+fn request_state(screen: &str, model: &str) -> Option<&'static str> {
+    let row = screen
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == model))?;
+    [
+        "routed",
+        "prefill",
+        "generating",
+        "done",
+        "client gone",
+        "failed",
+    ]
+    .into_iter()
+    .find(|state| row.contains(state))
+}
+
 fn placements(s: &FleetStatus, id: &str) -> Vec<PlacementState> {
     s.models
         .iter()
@@ -148,7 +169,7 @@ fn pinned(s: &FleetStatus, id: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn console_in_tmux_loads_pins_unloads_and_quits() {
+async fn console_in_tmux_loads_pins_unloads_follows_a_request_and_quits() {
     let console = sibling_binary("cortex-console", "CORTEX_CONSOLE_BIN").unwrap_or_else(|| {
         panic!("cortex-console was not found next to the test binary; build it (cargo build -p cortex-console) or set CORTEX_CONSOLE_BIN")
     });
@@ -223,6 +244,58 @@ async fn console_in_tmux_loads_pins_unloads_and_quits() {
     })
     .await;
     tmux.wait_screen("the model cold again", |s| row_has(s, MODEL, "cold"));
+
+    // The requests screen follows a streaming request live: it appears,
+    // starts generating, and finishes.
+    tmux.keys(&["r"]);
+    tmux.wait_screen("the requests screen", |s| {
+        s.contains("REQUEST") && s.contains("in flight")
+    });
+    let resp = demo
+        .http
+        .post(format!("{}/v1/chat/completions", demo.url))
+        .json(&json!({
+            "model": "smollm2", "stream": true, "max_tokens": 400,
+            "temperature": 0.8, "seed": 5,
+            "messages": [{"role": "user", "content": "Tell me a very long story about a dragon."}],
+        }))
+        .send()
+        .await
+        .expect("a streaming request");
+    assert_eq!(resp.status(), 200);
+    let drained = tokio::spawn(async move {
+        let mut body = String::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(Ok(chunk)) = stream.next().await {
+            body.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        body
+    });
+    let first = tmux.wait_screen("the request listed", |s| {
+        request_state(s, "smollm2").is_some()
+    });
+    let state = request_state(&first, "smollm2");
+    assert!(
+        matches!(state, Some("routed" | "prefill" | "generating")),
+        "the request first shows in flight, not {state:?}:\n{first}"
+    );
+    tmux.wait_screen("the request generating", |s| {
+        request_state(s, "smollm2") == Some("generating")
+    });
+    let done = tmux.wait_screen("the request done", |s| {
+        request_state(s, "smollm2") == Some("done")
+    });
+    let row = done
+        .lines()
+        .find(|l| l.split_whitespace().any(|w| w == "smollm2"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("length") || row.contains("stop"),
+        "the finish reason is shown: {row}"
+    );
+    let body = drained.await.expect("the stream was read");
+    assert!(body.contains("data: [DONE]"), "the stream ended: {body}");
+    tmux.keys(&["Escape"]);
 
     // Quit: the terminal is given back to the shell.
     tmux.keys(&["q"]);

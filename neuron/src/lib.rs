@@ -9,6 +9,7 @@ pub mod engine;
 pub mod events;
 pub mod model;
 pub mod node;
+pub mod pull;
 pub mod runtime;
 pub mod server;
 pub mod settings;

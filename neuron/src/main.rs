@@ -29,8 +29,14 @@ async fn main() -> anyhow::Result<()> {
         _ => {}
     }
     let settings = Settings::from_cli(&cli)?;
-    if let Some(neuron::settings::Command::Bench(args)) = cli.command {
-        return neuron::bench::run(args, settings).await;
+    match cli.command {
+        Some(neuron::settings::Command::Bench(args)) => {
+            return neuron::bench::run(args, settings).await;
+        }
+        Some(neuron::settings::Command::Pull { source }) => {
+            return neuron::pull::run(source, &settings).await;
+        }
+        _ => {}
     }
     let listen = settings.listen.clone();
     if settings.token.is_some() {

@@ -87,7 +87,10 @@ impl Neuron {
             limit,
             bus.clone(),
             settings.runtime,
-            settings.model_roots.clone(),
+            crate::model::resolve::Sources {
+                roots: settings.model_roots.clone(),
+                hub: settings.hub.clone(),
+            },
         ));
         let worker = Worker::spawn(&device_id, bus.clone(), registry.clone(), settings.batch)?;
         let device_name = if device_kind == "cpu" {

@@ -8,6 +8,7 @@ use cortex_common::config::neuron::{
     DEFAULT_NEURON_LISTEN, DEFAULT_NEURON_LISTEN_NO_AUTH, NeuronConfig,
 };
 
+use crate::model::hub::HubConfig;
 use crate::model::roots::ModelRoots;
 use crate::server::ServerLimits;
 
@@ -74,6 +75,13 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff) to install as neuron.1.
     Manpage,
+    /// Fetch a model into the cache without loading it: `hf:ORG/NAME`,
+    /// `hf:ORG/NAME/FILE.gguf` (optionally `@REVISION`) or `embedded`.
+    /// Prints progress, then the model's path.
+    Pull {
+        /// The model source, as `/models/load` takes it.
+        source: String,
+    },
 }
 
 /// `neuron bench`: see [`crate::bench`].
@@ -129,6 +137,8 @@ pub struct Settings {
     pub preload: Vec<(String, String)>,
     /// The directories loads may read.
     pub model_roots: ModelRoots,
+    /// How `hf:` sources reach the Hugging Face Hub (from `HF_*`).
+    pub hub: HubConfig,
     /// Header timeout and connection cap of the HTTP server.
     pub server: ServerLimits,
 }
@@ -186,6 +196,8 @@ pub enum SettingsError {
          127.0.0.1, or pass --insecure-no-auth"
     )]
     OpenListener(String),
+    #[error("{0}")]
+    Hub(String),
 }
 
 /// True when `addr` (`host:port`) only accepts connections from this host.
@@ -247,6 +259,8 @@ impl Settings {
             return Err(SettingsError::OpenListener(listen));
         }
         let model_roots = model_roots(&cli, &file);
+        let hub = HubConfig::from_env(&|k| env(k).filter(|v| !v.is_empty()))
+            .map_err(SettingsError::Hub)?;
         let server = {
             let d = ServerLimits::default();
             ServerLimits {
@@ -296,6 +310,7 @@ impl Settings {
             },
             preload,
             model_roots,
+            hub,
             server,
         })
     }

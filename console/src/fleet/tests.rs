@@ -65,6 +65,7 @@ fn load_lifecycle_moves_through_states() {
             done: 50,
             total: 200,
             unit: "bytes".into(),
+            phase: cortex_common::event::LoadPhase::Download,
         },
     ));
     let p = &fleet.models["qwen3-0.6b"].status.placements[0];
@@ -74,6 +75,10 @@ fn load_lifecycle_moves_through_states() {
             done: 50,
             total: 200
         })
+    );
+    assert_eq!(
+        fleet.models["qwen3-0.6b"].load_phase(),
+        Some(cortex_common::event::LoadPhase::Download)
     );
     fleet.apply(event(
         4,
@@ -90,6 +95,7 @@ fn load_lifecycle_moves_through_states() {
     let p = &fleet.models["qwen3-0.6b"].status.placements[0];
     assert_eq!(p.state, PlacementState::Loaded);
     assert_eq!(p.progress, None);
+    assert_eq!(fleet.models["qwen3-0.6b"].load_phase(), None);
     assert!(
         fleet
             .log

@@ -2,6 +2,7 @@
 //! loading), pinned marker, its requests (running / queued at a neuron /
 //! waiting at the gateway), a tok/s sparkline and TTFT p50/p99.
 
+use cortex_common::event::LoadPhase;
 use cortex_common::status::{Placement, PlacementState};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -106,7 +107,7 @@ fn model_row<'a>(m: &'a ModelView, t: &Theme, spark_w: usize, wide: bool) -> Row
     let mut cells = vec![
         Cell::from(pin),
         Cell::from(s.id.as_str()).style(t.text()),
-        Cell::from(state_line(&s.placements, t)),
+        Cell::from(state_line(&s.placements, m.load_phase(), t)),
         Cell::from(nodes_line(&s.placements, t)),
         Cell::from(load_line(m, t)),
         Cell::from(super::spark_text(m.spark.iter().copied(), spark_w)).style(t.sparkline()),
@@ -162,9 +163,10 @@ fn load_line<'a>(m: &ModelView, t: &Theme) -> Line<'a> {
     .right_aligned()
 }
 
-/// `loaded`, `loaded ×2`, a progress gauge while loading, `unloading`,
-/// `cold` when resident nowhere.
-fn state_line<'a>(placements: &[Placement], t: &Theme) -> Line<'a> {
+/// `loaded`, `loaded ×2`, a progress gauge while loading (marked `↓`
+/// while the files download from the Hub), `unloading`, `cold` when
+/// resident nowhere.
+fn state_line<'a>(placements: &[Placement], phase: Option<LoadPhase>, t: &Theme) -> Line<'a> {
     if let Some(p) = placements
         .iter()
         .find(|p| p.state == PlacementState::Loading)
@@ -172,8 +174,17 @@ fn state_line<'a>(placements: &[Placement], t: &Theme) -> Line<'a> {
         return match p.progress {
             Some(pr) if pr.total > 0 => {
                 let frac = pr.done as f64 / pr.total as f64;
-                let mut spans =
-                    super::bar_spans(frac, STATE_W as usize - 5, t.gauge(), t.bar_free());
+                let download = phase == Some(LoadPhase::Download);
+                let mut spans = Vec::new();
+                if download {
+                    spans.push(Span::styled("↓", t.gauge()));
+                }
+                spans.extend(super::bar_spans(
+                    frac,
+                    STATE_W as usize - 5 - usize::from(download),
+                    t.gauge(),
+                    t.bar_free(),
+                ));
                 spans.push(Span::styled(format!("{:>4.0}%", frac * 100.0), t.gauge()));
                 Line::from(spans)
             }
@@ -213,4 +224,38 @@ fn nodes_line<'a>(placements: &'a [Placement], t: &Theme) -> Line<'a> {
         spans.push(Span::styled(text, style));
     }
     Line::from(spans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cortex_common::neuron_api::Progress;
+
+    fn text(line: &Line) -> String {
+        line.spans.iter().map(|s| s.content.as_ref()).collect()
+    }
+
+    #[test]
+    fn a_download_is_marked_in_the_gauge() {
+        let mut p = crate::fixtures::placement("a", PlacementState::Loading, 0);
+        p.progress = Some(Progress { done: 1, total: 4 });
+        let t = Theme::dark();
+        let download = text(&state_line(
+            std::slice::from_ref(&p),
+            Some(LoadPhase::Download),
+            &t,
+        ));
+        let read = text(&state_line(
+            std::slice::from_ref(&p),
+            Some(LoadPhase::Read),
+            &t,
+        ));
+        assert!(
+            download.starts_with('↓') && download.ends_with("25%"),
+            "{download}"
+        );
+        assert!(!read.contains('↓') && read.ends_with("25%"), "{read}");
+        assert_eq!(download.chars().count(), read.chars().count());
+        assert_eq!(read.chars().count(), STATE_W as usize);
+    }
 }

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::{BenchArgs, Figures};
-use crate::model::resolve::{Resolved, resolve};
+use crate::model::resolve::{Resolved, Sources, resolve};
 use crate::model::roots::ModelRoots;
 use crate::model::{LoadedModel, gguf, safetensors};
 use crate::node::Neuron;
@@ -52,7 +52,8 @@ fn prompt_ids(tokenizer: &tokenizers::Tokenizer, n: usize) -> Result<Vec<u32>> {
 
 fn load(source: &str) -> Result<LoadedModel> {
     let progress = |_: u64, _: u64| {};
-    Ok(match resolve(source, &ModelRoots::anywhere())? {
+    let sources = Sources::anywhere().map_err(anyhow::Error::msg)?;
+    Ok(match resolve(source, &sources, &progress)? {
         Resolved::Gguf(p) => gguf::load(&p, &Device::Cpu, None, &progress)?,
         Resolved::HfDir(p) => safetensors::load(&p, &Device::Cpu, None, &progress)?,
     })

@@ -34,11 +34,17 @@ pub struct Figures {
 pub async fn run(args: BenchArgs, settings: Settings) -> Result<()> {
     let threads = args.threads.unwrap_or(settings.threads);
     neuron_kernels::set_threads(threads);
-    let model_path =
-        crate::model::resolve::resolve(&args.source, &crate::model::roots::ModelRoots::anywhere())
-            .context("resolving the model")?
-            .path()
-            .to_path_buf();
+    let sources = crate::model::resolve::Sources::anywhere().map_err(anyhow::Error::msg)?;
+    let source = args.source.clone();
+    // Off the runtime: a Hub source may download first.
+    let model_path = tokio::task::spawn_blocking(move || {
+        crate::model::resolve::resolve(&source, &sources, &|_, _| {})
+    })
+    .await
+    .context("the thread resolving the model stopped")?
+    .context("resolving the model")?
+    .path()
+    .to_path_buf();
     println!(
         "model {} · {} threads · kernels {} · prompt {} tokens · decode {} tokens · {} runs",
         args.source,

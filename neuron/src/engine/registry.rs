@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use cortex_common::error::{ApiError, ErrorKind};
-use cortex_common::event::EventKind;
+use cortex_common::event::{EventKind, LoadPhase};
 use cortex_common::neuron_api::{ModelInfo, ModelState, Progress, SamplingDefaults, UnloadReason};
 use tokenizers::Tokenizer;
 use tokio::sync::watch;
@@ -20,8 +20,7 @@ use super::output::{ModelFormat, THINK_CLOSE};
 use super::prompt::PromptEncoder;
 use super::sampling;
 use crate::events::EventBus;
-use crate::model::resolve::{Resolved, resolve};
-use crate::model::roots::ModelRoots;
+use crate::model::resolve::{Resolved, Sources, resolve};
 use crate::model::{LoadError, LoadedModel, gguf, safetensors};
 use crate::runtime::{PromptCache, QuantType, Transformer};
 
@@ -281,8 +280,8 @@ pub struct Registry {
     memory_limit: u64,
     bus: Arc<EventBus>,
     options: RuntimeOptions,
-    /// The directories loads may read.
-    roots: ModelRoots,
+    /// The directories loads may read, and the Hub.
+    sources: Sources,
 }
 
 pub struct LoadResult {
@@ -307,7 +306,7 @@ impl Registry {
         memory_limit: u64,
         bus: Arc<EventBus>,
         options: RuntimeOptions,
-        roots: ModelRoots,
+        sources: Sources,
     ) -> Self {
         Registry {
             state: Mutex::new(State::default()),
@@ -316,7 +315,7 @@ impl Registry {
             memory_limit,
             bus,
             options,
-            roots,
+            sources,
         }
     }
 
@@ -589,7 +588,29 @@ impl Registry {
         source: &str,
         quant: Option<QuantType>,
     ) -> Result<LoadedModel, ApiError> {
-        let resolved = resolve(source, &self.roots).map_err(load_error)?;
+        // Progress events, at most every 100 ms, and the slot's progress:
+        // first a Hub download's bytes (if any), then the bytes read.
+        let last_emit = Mutex::new(Instant::now());
+        let report = |phase: LoadPhase, done: u64, total: u64| {
+            if let Some(Slot::Loading { progress, .. }) = self.state().slots.get_mut(id) {
+                *progress = Progress { done, total };
+            }
+            let mut last = last_emit.lock().unwrap_or_else(|p| p.into_inner());
+            if done == total || last.elapsed().as_millis() >= 100 {
+                *last = Instant::now();
+                self.bus.emit(EventKind::ModelLoadProgress {
+                    model: id.to_string(),
+                    done,
+                    total,
+                    unit: "bytes".into(),
+                    phase,
+                });
+            }
+        };
+        let resolved = resolve(source, &self.sources, &|done, total| {
+            report(LoadPhase::Download, done, total)
+        })
+        .map_err(load_error)?;
         let needed = match &resolved {
             Resolved::Gguf(p) => gguf::estimate_bytes(p),
             Resolved::HfDir(p) => safetensors::estimate_bytes(p, &self.device),
@@ -622,22 +643,7 @@ impl Registry {
             // This is the load's own thread: sleeping blocks nobody.
             std::thread::sleep(Duration::from_millis(20));
         }
-        let last_emit = Mutex::new(Instant::now());
-        let progress = |done: u64, total: u64| {
-            if let Some(Slot::Loading { progress, .. }) = self.state().slots.get_mut(id) {
-                *progress = Progress { done, total };
-            }
-            let mut last = last_emit.lock().unwrap_or_else(|p| p.into_inner());
-            if done == total || last.elapsed().as_millis() >= 100 {
-                *last = Instant::now();
-                self.bus.emit(EventKind::ModelLoadProgress {
-                    model: id.to_string(),
-                    done,
-                    total,
-                    unit: "bytes".into(),
-                });
-            }
-        };
+        let progress = |done: u64, total: u64| report(LoadPhase::Read, done, total);
         let mut loaded = match &resolved {
             Resolved::Gguf(p) => gguf::load(p, &self.device, quant, &progress),
             Resolved::HfDir(p) => safetensors::load(p, &self.device, quant, &progress),
@@ -708,6 +714,7 @@ fn load_error(err: LoadError) -> ApiError {
         LoadError::Unsupported { .. } => "model_unsupported",
         LoadError::QuantNotApplicable { .. } => "quant_not_applicable",
         LoadError::Embedded(_) => "embedded_model_unavailable",
+        LoadError::Hub(e) => e.code(),
         _ => "model_load_failed",
     };
     let kind = match &err {
@@ -717,6 +724,7 @@ fn load_error(err: LoadError) -> ApiError {
         LoadError::Unsupported { .. } | LoadError::QuantNotApplicable { .. } => {
             ErrorKind::InvalidRequest
         }
+        LoadError::Hub(e) => e.kind(),
         _ => ErrorKind::Internal,
     };
     // The whole chain, so the operator sees the root cause.

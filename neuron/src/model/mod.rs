@@ -1,10 +1,12 @@
-//! Loading models: where the weights are ([`resolve`]), reading them with
+//! Loading models: where the weights are ([`resolve`]; fetched from the
+//! Hugging Face Hub by [`hub`] when asked), reading them with
 //! progress ([`progress`]), and building a runnable [`LoadedModel`] from a
 //! GGUF file ([`gguf`]) or a Hugging Face directory ([`safetensors`]).
 
 pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod hf_cache;
+pub mod hub;
 pub mod progress;
 pub mod resolve;
 pub mod roots;
@@ -15,6 +17,8 @@ use std::sync::Arc;
 use candle_core::Device;
 use cortex_common::neuron_api::SamplingDefaults;
 use tokenizers::Tokenizer;
+
+pub use progress::ProgressFn;
 
 use crate::engine::chat_template::ChatTemplate;
 use crate::runtime::{QuantType, Transformer};
@@ -62,6 +66,8 @@ pub enum LoadError {
     QuantNotApplicable { path: String, detail: String },
     #[error("embedded model: {0}")]
     Embedded(#[from] cortex_common::embedded::EmbeddedError),
+    #[error(transparent)]
+    Hub(#[from] hub::HubError),
 }
 
 /// Everything needed to run one model: weights, tokenizer, chat template,
@@ -116,6 +122,3 @@ impl LoadedModel {
         LoadedModel { sampling, ..self }
     }
 }
-
-/// Progress callback: (bytes done, bytes total).
-pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64) + Sync);

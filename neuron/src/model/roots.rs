@@ -45,14 +45,15 @@ impl ModelRoots {
     }
 
     /// `path` made absolute, with symlinks and `..` resolved, when it lies
-    /// under a root. Roots that do not exist (yet) contain nothing.
+    /// under a root. A root that does not exist yet (a cache before its
+    /// first download) holds what would lie under it.
     pub fn confine(&self, path: &Path) -> Result<PathBuf, Outside> {
         let resolved = resolve_path(path).ok_or(Outside)?;
         let Some(dirs) = &self.dirs else {
             return Ok(resolved);
         };
         dirs.iter()
-            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .filter_map(|d| resolve_path(d))
             .any(|root| resolved.starts_with(&root))
             .then_some(resolved)
             .ok_or(Outside)
@@ -114,6 +115,17 @@ mod tests {
         assert_eq!(roots.confine(&up.join("secret.gguf")), Err(Outside));
         assert_eq!(
             roots.confine(&root.path().join("nope/../../x.gguf")),
+            Err(Outside)
+        );
+        // A root not made yet holds what will be under it, and only that.
+        let later = ModelRoots::new(vec![root.path().join("cache/hub")]);
+        assert!(
+            later
+                .confine(&root.path().join("cache/hub/models--a--b"))
+                .is_ok()
+        );
+        assert_eq!(
+            later.confine(&root.path().join("cache/other")),
             Err(Outside)
         );
     }

@@ -75,7 +75,62 @@ impl TensorSource for DenseSource {
     }
 }
 
+/// The index of a sharded checkpoint: which shard holds each tensor.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// The shard files `index` names, sorted, each once. A name that is not a
+/// plain relative path (`..`, absolute) is refused: it could lead out of the
+/// model's directory.
+pub fn index_shards(index: &Path) -> Result<Vec<String>, LoadError> {
+    let unsupported = |detail: String| LoadError::Unsupported {
+        path: index.display().to_string(),
+        detail,
+    };
+    let json = read_json(index)?;
+    let map = json
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| unsupported("no `weight_map` object".into()))?;
+    let mut files: Vec<String> = map
+        .values()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        return Err(unsupported("`weight_map` names no shard".into()));
+    }
+    if let Some(bad) = files.iter().find(|f| {
+        !Path::new(f)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    }) {
+        return Err(unsupported(format!(
+            "shard `{bad}` is not a relative path inside the model directory"
+        )));
+    }
+    Ok(files)
+}
+
+/// The weight files: the shards the index names when there is one, else
+/// every `*.safetensors` in the directory.
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let index = dir.join(INDEX_FILE);
+    if index.is_file() {
+        let files: Vec<PathBuf> = index_shards(&index)?.iter().map(|f| dir.join(f)).collect();
+        if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+            return Err(LoadError::NotFound {
+                source_spec: dir.display().to_string(),
+                detail: format!(
+                    "{} names {}, which is missing",
+                    INDEX_FILE,
+                    missing.display()
+                ),
+            });
+        }
+        return Ok(files);
+    }
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|source| LoadError::Io {
             path: dir.display().to_string(),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chain;
+pub mod hub;
 pub mod tiny;
 
 use std::process::Command;
@@ -20,6 +21,17 @@ pub struct Neuron {
     pub http: reqwest::Client,
 }
 
+/// The environment that decides how a neuron reaches the Hugging Face Hub.
+pub const HUB_ENV: [&str; 7] = [
+    "HF_ENDPOINT",
+    "HF_TOKEN",
+    "HF_TOKEN_PATH",
+    "HF_HUB_OFFLINE",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+];
+
 pub fn neuron_bin() -> &'static str {
     env!("CARGO_BIN_EXE_neuron")
 }
@@ -35,6 +47,10 @@ impl Neuron {
         let mut cmd = Command::new(neuron_bin());
         cmd.args(["--listen", "127.0.0.1:0", "--name", "test"])
             .args(args);
+        // The Hub settings of whoever runs the tests stay out of them.
+        for k in HUB_ENV {
+            cmd.env_remove(k);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
