@@ -200,6 +200,14 @@ pub enum EventKind {
         attempt: u32,
         reason: String,
     },
+    /// The model wrote tool-call markup that did not parse (`count` times in
+    /// the request); the client got it as text. Emitted by the neuron before
+    /// the request's `request_finished`.
+    ToolCallUnparsed {
+        request_id: String,
+        model: String,
+        count: u32,
+    },
     /// Periodic per model (and node) latency and speed distributions.
     Histograms {
         model: String,
@@ -234,6 +242,7 @@ impl EventKind {
             EventKind::RequestFailed { .. } => "request_failed",
             EventKind::RequestDone { .. } => "request_done",
             EventKind::RequestRetried { .. } => "request_retried",
+            EventKind::ToolCallUnparsed { .. } => "tool_call_unparsed",
             EventKind::Histograms { .. } => "histograms",
         }
     }

@@ -430,7 +430,8 @@ impl Fleet {
             }
             EventKind::RequestFirstToken { .. }
             | EventKind::RequestRouted { .. }
-            | EventKind::RequestRetried { .. } => {}
+            | EventKind::RequestRetried { .. }
+            | EventKind::ToolCallUnparsed { .. } => {}
             EventKind::ModelWaiting { model, waiting } => {
                 self.model_entry(&model, "").status.waiting = waiting;
             }

@@ -84,6 +84,9 @@ pub fn cap_event(kind: &mut EventKind) {
         }
         | EventKind::RequestFirstToken {
             request_id, model, ..
+        }
+        | EventKind::ToolCallUnparsed {
+            request_id, model, ..
         } => {
             cap(request_id);
             cap(model);
@@ -171,6 +174,7 @@ pub fn from_neuron(kind: &EventKind) -> bool {
             | EventKind::RequestStarted { .. }
             | EventKind::RequestFirstToken { .. }
             | EventKind::RequestFinished { .. }
+            | EventKind::ToolCallUnparsed { .. }
             | EventKind::DeviceStats { .. }
     )
 }

@@ -179,10 +179,27 @@ async fn tool_markup_stays_text_without_tools_or_with_tool_choice_none(n: &Neuro
 
 async fn a_call_that_does_not_parse_is_text(n: &Neuron) {
     let markup = format!("<tool_call>{BAD_CALL}</tool_call>");
+    let mut events = n.events().await;
     let (s, body) = n
         .chat(ask("bad-tools", json!({"tools": weather_tool()})))
         .await;
     assert_eq!(s, 200, "{body}");
+    // The event stream says so, for the request that got the text.
+    let said = support::next_event(
+        &mut events,
+        "tool_call_unparsed",
+        |e| matches!(&e.kind, EventKind::ToolCallUnparsed { model, .. } if model == "bad-tools"),
+    )
+    .await;
+    match said.kind {
+        EventKind::ToolCallUnparsed {
+            request_id, count, ..
+        } => {
+            assert_eq!(count, 1);
+            assert_eq!(Some(request_id.as_str()), body["id"].as_str(), "{body}");
+        }
+        other => panic!("{other:?}"),
+    }
     let choice = &body["choices"][0];
     assert_eq!(choice["message"]["content"], markup, "{body}");
     assert!(choice["message"].get("tool_calls").is_none(), "{body}");

@@ -144,6 +144,12 @@ pub fn describe(ev: &Event) -> Option<LogLine> {
             Level::Warn,
             format!("request for {model}{on} retried (attempt {attempt}): {reason}"),
         ),
+        EventKind::ToolCallUnparsed { model, count, .. } => line(
+            Level::Warn,
+            format!(
+                "{model}{on} wrote {count} tool call(s) that did not parse; the client got them as text"
+            ),
+        ),
         EventKind::ModelLoadProgress { .. }
         | EventKind::RequestStarted { .. }
         | EventKind::RequestFirstToken { .. }

@@ -118,6 +118,8 @@ pub struct Sequence {
     output: OutputParser,
     /// A tool call was emitted: a normal end is `tool_calls`.
     called_tools: bool,
+    /// Tool-call markup the parser could not read, returned as text.
+    unparsed_calls: u32,
     /// Tokens to feed next instead of sampling (a thought's forced close).
     forced: VecDeque<u32>,
     /// The thought was closed for its budget (once is enough).
@@ -191,6 +193,7 @@ impl Sequence {
             stop: StopMatcher::new(request.stop.clone()),
             output: OutputParser::new(&request.output),
             called_tools: false,
+            unparsed_calls: 0,
             forced: VecDeque::new(),
             closed_for_budget: false,
             context: request.prompt_ids.clone(),
@@ -393,7 +396,9 @@ impl Sequence {
                         .tools
                         .is_some_and(|f| f.looks_like_a_call(&t))
                     {
-                        // The parser keeps a call it cannot read as text.
+                        // The parser keeps a call it cannot read as text;
+                        // `finish` says so on the event stream.
+                        self.unparsed_calls += 1;
                         tracing::warn!(request_id = %self.request.id, model = %self.entry.id,
                             "the model wrote a tool call that does not parse; it is returned as text");
                     }
@@ -466,6 +471,13 @@ impl Sequence {
                 .last_decode_tok_s
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = Some(tok_s);
+        }
+        if self.unparsed_calls > 0 {
+            bus.emit(EventKind::ToolCallUnparsed {
+                request_id: self.request.id.clone(),
+                model: self.entry.id.clone(),
+                count: self.unparsed_calls,
+            });
         }
         self.emit_finished(end, None, bus);
     }
