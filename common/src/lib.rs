@@ -1,6 +1,6 @@
 //! Types every cortex program shares: config schemas, the event schema, the
-//! fleet status snapshot, API envelopes, the error envelope, histograms, and
-//! the embedded default model.
+//! fleet status snapshot, API envelopes, the error envelope, histograms, the
+//! `hf:` model source syntax, and the embedded default model.
 
 pub mod anthropic;
 pub mod completions;
@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod error;
 pub mod event;
 pub mod histogram;
+pub mod hub_source;
 pub mod launch;
 pub mod neuron_api;
 pub mod openai;

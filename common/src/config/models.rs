@@ -155,6 +155,12 @@ impl ModelsConfig {
             if m.source.as_deref().is_some_and(|s| s.trim().is_empty()) {
                 return Err(bad("source", "must not be empty".into()));
             }
+            // A Hub source's syntax is checked here, so a typo is a config
+            // error at startup rather than a failed cold load later.
+            if crate::hub_source::is_hub(m.source()) {
+                crate::hub_source::HubSource::parse(m.source())
+                    .map_err(|why| bad("source", why))?;
+            }
             if let Some(q) = &m.quant
                 && !QUANT_TYPES.contains(&q.to_ascii_lowercase().replace("_k", "k").as_str())
             {
@@ -290,6 +296,33 @@ mod tests {
         assert_eq!(cfg.resolve("gpt-4o-mini"), "smol");
         assert_eq!(cfg.resolve("big"), "big");
         assert_eq!(cfg.aliases_of("smol"), vec!["gpt-4o-mini".to_string()]);
+    }
+
+    #[test]
+    fn a_bad_hub_source_is_a_config_error_on_its_line() {
+        let ok = parse(
+            "[[models]]\nid = \"x\"\nsource = \"hf:org/name@v1\"\n\
+             [[models]]\nid = \"y\"\nsource = \"hf:org/name/sub/m.gguf\"\n",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let src =
+            "[[models]]\nid = \"x\"\n[[models]]\nid = \"y\"\nsource = \"hf:org/name/model.bin\"\n";
+        match parse(src).unwrap_err() {
+            ConfigError::Invalid {
+                line,
+                field,
+                message,
+                ..
+            } => {
+                assert_eq!((line, field.as_str()), (5, "source"));
+                assert!(message.contains("GGUF"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = parse("[[models]]\nid = \"x\"\nsource = \"hf:justone\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hf:ORG/NAME"), "{err}");
     }
 
     #[test]

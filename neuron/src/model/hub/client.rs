@@ -22,7 +22,7 @@ use serde::Deserialize;
 use super::HubConfig;
 use super::cache::is_name;
 use super::error::{Failure, HubError};
-use super::source::check_file_path;
+use cortex_common::hub_source::check_file_path;
 
 /// Longest wait for a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -17,9 +17,9 @@ use super::cache::RepoCache;
 use super::client::{FileMeta, HubClient};
 use super::download::{Tally, disk, download, partial_len};
 use super::error::{Context, Failure, HubError};
-use super::source::{HubSource, is_gguf};
 use crate::model::progress::ProgressFn;
 use crate::model::safetensors::{INDEX_FILE, index_shards};
+use cortex_common::hub_source::{HubSource, is_gguf};
 
 /// Files a safetensors model cannot do without.
 const REQUIRED: [&str; 2] = ["config.json", "tokenizer.json"];

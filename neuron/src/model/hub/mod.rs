@@ -2,7 +2,7 @@
 //! sources, fetched into the Hugging Face cache in the layout the Hub tools
 //! share, so a model pulled by one is there for the others.
 //!
-//! - [`source`]: the `hf:` syntax, checked.
+//! - the `hf:` syntax is `cortex_common::hub_source` (the gateway checks models.toml with it);
 //! - [`client`]: the Hub's HTTP API (metadata, ranged downloads).
 //! - [`cache`]: one repo in the cache (blobs, snapshots, refs, locks).
 //! - [`download`]: one file, resumed and verified.
@@ -19,12 +19,11 @@ pub mod client;
 pub mod download;
 pub mod error;
 pub mod fetch;
-pub mod source;
 
 use std::path::{Path, PathBuf};
 
+pub use cortex_common::hub_source::{HubSource, is_hub};
 pub use error::HubError;
-pub use source::{HubSource, is_hub};
 
 use super::hf_cache::{hf_cache_dir_with, hf_home_with};
 use super::progress::ProgressFn;
