@@ -244,23 +244,8 @@ fn device() -> DeviceInfo {
 
 fn model() -> ModelInfo {
     ModelInfo {
-        id: MODEL.into(),
-        source: MODEL.into(),
-        state: ModelState::Loaded,
-        architecture: None,
-        device: "cpu".into(),
         memory_bytes: MIB,
-        in_flight: 0,
-        queue_depth: 0,
-        decode_tok_s: None,
-        progress: None,
-        error: None,
-        context_length: None,
-        quant: None,
-        unquantized_bytes: None,
-        kv_cache_bytes: 0,
-        prompt_cache_entries: 0,
-        sampling: None,
+        ..ModelInfo::bare(MODEL, MODEL, ModelState::Loaded, "cpu")
     }
 }
 

@@ -293,19 +293,27 @@ impl ToolCallParser {
     /// Emit text, holding back its trailing whitespace (glue if a call
     /// follows).
     fn emit_text(&mut self, text: &str, out: &mut Vec<Piece>) {
-        if text.is_empty() {
-            return;
-        }
-        let kept = text.trim_end();
-        if kept.is_empty() {
-            self.pending_ws.push_str(text);
-            return;
-        }
-        let mut s = std::mem::take(&mut self.pending_ws);
-        s.push_str(kept);
-        out.push(Piece::Text(s));
-        self.pending_ws.push_str(&text[kept.len()..]);
+        emit_holding_whitespace(&mut self.pending_ws, text, out);
     }
+}
+
+/// Emits `text` after the whitespace held in `pending_ws`, holding back its
+/// own trailing whitespace there instead: whitespace just before a tool call
+/// belongs to no text piece (the caller decides, once it knows what
+/// follows).
+pub fn emit_holding_whitespace(pending_ws: &mut String, text: &str, out: &mut Vec<Piece>) {
+    if text.is_empty() {
+        return;
+    }
+    let kept = text.trim_end();
+    if kept.is_empty() {
+        pending_ws.push_str(text);
+        return;
+    }
+    let mut s = std::mem::take(pending_ws);
+    s.push_str(kept);
+    out.push(Piece::Text(s));
+    pending_ws.push_str(&text[kept.len()..]);
 }
 
 /// Length of the longest suffix of `s` that is a proper prefix of the open

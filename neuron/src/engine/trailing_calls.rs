@@ -8,7 +8,9 @@
 //! Streaming-safe as [`cortex_common::translate::tool_calls::ToolCallParser`]
 //! is: a marker split across pushes is held back, never emitted in halves.
 
-use cortex_common::translate::tool_calls::{ParsedToolCall, Piece, tool_call_from_value};
+use cortex_common::translate::tool_calls::{
+    ParsedToolCall, Piece, emit_holding_whitespace, tool_call_from_value,
+};
 use serde_json::{Map, Value};
 
 use super::tool_format::{MISTRAL_ARGS, MISTRAL_CALL_ID, MISTRAL_CALLS, PYTHON_TAG};
@@ -125,18 +127,7 @@ impl TrailingCalls {
 
     /// Text before the calls: sent, but its trailing whitespace held back.
     fn emit(&mut self, text: &str, out: &mut Vec<Piece>) {
-        if text.is_empty() {
-            return;
-        }
-        let kept = text.trim_end();
-        if kept.is_empty() {
-            self.pending_ws.push_str(text);
-            return;
-        }
-        let mut s = std::mem::take(&mut self.pending_ws);
-        s.push_str(kept);
-        out.push(Piece::Text(s));
-        self.pending_ws.push_str(&text[kept.len()..]);
+        emit_holding_whitespace(&mut self.pending_ws, text, out);
     }
 }
 
