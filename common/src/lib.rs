@@ -1,20 +1,18 @@
 //! Types every cortex program shares: config schemas, the event schema, the
 //! fleet status snapshot, API envelopes, the error envelope, histograms, the
-//! `hf:` model source syntax, and the embedded default model.
+//! `hf:` model source syntax. How the programs start and stop as processes
+//! is `cortex-process`; the embedded default model is the neuron's.
 
 pub mod anthropic;
 pub mod completions;
 pub mod config;
-pub mod embedded;
 pub mod error;
 pub mod event;
 pub mod histogram;
 pub mod hub_source;
-pub mod launch;
 pub mod neuron_api;
 pub mod openai;
 pub mod responses;
-pub mod shutdown;
 pub mod status;
 pub mod translate;
 

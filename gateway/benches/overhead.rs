@@ -28,11 +28,11 @@ use axum::Router;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::{get, post};
 use cortex_common::event::{EVENT_SCHEMA_VERSION, Event, EventKind};
-use cortex_common::launch::{Child, spawn_server};
 use cortex_common::neuron_api::{
     DeviceInfo, Discovery, Health, ModelInfo, ModelState, ModelsResponse,
 };
 use cortex_common::status::FleetStatus;
+use cortex_process::{Child, spawn_server};
 use hdrhistogram::Histogram;
 
 const MODEL: &str = "bench-echo";

@@ -7,7 +7,7 @@
 //! `--headless` runs the same fleet without the console until a signal, and
 //! announces it like every cortex server: `metrics on http://ADDR`, then
 //! `listening on http://ADDR` once the fleet is ready (so
-//! `launch::spawn_server` can start a demo fleet too).
+//! `cortex_process::spawn_server` can start a demo fleet too).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cortex_common::launch::{self, Child, LISTENING_PREFIX, METRICS_PREFIX};
 use cortex_common::status::FleetStatus;
+use cortex_process::{Child, announce, spawn};
 
 /// How long a child may take to announce its listener.
 const READY: Duration = Duration::from_secs(60);
@@ -104,7 +104,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Finding/building binaries, fetching the model and starting processes
     // all block: off the async workers, on a thread of its own. The
     // children die with the thread that starts them (so that a SIGKILLed
-    // demo leaves no orphans, see `launch::die_with_parent`), so that thread
+    // demo leaves no orphans, see `spawn::die_with_parent`), so that thread
     // lives until the fleet is stopped — a blocking-pool thread could retire
     // and take the fleet with it.
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
@@ -114,8 +114,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .spawn(move || {
             let started = (|| -> anyhow::Result<(Fleet, Option<PathBuf>)> {
                 let bins = binaries(headless)?;
-                let model = cortex_common::embedded::ensure_model()
-                    .context("fetching the embedded model")?;
+                let model = pull_embedded(&bins.neuron)?;
                 tracing::debug!(model = %model.display(), "embedded model present");
                 let fleet = start_fleet(&bins.neuron, port, token)?;
                 Ok((fleet, bins.console))
@@ -160,11 +159,11 @@ struct Binaries {
 fn binaries(headless: bool) -> anyhow::Result<Binaries> {
     let find = |headless: bool| {
         (
-            launch::sibling_binary("neuron", "CORTEX_NEURON_BIN"),
+            spawn::sibling_binary("neuron", "CORTEX_NEURON_BIN"),
             if headless {
                 None
             } else {
-                launch::sibling_binary("cortex-console", "CORTEX_CONSOLE_BIN")
+                spawn::sibling_binary("cortex-console", "CORTEX_CONSOLE_BIN")
             },
         )
     };
@@ -251,6 +250,32 @@ fn build_missing(missing: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fetches the embedded model once, before two neurons would each fetch it
+/// (the neuron owns the fetch: `neuron pull embedded`). Its progress goes to
+/// our stderr; its stdout is the model's path.
+fn pull_embedded(neuron: &Path) -> anyhow::Result<PathBuf> {
+    let mut cmd = Command::new(neuron);
+    cmd.args(["pull", "embedded"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    spawn::die_with_parent(&mut cmd);
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {} pull embedded", neuron.display()))?;
+    if !out.status.success() {
+        bail!(
+            "fetching the embedded model failed ({}); the reason is printed above",
+            out.status
+        );
+    }
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if path.is_empty() {
+        bail!("`neuron pull embedded` printed no path");
+    }
+    Ok(PathBuf::from(path))
+}
+
 fn start_fleet(neuron: &Path, port: u16, token: String) -> anyhow::Result<Fleet> {
     let dir = tempfile::Builder::new()
         .prefix("cortex-demo-")
@@ -269,7 +294,7 @@ fn start_fleet(neuron: &Path, port: u16, token: String) -> anyhow::Result<Fleet>
         cmd.args(["--listen", "127.0.0.1:0", "--name", name])
             .args(["--memory-limit-mb", &limit_mb.to_string()])
             .env("CORTEX_NEURON_TOKEN", &neuron_token);
-        launch::die_with_parent(&mut cmd);
+        spawn::die_with_parent(&mut cmd);
         let child = spawn_logged(name, cmd, &logs)?;
         neurons_toml.push_str(&format!(
             "\n[[neurons]]\nname = \"{name}\"\nendpoint = \"{}\"\n",
@@ -299,7 +324,7 @@ fn start_fleet(neuron: &Path, port: u16, token: String) -> anyhow::Result<Fleet>
         cmd.env_remove(var);
     }
     cmd.env("CORTEX_NEURON_TOKEN", &neuron_token);
-    launch::die_with_parent(&mut cmd);
+    spawn::die_with_parent(&mut cmd);
     let gateway = spawn_logged("gateway", cmd, &logs)?;
     let gateway_url = gateway.url.clone();
     let metrics_url = gateway
@@ -326,7 +351,7 @@ fn spawn_logged(name: &str, mut cmd: Command, logs: &Path) -> anyhow::Result<Chi
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
-    launch::spawn_server(name, cmd, READY, false).map_err(|e| {
+    spawn::spawn_server(name, cmd, READY, false).map_err(|e| {
         let tail = std::fs::read_to_string(&log_path)
             .map(|t| {
                 let lines: Vec<&str> = t.lines().collect();
@@ -394,11 +419,8 @@ fn announce(fleet: &Fleet, headless: bool) {
     let url = &fleet.gateway_url;
     // The two lines launchers wait for, in the order every cortex server
     // prints them; `listening on` only once the fleet is ready.
-    println!(
-        "{METRICS_PREFIX}{}",
-        fleet.metrics_url.trim_start_matches("http://")
-    );
-    println!("{LISTENING_PREFIX}{}", url.trim_start_matches("http://"));
+    announce::metrics(fleet.metrics_url.trim_start_matches("http://"));
+    announce::listening(url.trim_start_matches("http://"));
     let nodes: Vec<String> = NODES
         .iter()
         .map(|(n, mb)| format!("{n} ({mb} MiB)"))
@@ -441,7 +463,7 @@ async fn run_console(console: &Path, fleet: &mut Fleet) -> anyhow::Result<()> {
     cmd.arg("--gateway")
         .arg(&fleet.gateway_url)
         .env("CORTEX_ADMIN_TOKEN", &fleet.token);
-    launch::die_with_parent(&mut cmd);
+    spawn::die_with_parent(&mut cmd);
     let mut child = tokio::process::Command::from(cmd)
         .kill_on_drop(true)
         .spawn()

@@ -111,15 +111,15 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let metrics_addr = metrics_listener.local_addr()?;
     let addr = listener.local_addr()?;
     // Announced in this order: launchers wait for the `listening on` line.
-    println!("{}{metrics_addr}", cortex_common::launch::METRICS_PREFIX);
-    println!("{}{addr}", cortex_common::launch::LISTENING_PREFIX);
+    cortex_process::announce::metrics(metrics_addr);
+    cortex_process::announce::listening(addr);
     tracing::info!(%addr, %metrics_addr, strategy = state.fleet.strategy.as_str(), "gateway up");
 
     // One signal stops both listeners; open streams (the fleet event stream
     // never ends by itself) get a short grace period, then the process exits.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        cortex_common::shutdown::signal().await;
+        cortex_process::shutdown::signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });

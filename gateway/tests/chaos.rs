@@ -12,8 +12,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cortex_common::launch::Child;
 use cortex_common::status::NodeState;
+use cortex_process::Child;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::{Value, json};

@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cortex_common::launch::sibling_binary;
 use cortex_common::status::{FleetStatus, PlacementState};
+use cortex_process::sibling_binary;
 use futures::StreamExt;
 use serde_json::json;
 

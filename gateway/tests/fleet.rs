@@ -424,7 +424,7 @@ async fn a_deep_line_scales_out_to_max_replicas_and_no_further() {
 /// its id, which that neuron resolves in its own roots (and here refuses).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_neurons_own_source_is_never_copied_to_another_node() {
-    let path = cortex_common::embedded::ensure_model().expect("the embedded model");
+    let path = embedded_model();
     let preload = format!("private={}", path.display());
     let a = neuron_with("a", 250, "127.0.0.1:0", &["--preload", &preload]);
     let b = neuron("b", 250);

@@ -9,7 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cortex_common::launch::sibling_binary;
+use cortex_process::sibling_binary;
 use support::*;
 
 fn deploy(file: &str) -> PathBuf {

@@ -50,7 +50,7 @@ const SUNNY: &str = "It is sunny in Paris.";
 
 struct Fleet {
     gw: Gateway,
-    _neuron: cortex_common::launch::Child,
+    _neuron: cortex_process::Child,
     _models: tempfile::TempDir,
 }
 

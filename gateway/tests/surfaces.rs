@@ -20,7 +20,7 @@ const QUESTION: &str = "What is the capital of France?";
 
 struct Fleet {
     neuron_url: String,
-    neuron: cortex_common::launch::Child,
+    neuron: cortex_process::Child,
     gw: Gateway,
 }
 

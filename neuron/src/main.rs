@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, name = %neuron.settings.name, "neuron listening");
     // The parent process (demo, tests) reads this line to learn the port.
-    println!("{}{addr}", cortex_common::launch::LISTENING_PREFIX);
+    cortex_process::announce::listening(addr);
     let _ = std::io::stdout().flush();
     neuron.spawn_stats();
     for (id, source) in preload {
@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let shutdown = neuron.shutdown.clone();
     tokio::spawn(async move {
-        cortex_common::shutdown::signal().await;
+        cortex_process::shutdown::signal().await;
         tracing::info!("shutdown signal received");
         shutdown.trigger();
     });

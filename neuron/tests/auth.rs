@@ -216,7 +216,7 @@ async fn insecure_no_auth_serves_openly() {
         "--insecure-no-auth",
     ])
     .env_remove("CORTEX_NEURON_TOKEN");
-    let child = cortex_common::launch::spawn_server("neuron", cmd, Duration::from_secs(30), false)
+    let child = cortex_process::spawn_server("neuron", cmd, Duration::from_secs(30), false)
         .expect("starts with --insecure-no-auth");
     let url = child.url.replace("0.0.0.0", "127.0.0.1");
     let r = reqwest::get(format!("{url}/models")).await.unwrap();

@@ -221,7 +221,7 @@ async fn a_sharded_repo_is_fetched_into_the_shared_cache_loaded_and_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gguf_file_at_a_tag_is_fetched_checked_and_answers() {
     let s = Setup::new().await;
-    let gguf = std::fs::read(cortex_common::embedded::ensure_model().unwrap()).unwrap();
+    let gguf = std::fs::read(neuron::model::embedded::ensure_model().unwrap()).unwrap();
     let mut files = BTreeMap::new();
     files.insert("smol-q4_1.gguf".to_string(), Bytes::from(gguf));
     files.insert("README.md".to_string(), Bytes::from_static(b"# smol\n"));
@@ -245,7 +245,7 @@ async fn a_gguf_file_at_a_tag_is_fetched_checked_and_answers() {
     // Stored under its sha256, the embedded model's.
     assert!(
         repo.join("blobs")
-            .join(cortex_common::embedded::EMBEDDED_SHA256)
+            .join(neuron::model::embedded::EMBEDDED_SHA256)
             .is_file()
     );
     // Only the file asked for was fetched.

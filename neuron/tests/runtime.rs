@@ -18,7 +18,7 @@ use support::tiny;
 fn no_progress(_: u64, _: u64) {}
 
 fn embedded() -> LoadedModel {
-    let path = cortex_common::embedded::ensure_model().expect("embedded model");
+    let path = neuron::model::embedded::ensure_model().expect("embedded model");
     gguf::load(&path, &Device::Cpu, None, &no_progress).expect("loads")
 }
 
@@ -79,7 +79,7 @@ const PROMPTS: [&str; 3] = [
 #[test]
 fn gguf_greedy_tokens_match_candle_transformers_quantized_llama() {
     let m = embedded();
-    let path = cortex_common::embedded::ensure_model().unwrap();
+    let path = neuron::model::embedded::ensure_model().unwrap();
     for (p, prompt) in PROMPTS.iter().enumerate() {
         let ids = tokens(&m, prompt);
         let mut reference = gguf::load_reference(&path, &Device::Cpu).unwrap();
@@ -352,7 +352,7 @@ fn in_situ_quantization_is_close_to_dense_and_smaller() {
 
 #[test]
 fn quant_on_an_already_quantized_gguf_is_refused() {
-    let path = cortex_common::embedded::ensure_model().unwrap();
+    let path = neuron::model::embedded::ensure_model().unwrap();
     let err = match gguf::load(&path, &Device::Cpu, Some(QuantType::Q8_0), &no_progress) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("quant on a quantized GGUF loaded"),

@@ -7,8 +7,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cortex_common::launch::{Child, spawn_server};
 use cortex_common::status::FleetStatus;
+use cortex_process::{Child, spawn_server};
 
 pub const TOKEN: &str = "demo-test-token";
 

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cortex_common::event::Event;
-pub use cortex_common::launch::Child;
-use cortex_common::launch::{sibling_binary, spawn_server};
 use cortex_common::status::{FleetStatus, NodeState};
+pub use cortex_process::Child;
+use cortex_process::{sibling_binary, spawn_server};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -25,6 +25,18 @@ pub fn neuron_bin() -> PathBuf {
 }
 
 /// A neuron with a small memory limit, on `listen` (port 0 for a fresh one).
+/// The embedded model's path, fetched by the neuron that owns the fetch
+/// (`neuron pull embedded`, which prints the path).
+pub fn embedded_model() -> PathBuf {
+    let out = std::process::Command::new(neuron_bin())
+        .args(["pull", "embedded"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("running neuron pull embedded");
+    assert!(out.status.success(), "neuron pull embedded: {}", out.status);
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 pub fn neuron_at(name: &str, limit_mb: u64, listen: &str) -> Child {
     neuron_with(name, limit_mb, listen, &["--max-queue", "64"])
 }

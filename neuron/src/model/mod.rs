@@ -3,6 +3,7 @@
 //! progress ([`progress`]), and building a runnable [`LoadedModel`] from a
 //! GGUF file ([`gguf`]) or a Hugging Face directory ([`safetensors`]).
 
+pub mod embedded;
 pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod hf_cache;
@@ -65,7 +66,7 @@ pub enum LoadError {
     #[error("{path}: {detail}")]
     QuantNotApplicable { path: String, detail: String },
     #[error("embedded model: {0}")]
-    Embedded(#[from] cortex_common::embedded::EmbeddedError),
+    Embedded(#[from] crate::model::embedded::EmbeddedError),
     #[error(transparent)]
     Hub(#[from] hub::HubError),
 }

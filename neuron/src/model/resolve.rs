@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cortex_common::embedded;
+use crate::model::embedded;
 
 use super::hf_cache::{hf_cache_dir, process_env};
 use super::hub::{self, HubConfig, HubError, HubSource};

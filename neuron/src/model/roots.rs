@@ -28,7 +28,7 @@ impl ModelRoots {
     /// The defaults: the cortex model cache and the Hugging Face cache.
     pub fn defaults() -> Self {
         let dirs = [
-            cortex_common::embedded::cache_dir().ok(),
+            crate::model::embedded::cache_dir().ok(),
             super::hf_cache::hf_cache_dir(),
         ];
         Self::new(dirs.into_iter().flatten().collect())

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cortex_common::event::Event;
-use cortex_common::launch::{Child, spawn_server};
+use cortex_process::{Child, spawn_server};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -43,7 +43,7 @@ impl Neuron {
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Neuron {
         // Fetch the embedded model once, before any neuron needs it.
-        cortex_common::embedded::ensure_model().expect("embedded model available");
+        neuron::model::embedded::ensure_model().expect("embedded model available");
         let mut cmd = Command::new(neuron_bin());
         cmd.args(["--listen", "127.0.0.1:0", "--name", "test"])
             .args(args);

@@ -233,8 +233,8 @@ fn verify(ctx: &Context<'_>, file: &str, meta: &FileMeta, part: &Path) -> Result
         return Err(corrupt(format!("{len} bytes, {} announced", meta.size)));
     }
     if meta.etag.len() == 64 && meta.etag.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let actual = cortex_common::embedded::sha256_file(part).map_err(|e| match e {
-            cortex_common::embedded::EmbeddedError::Io { source, .. } => disk(part, source),
+        let actual = crate::model::embedded::sha256_file(part).map_err(|e| match e {
+            crate::model::embedded::EmbeddedError::Io { source, .. } => disk(part, source),
             other => HubError::Client(other.to_string()),
         })?;
         if !actual.eq_ignore_ascii_case(&meta.etag) {

@@ -1,10 +1,9 @@
 //! Starting cortex programs as child processes and knowing when they are
 //! ready: used by `cortex demo` and by the integration tests.
 //!
-//! Every cortex server prints one line per listener on stdout once it is
-//! bound, `listening on http://ADDR` (the gateway adds
-//! `metrics on http://ADDR`), so a parent that passed port 0 learns the port.
-//! The child is killed when its [`Child`] is dropped, so nothing is orphaned.
+//! A parent that passed port 0 learns the port from the child's
+//! [`crate::announce`] lines. The child is killed when its [`Child`] is
+//! dropped, so nothing is orphaned.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,8 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-pub const LISTENING_PREFIX: &str = "listening on http://";
-pub const METRICS_PREFIX: &str = "metrics on http://";
+use crate::announce::{LISTENING_PREFIX, METRICS_PREFIX};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
