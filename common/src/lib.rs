@@ -12,6 +12,7 @@ pub mod histogram;
 pub mod hub_source;
 pub mod launch;
 pub mod neuron_api;
+mod open_enum;
 pub mod openai;
 pub mod responses;
 pub mod shutdown;

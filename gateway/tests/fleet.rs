@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cortex_common::event::{Event, EventKind, UnloadReason};
+use cortex_common::event::{Event, EventKind, EvictionCause, UnloadReason};
 use cortex_common::status::NodeState;
 use eventsource_stream::Eventsource;
 use serde_json::{Value, json};
@@ -535,7 +535,7 @@ async fn an_operator_eviction_unloads_and_is_recorded_as_one() {
     else {
         unreachable!("until stops at the eviction")
     };
-    assert_eq!(strategy, "operator");
+    assert_eq!(*strategy, EvictionCause::Operator);
     assert!(reason.contains("operator"), "{reason}");
     gw.wait_status("smol gone from a", Duration::from_secs(10), |s| {
         placement_nodes(s, "smol").is_empty()
@@ -718,7 +718,7 @@ async fn priority_evicts_the_lowest_class_and_ttl_unloads_idle_models() {
         .await;
     let why = |name: &str| {
         seen.iter().find_map(|e| match &e.kind {
-            EventKind::ModelUnloaded { model, reason } if model == name => Some(*reason),
+            EventKind::ModelUnloaded { model, reason } if model == name => Some(reason.clone()),
             _ => None,
         })
     };
