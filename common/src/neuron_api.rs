@@ -233,3 +233,23 @@ pub struct LifecycleResponse {
     pub memory_bytes: u64,
     pub duration_ms: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unload_without_a_reason_is_requested_and_a_newer_reason_is_kept() {
+        let old: UnloadRequest = serde_json::from_str(r#"{"model":"m"}"#).unwrap();
+        assert_eq!(old.reason, UnloadReason::Requested);
+        let ttl: UnloadRequest = serde_json::from_str(r#"{"model":"m","reason":"ttl"}"#).unwrap();
+        assert_eq!(ttl.reason, UnloadReason::Ttl);
+        let newer: UnloadRequest =
+            serde_json::from_str(r#"{"model":"m","reason":"drained"}"#).unwrap();
+        assert_eq!(newer.reason, UnloadReason::Other("drained".into()));
+        assert_eq!(
+            serde_json::to_string(&newer).unwrap(),
+            r#"{"model":"m","reason":"drained"}"#
+        );
+    }
+}
