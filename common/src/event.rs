@@ -206,7 +206,7 @@ pub enum EventKind {
     },
     Evicted {
         model: String,
-        /// Which model needed the room.
+        /// Which model needed the room (empty for `ttl` and `operator`).
         for_model: String,
         /// The strategy that chose it, or `ttl`, or `operator`.
         strategy: EvictionCause,

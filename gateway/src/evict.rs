@@ -18,7 +18,10 @@ use crate::state::AppState;
 fn unload_reason(cause: &EvictionCause) -> UnloadReason {
     match cause {
         EvictionCause::Ttl => UnloadReason::Ttl,
-        _ => UnloadReason::Evicted,
+        EvictionCause::Lru
+        | EvictionCause::Priority
+        | EvictionCause::Operator
+        | EvictionCause::Other(_) => UnloadReason::Evicted,
     }
 }
 
