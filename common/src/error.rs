@@ -1,5 +1,6 @@
 //! The JSON error envelope every cortex HTTP surface answers with:
-//! `{"error":{"message","type","code"}}` (OpenAI shape).
+//! `{"error":{"message","type","code"}}` (OpenAI shape), and the HTTP
+//! answer around it (status, `Retry-After`).
 
 use serde::{Deserialize, Serialize};
 
@@ -137,6 +138,26 @@ impl ApiError {
             },
         }
     }
+
+    /// The whole HTTP answer: the status, the JSON envelope, and
+    /// `Retry-After` when the client should wait. The neuron and the
+    /// gateway each hand it to their framework.
+    pub fn to_http(&self) -> http::Response<String> {
+        // Only strings go in: serializing cannot fail.
+        let mut resp =
+            http::Response::new(serde_json::to_string(&self.envelope()).unwrap_or_default());
+        *resp.status_mut() = http::StatusCode::from_u16(self.status())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = resp.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        resp
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +172,20 @@ mod tests {
         assert_eq!(json["error"]["type"], "not_found_error");
         assert_eq!(json["error"]["code"], "model_not_found");
         assert_eq!(err.status(), 404);
+    }
+
+    #[test]
+    fn the_http_answer_has_the_status_the_envelope_and_retry_after() {
+        let busy = ApiError::overloaded("queue full; retry shortly", 3).to_http();
+        assert_eq!(busy.status(), 503);
+        assert_eq!(busy.headers()["retry-after"], "3");
+        assert_eq!(busy.headers()["content-type"], "application/json");
+        let body: ErrorEnvelope = serde_json::from_str(busy.body()).unwrap();
+        assert_eq!(body.error.kind, "overloaded_error");
+        assert_eq!(body.error.message, "queue full; retry shortly");
+        let missing = ApiError::not_found("model_not_found", "no").to_http();
+        assert_eq!(missing.status(), 404);
+        assert!(missing.headers().get("retry-after").is_none());
     }
 
     #[test]

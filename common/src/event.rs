@@ -6,9 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::gateway::EvictionStrategy;
 use crate::histogram::HistogramSnapshot;
 pub use crate::neuron_api::UnloadReason;
 use crate::neuron_api::{DeviceInfo, ModelInfo};
+use crate::open_enum::open_enum;
+use crate::openai;
 use crate::status::FleetStatus;
 
 /// Bumped on any incompatible change of [`Event`] or [`EventKind`].
@@ -53,6 +56,53 @@ pub enum LoadPhase {
     Read,
 }
 
+open_enum! {
+    /// Why generation finished (`request_finished.finish_reason`).
+    pub enum FinishReason {
+        /// The model ended its answer, or a stop sequence did.
+        Stop = "stop",
+        /// `max_tokens` (or the context) ran out.
+        Length = "length",
+        /// The answer is tool calls.
+        ToolCalls = "tool_calls",
+    }
+}
+
+impl From<openai::FinishReason> for FinishReason {
+    fn from(r: openai::FinishReason) -> Self {
+        match r {
+            openai::FinishReason::Stop => FinishReason::Stop,
+            openai::FinishReason::Length => FinishReason::Length,
+            openai::FinishReason::ToolCalls => FinishReason::ToolCalls,
+        }
+    }
+}
+
+open_enum! {
+    /// Why the gateway evicted a replica: the `evicted` event's `strategy`,
+    /// and the `reason` label of `cortex_evictions_total`.
+    pub enum EvictionCause {
+        /// Placement needed the room; the least recently used replica went.
+        Lru = "lru",
+        /// Placement needed the room; the lowest priority class went.
+        Priority = "priority",
+        /// It idled past its model's `ttl`.
+        Ttl = "ttl",
+        /// An operator asked (`/admin/models/evict`).
+        Operator = "operator",
+    }
+}
+
+impl From<EvictionStrategy> for EvictionCause {
+    /// Placement's eviction under the configured strategy.
+    fn from(s: EvictionStrategy) -> Self {
+        match s {
+            EvictionStrategy::Lru => EvictionCause::Lru,
+            EvictionStrategy::Priority => EvictionCause::Priority,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
@@ -84,6 +134,7 @@ pub enum EventKind {
     },
     ModelLoadFailed {
         model: String,
+        /// The error, as text.
         reason: String,
     },
     ModelUnloaded {
@@ -119,8 +170,8 @@ pub enum EventKind {
         prefill_tok_s: Option<f64>,
         decode_tok_s: Option<f64>,
         duration_ms: f64,
-        /// `stop` | `length` | `tool_calls`, when generation finished.
-        finish_reason: Option<String>,
+        /// When generation finished (`ended` is `done`).
+        finish_reason: Option<FinishReason>,
         ended: RequestEnd,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
@@ -142,10 +193,12 @@ pub enum EventKind {
     },
     NodeDown {
         endpoint: String,
+        /// Free text: the stream error or timeout that ended it.
         reason: String,
     },
     PlacementDecided {
         model: String,
+        /// Free text: why this node (room left, or what it evicts).
         reason: String,
     },
     ColdLoad {
@@ -153,9 +206,11 @@ pub enum EventKind {
     },
     Evicted {
         model: String,
-        /// Which model needed the room.
+        /// Which model needed the room (empty for `ttl` and `operator`).
         for_model: String,
-        strategy: String,
+        /// The strategy that chose it, or `ttl`, or `operator`.
+        strategy: EvictionCause,
+        /// Free text: why this replica (e.g. when it was last used).
         reason: String,
     },
     Pinned {
@@ -178,6 +233,7 @@ pub enum EventKind {
         request_id: String,
         model: String,
         status: u16,
+        /// The error message the client got.
         reason: String,
     },
     /// The gateway is done with a client request, however it ended:
@@ -198,6 +254,7 @@ pub enum EventKind {
         model: String,
         /// Which attempt comes next (2 for the first retry).
         attempt: u32,
+        /// The node failure, as text.
         reason: String,
     },
     /// The model wrote tool-call markup that did not parse (`count` times in
@@ -289,6 +346,98 @@ mod tests {
                 ..
             } => assert_eq!((completion_tokens, reasoning_tokens), (5, 0)),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Lines as today's neurons and gateway send them: a reader of this
+    /// build parses each and writes it back byte for byte.
+    const TODAY: [&str; 4] = [
+        r#"{"v":1,"seq":4,"ts_ms":9,"type":"request_finished","request_id":"r","model":"m","prompt_tokens":3,"cached_tokens":0,"completion_tokens":5,"reasoning_tokens":0,"ttft_ms":1.5,"prefill_tok_s":null,"decode_tok_s":20.0,"duration_ms":9.0,"finish_reason":"tool_calls","ended":"done"}"#,
+        r#"{"v":1,"seq":5,"ts_ms":9,"node":"a","type":"evicted","model":"old","for_model":"new","strategy":"priority","reason":"lowest priority class (0), least recently used within it"}"#,
+        r#"{"v":1,"seq":6,"ts_ms":9,"node":"a","type":"evicted","model":"old","for_model":"","strategy":"ttl","reason":"idle for 3.1 s, ttl 3.0 s"}"#,
+        r#"{"v":1,"seq":7,"ts_ms":9,"type":"model_unloaded","model":"old","reason":"evicted"}"#,
+    ];
+
+    #[test]
+    fn todays_lines_parse_as_enums_and_write_back_identically() {
+        let kinds: Vec<EventKind> = TODAY
+            .iter()
+            .map(|line| {
+                let ev: Event = serde_json::from_str(line).unwrap();
+                assert_eq!(serde_json::to_string(&ev).unwrap(), *line);
+                ev.kind
+            })
+            .collect();
+        assert!(matches!(
+            &kinds[0],
+            EventKind::RequestFinished {
+                finish_reason: Some(FinishReason::ToolCalls),
+                ..
+            }
+        ));
+        assert!(matches!(
+            &kinds[1],
+            EventKind::Evicted {
+                strategy: EvictionCause::Priority,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &kinds[2],
+            EventKind::Evicted {
+                strategy: EvictionCause::Ttl,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &kinds[3],
+            EventKind::ModelUnloaded {
+                reason: UnloadReason::Evicted,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_newer_peers_words_parse_and_pass_on_unchanged() {
+        let newer = [
+            TODAY[0].replace(r#""tool_calls""#, r#""content_filter""#),
+            TODAY[1].replace(r#""priority""#, r#""cost""#),
+            TODAY[3].replace(r#""reason":"evicted""#, r#""reason":"drained""#),
+        ];
+        let words: Vec<String> = newer
+            .iter()
+            .map(|line| {
+                let ev: Event = serde_json::from_str(line).unwrap();
+                assert_eq!(&serde_json::to_string(&ev).unwrap(), line);
+                match ev.kind {
+                    EventKind::RequestFinished {
+                        finish_reason: Some(r),
+                        ..
+                    } => r.to_string(),
+                    EventKind::Evicted { strategy, .. } => strategy.to_string(),
+                    EventKind::ModelUnloaded { reason, .. } => reason.to_string(),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        assert_eq!(words, ["content_filter", "cost", "drained"]);
+    }
+
+    #[test]
+    fn eviction_causes_say_the_configured_strategys_word() {
+        for s in [EvictionStrategy::Lru, EvictionStrategy::Priority] {
+            assert_eq!(EvictionCause::from(s).as_str(), s.as_str());
+        }
+        for f in [
+            openai::FinishReason::Stop,
+            openai::FinishReason::Length,
+            openai::FinishReason::ToolCalls,
+        ] {
+            assert_eq!(
+                serde_json::to_value(FinishReason::from(f)).unwrap(),
+                serde_json::to_value(f).unwrap()
+            );
         }
     }
 

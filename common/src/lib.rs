@@ -11,6 +11,7 @@ pub mod event;
 pub mod histogram;
 pub mod hub_source;
 pub mod neuron_api;
+mod open_enum;
 pub mod openai;
 pub mod responses;
 pub mod status;

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::open_enum::open_enum;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     /// `"ok"` whenever the neuron answers.
@@ -200,32 +202,23 @@ pub struct UnloadRequest {
     pub reason: UnloadReason,
 }
 
-/// Why a model was unloaded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnloadReason {
-    /// An operator or client asked for it.
-    #[default]
-    Requested,
-    /// The gateway made room for another model.
-    Evicted,
-    /// Idle past the model's `ttl`.
-    Ttl,
-}
-
-impl UnloadReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UnloadReason::Requested => "requested",
-            UnloadReason::Evicted => "evicted",
-            UnloadReason::Ttl => "ttl",
-        }
+open_enum! {
+    /// Why a model was unloaded.
+    pub enum UnloadReason {
+        /// An operator or client asked for it.
+        Requested = "requested",
+        /// The gateway made room for another model (or an operator evicted
+        /// it).
+        Evicted = "evicted",
+        /// Idle past the model's `ttl`.
+        Ttl = "ttl",
     }
 }
 
-impl std::fmt::Display for UnloadReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+impl Default for UnloadReason {
+    /// What an unload request without a reason (an older gateway's) means.
+    fn default() -> Self {
+        UnloadReason::Requested
     }
 }
 
@@ -239,4 +232,24 @@ pub struct LifecycleResponse {
     pub changed: bool,
     pub memory_bytes: u64,
     pub duration_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unload_without_a_reason_is_requested_and_a_newer_reason_is_kept() {
+        let old: UnloadRequest = serde_json::from_str(r#"{"model":"m"}"#).unwrap();
+        assert_eq!(old.reason, UnloadReason::Requested);
+        let ttl: UnloadRequest = serde_json::from_str(r#"{"model":"m","reason":"ttl"}"#).unwrap();
+        assert_eq!(ttl.reason, UnloadReason::Ttl);
+        let newer: UnloadRequest =
+            serde_json::from_str(r#"{"model":"m","reason":"drained"}"#).unwrap();
+        assert_eq!(newer.reason, UnloadReason::Other("drained".into()));
+        assert_eq!(
+            serde_json::to_string(&newer).unwrap(),
+            r#"{"model":"m","reason":"drained"}"#
+        );
+    }
 }

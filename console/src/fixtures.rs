@@ -1,7 +1,7 @@
 //! Deterministic fleets for tests, snapshots and benchmarks: a small two-node
 //! fleet that exercises every visual state, and a generator for big fleets.
 
-use cortex_common::event::{EVENT_SCHEMA_VERSION, Event, EventKind, RequestEnd};
+use cortex_common::event::{EVENT_SCHEMA_VERSION, Event, EventKind, FinishReason, RequestEnd};
 use cortex_common::histogram::Distribution;
 use cortex_common::neuron_api::{DeviceInfo, Progress};
 use cortex_common::status::{
@@ -243,7 +243,7 @@ pub fn event_stream(n: usize, nodes: usize, models: usize) -> Vec<Event> {
                 prefill_tok_s: Some(300.0),
                 decode_tok_s: Some(42.0),
                 duration_ms: 1500.0,
-                finish_reason: Some("stop".into()),
+                finish_reason: Some(FinishReason::Stop),
                 ended: RequestEnd::Done,
                 error: None,
             },

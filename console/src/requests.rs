@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use cortex_common::event::{Event, EventKind, RequestEnd};
+use cortex_common::event::{Event, EventKind, FinishReason, RequestEnd};
 
 /// Requests kept (in flight and recent), oldest dropped first.
 pub const MAX_KEPT: usize = 300;
@@ -65,7 +65,7 @@ pub struct RequestView {
     pub ttft_ms: Option<f64>,
     pub decode_tok_s: Option<f64>,
     pub duration_ms: Option<f64>,
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<FinishReason>,
     pub error: Option<String>,
     /// `(ts_ms, what happened)`, oldest first.
     pub events: Vec<(u64, String)>,
@@ -370,7 +370,7 @@ mod tests {
             prefill_tok_s: None,
             decode_tok_s: Some(40.0),
             duration_ms: 900.0,
-            finish_reason: Some("stop".into()),
+            finish_reason: Some(FinishReason::Stop),
             ended,
             error: None,
         }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cortex_common::event::{EventKind, RequestEnd};
+use cortex_common::event::{EventKind, EvictionCause, FinishReason, RequestEnd};
 use cortex_console::app::{App, Conn, Msg, Pane};
 use cortex_console::client::StreamMsg;
 use cortex_console::fixtures::{T0, big_status, event, sample_status};
@@ -63,7 +63,7 @@ fn app() -> App {
         EventKind::Evicted {
             model: "qwen3-0.6b".into(),
             for_model: "smollm2-chat".into(),
-            strategy: "lru".into(),
+            strategy: EvictionCause::Lru,
             reason: "idle 12m, least recently used".into(),
         },
     );
@@ -91,7 +91,7 @@ fn app() -> App {
                 prefill_tok_s: None,
                 decode_tok_s: Some(40.0),
                 duration_ms: 900.0,
-                finish_reason: Some("stop".into()),
+                finish_reason: Some(FinishReason::Stop),
                 ended: RequestEnd::Done,
                 error: None,
             },

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use cortex_common::error::ApiError;
-use cortex_common::event::{EVENT_SCHEMA_VERSION, Event, EventKind};
+use cortex_common::event::{EVENT_SCHEMA_VERSION, Event, EventKind, EvictionCause};
 use cortex_common::status::FleetStatus;
 use futures::Stream;
 use serde::Deserialize;
@@ -24,7 +24,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::{AppError, unauthorized};
 use crate::events::Subscription;
-use crate::evict::{self, Eviction, EvictionCause};
+use crate::evict::{self, Eviction};
 use crate::extract::{bearer, json_body, same, typed};
 use crate::fleet::ReplicaState;
 use crate::load::ensure_loaded;

@@ -5,7 +5,7 @@
 //! string would otherwise be repeated in every `device_stats` event the
 //! gateway keeps.
 
-use cortex_common::event::EventKind;
+use cortex_common::event::{EventKind, EvictionCause, FinishReason, UnloadReason};
 use cortex_common::neuron_api::{DeviceInfo, ModelInfo};
 
 /// Longest string kept from a neuron, in bytes.
@@ -78,7 +78,12 @@ pub fn cap_event(kind: &mut EventKind) {
             cap(model);
             cap(reason);
         }
-        EventKind::ModelUnloaded { model, .. } => cap(model),
+        EventKind::ModelUnloaded { model, reason } => {
+            cap(model);
+            if let UnloadReason::Other(word) = reason {
+                cap(word);
+            }
+        }
         EventKind::RequestStarted {
             request_id, model, ..
         }
@@ -100,7 +105,9 @@ pub fn cap_event(kind: &mut EventKind) {
         } => {
             cap(request_id);
             cap(model);
-            cap_opt(finish_reason);
+            if let Some(FinishReason::Other(word)) = finish_reason {
+                cap(word);
+            }
             cap_opt(error);
         }
         EventKind::DeviceStats { devices, models } => {
@@ -130,7 +137,9 @@ pub fn cap_event(kind: &mut EventKind) {
         } => {
             cap(model);
             cap(for_model);
-            cap(strategy);
+            if let EvictionCause::Other(word) = strategy {
+                cap(word);
+            }
             cap(reason);
         }
         EventKind::RequestRouted { request_id, model }
@@ -192,6 +201,22 @@ mod tests {
         let mut short = "ok".to_string();
         cap(&mut short);
         assert_eq!(short, "ok");
+    }
+
+    #[test]
+    fn a_huge_unknown_unload_reason_is_capped() {
+        let mut kind = EventKind::ModelUnloaded {
+            model: "m".into(),
+            reason: UnloadReason::Other("x".repeat(4 << 20)),
+        };
+        cap_event(&mut kind);
+        match kind {
+            EventKind::ModelUnloaded {
+                reason: UnloadReason::Other(word),
+                ..
+            } => assert!(word.len() <= MAX_ECHO + 3),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! JSON envelope `{"error":{"message","type","code"}}` with its status, and
 //! `Retry-After` on 503.
 
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cortex_common::error::{ApiError, ErrorKind};
 
@@ -23,14 +22,7 @@ impl From<ApiError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = (status, axum::Json(self.0.envelope())).into_response();
-        if let Some(secs) = self.0.retry_after_secs {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        resp
+        self.0.to_http().into_response()
     }
 }
 
@@ -149,7 +141,7 @@ mod tests {
     async fn overloaded_carries_retry_after_and_envelope() {
         let resp = AppError(unavailable("no_capacity", "full", 3)).into_response();
         assert_eq!(resp.status(), 503);
-        assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(resp.headers()[axum::http::header::RETRY_AFTER], "3");
         let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
             .await
             .unwrap();

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cortex_common::config::gateway::EvictionStrategy;
 use cortex_common::error::ApiError;
+use cortex_common::event::EvictionCause;
 use cortex_common::neuron_api::{UnloadReason, UnloadRequest};
 
 use crate::error::{from_upstream_body, upstream};
@@ -14,33 +14,14 @@ use crate::fleet::{Idle, ReplicaState};
 use crate::metrics::EvictionLabels;
 use crate::state::AppState;
 
-/// Why the gateway evicts a replica.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EvictionCause {
-    /// Placement needed the room, and the strategy picked it.
-    Strategy(EvictionStrategy),
-    /// It idled past its model's `ttl`.
-    Ttl,
-    /// An operator asked (`/admin/models/evict`).
-    Operator,
-}
-
-impl EvictionCause {
-    /// As the `evicted` event's `strategy` and the metric's `reason` say it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EvictionCause::Strategy(s) => s.as_str(),
-            EvictionCause::Ttl => "ttl",
-            EvictionCause::Operator => "operator",
-        }
-    }
-
-    /// What the neuron is told (its `model_unloaded` event says it).
-    fn unload_reason(self) -> UnloadReason {
-        match self {
-            EvictionCause::Ttl => UnloadReason::Ttl,
-            EvictionCause::Strategy(_) | EvictionCause::Operator => UnloadReason::Evicted,
-        }
+/// What the neuron is told (its `model_unloaded` event says it).
+fn unload_reason(cause: &EvictionCause) -> UnloadReason {
+    match cause {
+        EvictionCause::Ttl => UnloadReason::Ttl,
+        EvictionCause::Lru
+        | EvictionCause::Priority
+        | EvictionCause::Operator
+        | EvictionCause::Other(_) => UnloadReason::Evicted,
     }
 }
 
@@ -68,7 +49,7 @@ pub async fn unload(
     let (node, endpoint) = state.fleet.lock().node_addr(idx);
     let reason = why
         .as_ref()
-        .map(|w| w.cause.unload_reason())
+        .map(|w| unload_reason(&w.cause))
         .unwrap_or(UnloadReason::Requested);
     let result = post_unload(state.neurons.control(idx), &endpoint, model, reason).await;
     if let Err(e) = &result {
@@ -79,20 +60,19 @@ pub async fn unload(
     match why {
         Some(why) => {
             tracing::info!(%node, %model, for_model = why.for_model, "evicted: {}", why.reason);
-            let cause = why.cause.as_str();
             state
                 .metrics
                 .evictions
                 .get_or_create(&EvictionLabels {
                     model: model.to_string(),
                     node: node.clone(),
-                    reason: cause.to_string(),
+                    reason: why.cause.to_string(),
                 })
                 .inc();
             state
                 .fleet
                 .lock()
-                .evicted(idx, model, why.for_model, cause, why.reason);
+                .evicted(idx, model, why.for_model, why.cause, why.reason);
         }
         None => tracing::info!(%node, %model, "unloaded on request"),
     }

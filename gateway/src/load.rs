@@ -13,7 +13,7 @@ use cortex_common::neuron_api::LoadRequest;
 use futures::FutureExt;
 
 use crate::error::{LoadError, from_upstream_body, unavailable, upstream};
-use crate::evict::{self, Eviction, EvictionCause};
+use crate::evict::{self, Eviction};
 use crate::fleet::{ReplicaState, Seen};
 use crate::metrics::model_node;
 use crate::placement::{self, Decision, Victim};
@@ -147,7 +147,7 @@ async fn load_once(
     while let Some(v) = victims.next() {
         let why = Eviction {
             for_model: model,
-            cause: EvictionCause::Strategy(strategy),
+            cause: strategy.into(),
             reason: v.reason.clone(),
         };
         if let Err(e) = evict::unload(state, idx, &v.model, Some(why)).await {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cortex_common::status::{NodeState, PlacementState};
 use serde_json::{Value, json};
+use support::FleetAdmin;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_demo_serves_and_stops_cleanly() {

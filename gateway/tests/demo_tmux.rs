@@ -21,6 +21,7 @@ use cortex_common::status::{FleetStatus, PlacementState};
 use cortex_process::sibling_binary;
 use futures::StreamExt;
 use serde_json::json;
+use support::FleetAdmin;
 
 const MODEL: &str = "smollm2-scratch";
 const PROMPT: &str = "tmux-test$";

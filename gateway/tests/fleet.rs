@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cortex_common::event::{Event, EventKind, UnloadReason};
+use cortex_common::event::{Event, EventKind, EvictionCause, UnloadReason};
 use cortex_common::status::NodeState;
 use eventsource_stream::Eventsource;
 use serde_json::{Value, json};
@@ -223,16 +223,7 @@ async fn token_protected_neurons_serve_only_a_gateway_with_the_token() {
 
     let b = neuron_env("b", 250, "127.0.0.1:0", &["--max-queue", "64"], &env);
     let tokenless = gateway_started(&[&b], "lru", &models_toml(&[("smol", "")]), "", "");
-    let st = tokenless
-        .wait_status("the node's refusal", Duration::from_secs(20), |s| {
-            s.nodes[0]
-                .reason
-                .as_deref()
-                .is_some_and(|r| r.contains("token"))
-        })
-        .await;
-    assert_eq!(st.nodes[0].state, NodeState::Down, "{st:?}");
-    let reason = st.nodes[0].reason.clone().unwrap_or_default();
+    let reason = refusal(&tokenless, "token").await;
     assert!(
         reason.contains("token") && reason.contains("neuron_token"),
         "{reason}"
@@ -309,15 +300,26 @@ async fn each_node_gets_its_own_token() {
         "",
         "neuron_token = \"fleet-token\"",
     );
-    let st = fleet_only
-        .wait_status("b's refusal", Duration::from_secs(20), |s| {
-            s.nodes[0]
-                .reason
-                .as_deref()
-                .is_some_and(|r| r.contains("token_file"))
-        })
+    refusal(&fleet_only, "token_file").await;
+}
+
+/// Waits until the gateway's only node is down for a reason that mentions
+/// `word`; returns the reason.
+async fn refusal(gw: &Gateway, word: &str) -> String {
+    let st = gw
+        .wait_status(
+            &format!("the node's refusal ({word})"),
+            Duration::from_secs(20),
+            |s| {
+                s.nodes[0]
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains(word))
+            },
+        )
         .await;
     assert_eq!(st.nodes[0].state, NodeState::Down, "{st:?}");
+    st.nodes[0].reason.clone().unwrap_or_default()
 }
 
 /// A burst larger than the neuron's batch and queue together: the gateway
@@ -513,8 +515,9 @@ async fn runtime_pins_survive_a_restart() {
     );
 }
 
-/// `/admin/models/evict` (the console's `e`): the replica goes, and the
-/// gateway records an operator's eviction (event and counter); a model not
+/// `/admin/models/evict` (the console's `e`): the replica goes, the
+/// gateway records an operator's eviction (event and counter), and the
+/// neuron's `model_unloaded` says `evicted`; a model not
 /// on that node, or a node that does not exist, answers 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_eviction_unloads_and_is_recorded_as_one() {
@@ -526,17 +529,30 @@ async fn an_operator_eviction_unloads_and_is_recorded_as_one() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["nodes"], json!(["a"]), "{body}");
-    let seen = events
-        .until(|e| matches!(&e.kind, EventKind::Evicted { model, .. } if model == "smol"))
-        .await;
-    let Some(EventKind::Evicted {
-        strategy, reason, ..
-    }) = seen.last().map(|e| &e.kind)
-    else {
-        unreachable!("until stops at the eviction")
+    // The gateway's `evicted` and the neuron's `model_unloaded`, in
+    // either order.
+    let mut evicted = None;
+    let mut unloaded = None;
+    while evicted.is_none() || unloaded.is_none() {
+        match events.next().await.kind {
+            EventKind::Evicted {
+                model,
+                strategy,
+                reason,
+                ..
+            } if model == "smol" => evicted = Some((strategy, reason)),
+            EventKind::ModelUnloaded { model, reason } if model == "smol" => {
+                unloaded = Some(reason)
+            }
+            _ => {}
+        }
+    }
+    let (Some((strategy, reason)), Some(unloaded)) = (evicted, unloaded) else {
+        unreachable!("the loop ends with both")
     };
-    assert_eq!(strategy, "operator");
+    assert_eq!(strategy, EvictionCause::Operator);
     assert!(reason.contains("operator"), "{reason}");
+    assert_eq!(unloaded, UnloadReason::Evicted, "the neuron says why");
     gw.wait_status("smol gone from a", Duration::from_secs(10), |s| {
         placement_nodes(s, "smol").is_empty()
     })
@@ -718,7 +734,7 @@ async fn priority_evicts_the_lowest_class_and_ttl_unloads_idle_models() {
         .await;
     let why = |name: &str| {
         seen.iter().find_map(|e| match &e.kind {
-            EventKind::ModelUnloaded { model, reason } if model == name => Some(*reason),
+            EventKind::ModelUnloaded { model, reason } if model == name => Some(reason.clone()),
             _ => None,
         })
     };

@@ -10,6 +10,7 @@ mod fake_hub;
 mod support;
 
 use cortex_common::event::{EventKind, LoadPhase};
+use support::FleetAdmin;
 
 const PIECES: [&str; 3] = ["Served", " through", " cortex"];
 

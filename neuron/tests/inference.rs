@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cortex_common::event::EventKind;
+use cortex_common::event::{EventKind, FinishReason};
 use serde_json::json;
 use support::{Neuron, france, stream_text};
 
@@ -197,7 +197,7 @@ async fn events_follow_a_load_and_a_request_in_order() {
     assert!(tok_s.unwrap() > 0.0);
     assert_eq!(tokens, completion);
     assert_eq!(ended, cortex_common::event::RequestEnd::Done);
-    assert_eq!(reason.as_deref(), Some("length"));
+    assert_eq!(reason, Some(FinishReason::Length));
 }
 
 #[tokio::test]

@@ -166,6 +166,7 @@ pub fn describe(ev: &Event) -> Option<LogLine> {
 mod tests {
     use super::*;
     use crate::fixtures::{T0, event};
+    use cortex_common::event::{EvictionCause, UnloadReason};
 
     #[test]
     fn notable_events_get_a_line_and_routine_ones_none() {
@@ -176,7 +177,7 @@ mod tests {
             EventKind::Evicted {
                 model: "m".into(),
                 for_model: String::new(),
-                strategy: "operator".into(),
+                strategy: EvictionCause::Operator,
                 reason: "evicted by an operator".into(),
             },
         );
@@ -197,5 +198,33 @@ mod tests {
             },
         );
         assert_eq!(describe(&routed), None);
+    }
+
+    #[test]
+    fn words_from_a_newer_peer_are_shown_as_sent() {
+        let unloaded = event(
+            1,
+            T0,
+            Some("alpha"),
+            EventKind::ModelUnloaded {
+                model: "m".into(),
+                reason: UnloadReason::Other("drained".into()),
+            },
+        );
+        let l = describe(&unloaded).expect("a line");
+        assert_eq!(l.text, "unloaded m on alpha (drained)");
+        let evicted = event(
+            2,
+            T0,
+            None,
+            EventKind::Evicted {
+                model: "m".into(),
+                for_model: "n".into(),
+                strategy: EvictionCause::Other("cost".into()),
+                reason: "cheapest".into(),
+            },
+        );
+        let l = describe(&evicted).expect("a line");
+        assert_eq!(l.text, "evicted m for n (cost: cheapest)");
     }
 }

@@ -361,7 +361,7 @@ fn pins_evictions_and_histograms() {
         EventKind::Evicted {
             model: "smollm2-tiny".into(),
             for_model: "qwen3-0.6b".into(),
-            strategy: "lru".into(),
+            strategy: cortex_common::event::EvictionCause::Lru,
             reason: "least recently used".into(),
         },
     ));

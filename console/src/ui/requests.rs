@@ -239,7 +239,7 @@ fn row<'a>(r: &'a RequestView, t: &Theme, now: u64, wide: bool) -> Row<'a> {
             Cell::from(Line::from(opt(r.decode_tok_s.map(|v| format!("{v:.1}")))).right_aligned())
                 .style(t.text()),
         );
-        cells.push(Cell::from(opt(r.finish_reason.as_deref())).style(t.muted()));
+        cells.push(Cell::from(opt(r.finish_reason.as_ref())).style(t.muted()));
     }
     Row::new(cells)
 }

@@ -3,7 +3,7 @@
 //! forgetting a replica a neuron says it does not have. A step the state
 //! does not allow is refused, logged, and changes nothing.
 
-use cortex_common::event::EventKind;
+use cortex_common::event::{EventKind, EvictionCause};
 
 use super::replica::{Next, Refused, Replica};
 use super::{FleetGuard, ReplicaState};
@@ -123,7 +123,7 @@ impl FleetGuard<'_> {
         idx: usize,
         model: &str,
         for_model: &str,
-        cause: &str,
+        cause: EvictionCause,
         reason: String,
     ) {
         self.publish(
@@ -131,7 +131,7 @@ impl FleetGuard<'_> {
             EventKind::Evicted {
                 model: model.to_string(),
                 for_model: for_model.to_string(),
-                strategy: cause.to_string(),
+                strategy: cause,
                 reason,
             },
         );

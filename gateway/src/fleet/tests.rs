@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cortex_common::config::gateway::GatewayConfig;
 use cortex_common::config::models::ModelsConfig;
-use cortex_common::event::{EventKind, RequestEnd, UnloadReason};
+use cortex_common::event::{EventKind, FinishReason, RequestEnd, UnloadReason};
 use cortex_common::neuron_api::{DeviceInfo, ModelInfo, ModelState};
 use cortex_common::status::{FleetHealth, PlacementState};
 
@@ -70,7 +70,7 @@ fn finished(model: &str) -> EventKind {
         prefill_tok_s: None,
         decode_tok_s: Some(40.0),
         duration_ms: 100.0,
-        finish_reason: Some("stop".into()),
+        finish_reason: Some(FinishReason::Stop),
         ended: RequestEnd::Done,
         error: None,
     }

@@ -7,8 +7,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cortex_common::status::FleetStatus;
 use cortex_process::{Child, spawn_server};
+
+use crate::support::FleetAdmin;
 
 pub const TOKEN: &str = "demo-test-token";
 
@@ -44,21 +45,13 @@ pub fn start() -> Demo {
     }
 }
 
+impl FleetAdmin for Demo {
+    fn admin(&self) -> (&reqwest::Client, &str, &str) {
+        (&self.http, &self.url, TOKEN)
+    }
+}
+
 impl Demo {
-    pub async fn status(&self) -> FleetStatus {
-        crate::support::admin_status(&self.http, &self.url, TOKEN).await
-    }
-
-    /// Polls the status until `pred` holds; panics with the last one.
-    pub async fn wait_status(
-        &self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&FleetStatus) -> bool,
-    ) -> FleetStatus {
-        crate::support::poll_status(what, timeout, || self.status(), pred).await
-    }
-
     /// SIGTERMs the demo and waits for it to exit; returns whether it
     /// exited successfully.
     pub fn terminate(&mut self, timeout: Duration) -> bool {

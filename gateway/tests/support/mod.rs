@@ -69,39 +69,47 @@ pub fn neuron(name: &str, limit_mb: u64) -> Child {
     neuron_at(name, limit_mb, "127.0.0.1:0")
 }
 
-/// `GET /admin/status` of the gateway at `url`, which must answer 200.
-pub async fn admin_status(http: &reqwest::Client, url: &str, token: &str) -> FleetStatus {
-    let resp = http
-        .get(format!("{url}/admin/status"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("GET /admin/status");
-    assert_eq!(resp.status(), 200, "GET /admin/status");
-    resp.json().await.expect("status JSON")
-}
+/// A running cortex (`cortex serve`, or `cortex demo`) whose admin API a
+/// test reads: its fleet status, once or polled until a condition holds.
+pub trait FleetAdmin {
+    /// Its client, its URL and its admin token.
+    fn admin(&self) -> (&reqwest::Client, &str, &str);
 
-/// Fetches a status (with `fetch`) until `pred` holds; panics with the
-/// last one after `timeout`.
-pub async fn poll_status<F: std::future::Future<Output = FleetStatus>>(
-    what: &str,
-    timeout: Duration,
-    fetch: impl Fn() -> F,
-    pred: impl Fn(&FleetStatus) -> bool,
-) -> FleetStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let s = fetch().await;
-        if pred(&s) {
-            return s;
+    /// `GET /admin/status`, which must answer 200.
+    async fn status(&self) -> FleetStatus {
+        let (http, url, token) = self.admin();
+        let resp = http
+            .get(format!("{url}/admin/status"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET /admin/status");
+        assert_eq!(resp.status(), 200, "GET /admin/status");
+        resp.json().await.expect("status JSON")
+    }
+
+    /// Polls the status until `pred` holds; panics with the last status
+    /// after `timeout`.
+    async fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&FleetStatus) -> bool,
+    ) -> FleetStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status().await;
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; last status:\n{}",
+                    serde_json::to_string_pretty(&s).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out waiting for {what}; last status:\n{}",
-                serde_json::to_string_pretty(&s).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -235,6 +243,12 @@ fn serve(dir: &std::path::Path) -> Child {
     spawn_server("cortex", cmd, READY, false).expect("starting cortex")
 }
 
+impl FleetAdmin for Gateway {
+    fn admin(&self) -> (&reqwest::Client, &str, &str) {
+        (&self.http, &self.url, TOKEN)
+    }
+}
+
 impl Gateway {
     /// The folder of its config (and, under `state/`, its state).
     pub fn dir(&self) -> &std::path::Path {
@@ -256,20 +270,6 @@ impl Gateway {
             s.nodes_up == nodes
         })
         .await;
-    }
-
-    pub async fn status(&self) -> FleetStatus {
-        admin_status(&self.http, &self.url, TOKEN).await
-    }
-
-    /// Polls the status until `pred` holds; panics with the last status after `timeout`.
-    pub async fn wait_status(
-        &self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&FleetStatus) -> bool,
-    ) -> FleetStatus {
-        poll_status(what, timeout, || self.status(), pred).await
     }
 
     /// A two-token chat for `model` that must succeed: it is loaded (and

@@ -2,10 +2,9 @@
 //! JSON body extractor that turns every malformed body into a 4xx saying
 //! what to fix.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cortex_common::error::{ApiError, ErrorKind};
 use serde::de::DeserializeOwned;
@@ -22,15 +21,7 @@ impl From<ApiError> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, Json(self.0.envelope())).into_response();
-        if let Some(secs) = self.0.retry_after_secs
-            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        response
+        self.0.to_http().into_response()
     }
 }
 

@@ -522,7 +522,7 @@ impl Sequence {
             prefill_tok_s: s.prefill_tok_s,
             decode_tok_s: s.decode_tok_s,
             duration_ms: self.received.elapsed().as_secs_f64() * 1000.0,
-            finish_reason: (end == RequestEnd::Done).then(|| finish_name(s.finish_reason)),
+            finish_reason: (end == RequestEnd::Done).then(|| s.finish_reason.into()),
             ended: end,
             error,
         });
@@ -546,15 +546,6 @@ impl Sequence {
         context.truncate(ran);
         entry.prompt_cache().insert(context, cache);
     }
-}
-
-fn finish_name(r: FinishReason) -> String {
-    match r {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-        FinishReason::ToolCalls => "tool_calls",
-    }
-    .to_string()
 }
 
 /// What a client is told of a failed generation: the first line of the
