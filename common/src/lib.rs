@@ -1,9 +1,9 @@
-//! Types every cortex program shares: config schemas, the event schema, the
-//! fleet status snapshot, API envelopes, the error envelope, histograms, the
-//! `hf:` model source syntax, and the embedded default model.
+//! Types every cortex program shares — the wire contract between them:
+//! config schemas, the event schema, the fleet status snapshot, the
+//! neuron's API (OpenAI chat completions and its own endpoints), the error
+//! envelope, histograms, the `hf:` model source syntax, and the embedded
+//! default model. Translation to other client APIs is the gateway's.
 
-pub mod anthropic;
-pub mod completions;
 pub mod config;
 pub mod embedded;
 pub mod error;
@@ -13,10 +13,8 @@ pub mod hub_source;
 pub mod launch;
 pub mod neuron_api;
 pub mod openai;
-pub mod responses;
 pub mod shutdown;
 pub mod status;
-pub mod translate;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -15,12 +15,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use cortex_common::anthropic::{MessagesRequest, StreamEvent};
 use cortex_common::error::ApiError;
-use cortex_common::translate::anthropic_error::{error_type, from_api_error};
-use cortex_common::translate::anthropic_request::to_chat_request;
-use cortex_common::translate::anthropic_response::{ResponseContext, to_anthropic_response};
-use cortex_common::translate::anthropic_stream::{AnthropicStream, StreamContext};
+use cortex_gateway::translate::anthropic::error::{error_type, from_api_error};
+use cortex_gateway::translate::anthropic::request::to_chat_request;
+use cortex_gateway::translate::anthropic::response::{ResponseContext, to_anthropic_response};
+use cortex_gateway::translate::anthropic::schema::{MessagesRequest, StreamEvent};
+use cortex_gateway::translate::anthropic::stream::{AnthropicStream, StreamContext};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -116,9 +116,7 @@ pub async fn messages(
                     if stop_sequence.is_some() {
                         tr.set_stop_sequence(stop_sequence);
                     }
-                    let (chunk, calls) = upstream::take_tool_calls(chunk);
                     tr.push(&chunk, &mut out);
-                    tr.push_tool_calls(&calls, &mut out);
                 }
                 Event::Failed(e) => tr.error(error_type(e.kind), e.message, &mut out),
                 Event::Done => tr.finish(&mut out),

@@ -11,9 +11,9 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
 use bytes::Bytes;
-use cortex_common::completions::CompletionRequest;
 use cortex_common::error::ApiError;
-use cortex_common::translate::completions::{
+use cortex_gateway::translate::completions::schema::CompletionRequest;
+use cortex_gateway::translate::completions::{
     CompletionContext, CompletionStream, to_chat_request, to_completion_response,
 };
 use futures::StreamExt;

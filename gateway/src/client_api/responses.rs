@@ -13,10 +13,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
 use bytes::Bytes;
 use cortex_common::error::ApiError;
-use cortex_common::responses::{ResponsesRequest, StreamEvent};
-use cortex_common::translate::responses_request::to_chat_request;
-use cortex_common::translate::responses_response::{ResponsesContext, to_responses_response};
-use cortex_common::translate::responses_stream::ResponsesStream;
+use cortex_gateway::translate::responses::request::to_chat_request;
+use cortex_gateway::translate::responses::response::{ResponsesContext, to_responses_response};
+use cortex_gateway::translate::responses::schema::{ResponsesRequest, StreamEvent};
+use cortex_gateway::translate::responses::stream::ResponsesStream;
 use futures::StreamExt;
 
 use super::upstream;
@@ -59,11 +59,7 @@ pub async fn responses(
                     yield Ok(Bytes::from_static(b": keepalive\n\n"));
                     continue;
                 }
-                Event::Chunk(chunk) => {
-                    let (chunk, calls) = upstream::take_tool_calls(chunk);
-                    tr.push(&chunk, &mut out);
-                    tr.push_tool_calls(&calls, &mut out);
-                }
+                Event::Chunk(chunk) => tr.push(&chunk, &mut out),
                 Event::Failed(e) => tr.error(e.code, &e.message, &mut out),
                 Event::Done => tr.finish(&mut out),
             }

@@ -10,9 +10,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use cortex_common::error::ApiError;
-use cortex_common::openai::{
-    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ToolCallDelta,
-};
+use cortex_common::openai::{ChatCompletionRequest, ChatCompletionResponse};
 use serde_json::Value;
 
 use crate::error::upstream;
@@ -98,20 +96,6 @@ pub fn chat_reply(reply: Reply) -> Result<ChatCompletionResponse, ApiError> {
     }
 }
 
-/// The chunk with its streamed tool-call fragments (choice 0) taken out,
-/// so that a translator sees each fragment once.
-pub fn take_tool_calls(
-    mut chunk: Box<ChatCompletionChunk>,
-) -> (Box<ChatCompletionChunk>, Vec<ToolCallDelta>) {
-    let calls = chunk
-        .choices
-        .iter_mut()
-        .find(|c| c.index == 0)
-        .and_then(|c| c.delta.tool_calls.take())
-        .unwrap_or_default();
-    (chunk, calls)
-}
-
 /// A JSON answer, tagged with the serving node.
 pub fn json<T: serde::Serialize>(value: &T, node: Option<&str>) -> Response {
     let mut r = axum::Json(value).into_response();
@@ -143,21 +127,6 @@ fn set_node(h: &mut HeaderMap, node: Option<&str>) {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn tool_call_fragments_are_taken_out_of_choice_zero() {
-        let chunk: ChatCompletionChunk = serde_json::from_value(json!({
-            "id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-            "choices": [{"index": 0, "finish_reason": null, "delta": {"tool_calls": [
-                {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
-            ]}}]
-        }))
-        .unwrap();
-        let (chunk, calls) = take_tool_calls(Box::new(chunk));
-        assert_eq!(calls.len(), 1);
-        assert_eq!(calls[0].id.as_deref(), Some("call_1"));
-        assert!(chunk.choices[0].delta.tool_calls.is_none());
-    }
 
     #[test]
     fn a_document_that_is_no_chat_completion_is_an_upstream_error() {

@@ -13,8 +13,8 @@
 //! The last two run to the end of the answer and are read by
 //! [`super::trailing_calls`]. A model that writes none of them answers text.
 
+use crate::engine::tool_calls::TOOL_CALL_OPEN;
 use cortex_common::openai::ChatMessage;
-use cortex_common::translate::tool_calls::TOOL_CALL_OPEN;
 use tokenizers::Tokenizer;
 
 pub const PYTHON_TAG: &str = "<|python_tag|>";

@@ -22,11 +22,11 @@
 
 use serde_json::{Value, json};
 
-use super::{SYSTEM_BLOCK_SEPARATOR, TranslateError};
-use crate::anthropic::{
+use crate::translate::anthropic::schema::{
     Content, ContentBlock, MessagesRequest, SystemPrompt, Tool, ToolChoice, ToolResultContent,
 };
-use crate::openai::{
+use crate::translate::{SYSTEM_BLOCK_SEPARATOR, TranslateError};
+use cortex_common::openai::{
     ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, MessageContent, StopSequences,
     StreamOptions, ToolCall,
 };
@@ -336,7 +336,7 @@ fn tool_choice(c: &ToolChoice) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::anthropic::SystemBlock;
+    use crate::translate::anthropic::schema::SystemBlock;
 
     fn req(json: &str) -> MessagesRequest {
         serde_json::from_str(json).unwrap()

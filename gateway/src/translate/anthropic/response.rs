@@ -8,27 +8,23 @@
 
 use serde_json::Value;
 
-use super::id_suffix;
-use super::tool_calls::{arguments_for_template, parse_tool_calls};
-use crate::anthropic::{ContentBlock, MessagesRequest, MessagesResponse, StopReason, Usage};
-use crate::openai::{ChatCompletionResponse, FinishReason, MessageContent};
+use crate::translate::anthropic::schema::{
+    ContentBlock, MessagesRequest, MessagesResponse, StopReason, Usage,
+};
+use crate::translate::id_suffix;
+use cortex_common::openai::{ChatCompletionResponse, FinishReason, MessageContent};
 
 /// What the translation needs to know beyond the upstream answer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResponseContext {
-    /// Parse `<tool_call>` text out of content that carries no structured
-    /// `tool_calls` (the neuron did not parse them). Set when the request
-    /// offered tools.
-    pub parse_text_tool_calls: bool,
     /// The stop sequence that ended generation, when the upstream reported
     /// one: turns `finish_reason: "stop"` into `stop_sequence`.
     pub stop_sequence: Option<String>,
 }
 
 impl ResponseContext {
-    pub fn for_request(req: &MessagesRequest) -> Self {
+    pub fn for_request(_req: &MessagesRequest) -> Self {
         ResponseContext {
-            parse_text_tool_calls: req.has_tools(),
             stop_sequence: None,
         }
     }
@@ -46,8 +42,8 @@ pub fn to_anthropic_response(
         if let Some(thinking) = msg.reasoning_content.as_ref().filter(|r| !r.is_empty()) {
             content.push(thinking_block(thinking.clone()));
         }
-        let mut text = msg.content.as_ref().map(text_of).unwrap_or_default();
-        let mut calls: Vec<ContentBlock> = msg
+        let text = msg.content.as_ref().map(text_of).unwrap_or_default();
+        let calls = msg
             .tool_calls
             .iter()
             .flatten()
@@ -56,23 +52,7 @@ pub fn to_anthropic_response(
                 name: c.function.name.clone(),
                 input: arguments_for_template(&c.function.arguments),
             })
-            .collect();
-        if calls.is_empty()
-            && ctx.parse_text_tool_calls
-            && text.contains(super::tool_calls::TOOL_CALL_OPEN)
-        {
-            let parsed = parse_tool_calls(&text);
-            text = parsed.content;
-            calls = parsed
-                .tool_calls
-                .into_iter()
-                .map(|c| ContentBlock::ToolUse {
-                    id: super::new_id("toolu_"),
-                    name: c.name,
-                    input: Value::Object(c.arguments),
-                })
-                .collect();
-        }
+            .collect::<Vec<_>>();
         if !text.is_empty() {
             content.push(ContentBlock::Text { text });
         }
@@ -107,7 +87,7 @@ pub fn thinking_block(thinking: String) -> ContentBlock {
 /// OpenAI usage → Anthropic usage: Anthropic counts prompt tokens read
 /// from a cache apart (`cache_read_input_tokens`), and `input_tokens` is
 /// only what was processed anew.
-pub fn usage(u: &crate::openai::Usage) -> Usage {
+pub fn usage(u: &cortex_common::openai::Usage) -> Usage {
     let cached = u.cached_tokens().min(u.prompt_tokens);
     Usage {
         input_tokens: u.prompt_tokens - cached,
@@ -137,6 +117,16 @@ pub fn stop_reason(
 }
 
 /// The text of message content; non-text parts contribute nothing.
+/// OpenAI `function.arguments` (a string) as Anthropic's `input`: the
+/// parsed object when the string holds one, the string itself otherwise,
+/// so that nothing is lost.
+fn arguments_for_template(arguments: &str) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => Value::String(arguments.to_string()),
+    }
+}
+
 pub(crate) fn text_of(content: &MessageContent) -> String {
     match content {
         MessageContent::Text(s) => s.clone(),
@@ -182,29 +172,9 @@ mod tests {
     }
 
     #[test]
-    fn text_tool_calls_are_parsed_when_tools_were_offered() {
-        let r = resp(
-            r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m",
-            "choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant",
-            "content":"<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call>"}}],
-            "usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
-        );
-        let ctx = ResponseContext {
-            parse_text_tool_calls: true,
-            ..Default::default()
-        };
-        let m = to_anthropic_response(&r, &ctx);
-        assert_eq!(m.content.len(), 1);
-        assert!(
-            matches!(&m.content[0], ContentBlock::ToolUse { name, input, id } if name == "f" && input == &json!({"x":1}) && id.starts_with("toolu_"))
-        );
-        assert_eq!(m.stop_reason, Some(StopReason::ToolUse));
-        // Without tools on offer the text is the answer.
-        let m = to_anthropic_response(&r, &ResponseContext::default());
-        assert!(
-            matches!(&m.content[0], ContentBlock::Text { text } if text.starts_with("<tool_call>"))
-        );
-        assert_eq!(m.stop_reason, Some(StopReason::EndTurn));
+    fn arguments_become_an_object_when_they_hold_one() {
+        assert_eq!(arguments_for_template(r#"{"a":1}"#), json!({"a": 1}));
+        assert_eq!(arguments_for_template("oops"), json!("oops"));
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! Translation between the API surfaces cortex serves and the OpenAI Chat
 //! Completions shape the neurons speak.
 //!
+//! Each surface's wire shapes are in its `schema` module.
+//!
 //! | client surface | request → chat | chat → response | chat stream → events |
 //! |---|---|---|---|
-//! | Anthropic `/v1/messages` | [`anthropic_request::to_chat_request`] | [`anthropic_response::to_anthropic_response`] | [`anthropic_stream::AnthropicStream`] |
-//! | OpenAI `/v1/responses` | [`responses_request::to_chat_request`] | [`responses_response::to_responses_response`] | [`responses_stream::ResponsesStream`] |
+//! | Anthropic `/v1/messages` | [`anthropic::request::to_chat_request`] | [`anthropic::response::to_anthropic_response`] | [`anthropic::stream::AnthropicStream`] |
+//! | OpenAI `/v1/responses` | [`responses::request::to_chat_request`] | [`responses::response::to_responses_response`] | [`responses::stream::ResponsesStream`] |
 //! | OpenAI `/v1/completions` | [`completions::to_chat_request`] | [`completions::to_completion_response`] | [`completions::CompletionStream`] |
 //!
-//! Errors: [`anthropic_error`] turns cortex's [`crate::error::ApiError`] and
-//! OpenAI-shaped upstream errors into Anthropic's shape.
+//! Errors: [`anthropic::error`] turns cortex's [`ApiError`] into Anthropic's
+//! shape.
 //!
 //! System prompts are never injected, rewritten or merged into other turns:
 //! a top-level Anthropic `system` (or Responses `instructions`) becomes ONE
@@ -16,25 +18,17 @@
 //! blocks is joined with [`SYSTEM_BLOCK_SEPARATOR`] (the blocks' own text is
 //! untouched). No system message is added when the client sent none.
 //!
-//! Tool calls the model writes as text (`<tool_call>{…}</tool_call>`) are
-//! parsed by [`tool_calls`]; every translator can apply it to content that
-//! still carries such text (when the neuron did not parse it already).
+//! Tool calls arrive structured: the neuron parses the ones a model writes
+//! as text, so text is only ever text here.
 
-pub mod anthropic_error;
-pub mod anthropic_request;
-pub mod anthropic_response;
-pub mod anthropic_stream;
+pub mod anthropic;
 pub mod completions;
-pub mod responses_request;
-pub mod responses_response;
-pub mod responses_stream;
-pub mod tool_calls;
+pub mod responses;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::ApiError;
-use crate::openai::{ChatCompletionChunk, ToolCallDelta};
+use cortex_common::error::ApiError;
 
 /// Between the text blocks of a block-list `system` prompt.
 pub const SYSTEM_BLOCK_SEPARATOR: &str = "\n\n";
@@ -74,22 +68,6 @@ pub fn sse_frame(name: &str, data: &str) -> String {
     s.push_str(data);
     s.push_str("\n\n");
     s
-}
-
-/// Parse one upstream SSE `data:` payload (an OpenAI chat chunk) into the
-/// chunk and its streamed tool-call fragments (choice 0), taken out of the
-/// chunk so that a translator sees each fragment once.
-pub fn parse_upstream_chunk(
-    data: &str,
-) -> Result<(ChatCompletionChunk, Vec<ToolCallDelta>), serde_json::Error> {
-    let mut chunk: ChatCompletionChunk = serde_json::from_str(data)?;
-    let calls = chunk
-        .choices
-        .iter_mut()
-        .find(|c| c.index == 0)
-        .and_then(|c| c.delta.tool_calls.take())
-        .unwrap_or_default();
-    Ok((chunk, calls))
 }
 
 /// A fresh id `PREFIX` + 24 base-62 characters (`msg_…`, `toolu_…`,

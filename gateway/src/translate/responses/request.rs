@@ -18,13 +18,13 @@
 
 use serde_json::{Value, json};
 
-use super::TranslateError;
-use crate::openai::{
+use crate::translate::TranslateError;
+use crate::translate::responses::schema::{
+    FunctionOutput, Input, InputContent, InputItem, InputPart, ResponsesRequest, Tool,
+};
+use cortex_common::openai::{
     ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, MessageContent, StreamOptions,
     ToolCall,
-};
-use crate::responses::{
-    FunctionOutput, Input, InputContent, InputItem, InputPart, ResponsesRequest, Tool,
 };
 
 pub fn to_chat_request(req: &ResponsesRequest) -> Result<ChatCompletionRequest, TranslateError> {

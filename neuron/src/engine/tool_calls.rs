@@ -27,7 +27,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::openai::{FunctionCall, ToolCall};
+use cortex_common::openai::{FunctionCall, ToolCall};
 
 pub const TOOL_CALL_OPEN: &str = "<tool_call>";
 pub const TOOL_CALL_CLOSE: &str = "</tool_call>";
@@ -116,17 +116,6 @@ pub fn tool_call_from_value(value: Value) -> Option<ParsedToolCall> {
         Some(_) => return None,
     };
     Some(ParsedToolCall { name, arguments })
-}
-
-/// OpenAI `function.arguments` (a string) as the object a chat template
-/// wants (`tool_call.arguments | tojson`, `arguments.items()`): the parsed
-/// object when the string holds one, the string itself otherwise, so that
-/// nothing is lost.
-pub fn arguments_for_template(arguments: &str) -> Value {
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => Value::String(arguments.to_string()),
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,11 +426,5 @@ mod tests {
         assert!(out.is_empty() && p.in_call());
         p.push("</tool_call>", &mut out);
         assert!(matches!(&out[0], Piece::Call(c) if c.name == "f"));
-    }
-
-    #[test]
-    fn template_arguments_are_objects() {
-        assert_eq!(arguments_for_template(r#"{"a":1}"#), json!({"a": 1}));
-        assert_eq!(arguments_for_template("oops"), json!("oops"));
     }
 }
