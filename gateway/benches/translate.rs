@@ -9,6 +9,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
 use cortex_common::openai::{ChatCompletionChunk, ChatCompletionResponse};
+use cortex_gateway::translate::SseEvent;
 use cortex_gateway::translate::anthropic::request as anthropic_request;
 use cortex_gateway::translate::anthropic::response::{ResponseContext, to_anthropic_response};
 use cortex_gateway::translate::anthropic::schema::MessagesRequest;
@@ -82,6 +83,24 @@ fn bench_requests(c: &mut Criterion) {
     g.finish();
 }
 
+/// One stream as a surface translates it: each upstream chunk parsed,
+/// pushed, and what it yields written as SSE; the bytes written.
+fn translate<E: SseEvent>(
+    chunks: &[String],
+    mut push: impl FnMut(&ChatCompletionChunk, &mut Vec<E>),
+) -> usize {
+    let mut out = Vec::with_capacity(4);
+    let mut bytes = 0;
+    for data in chunks {
+        let chunk: ChatCompletionChunk = serde_json::from_str(black_box(data)).unwrap();
+        push(&chunk, &mut out);
+        for ev in out.drain(..) {
+            bytes += ev.to_sse().len();
+        }
+    }
+    bytes
+}
+
 fn bench_streams(c: &mut Criterion) {
     let chunks: Vec<String> = (0..EVENTS).map(text_chunk).collect();
     let mut g = c.benchmark_group("stream");
@@ -93,17 +112,7 @@ fn bench_streams(c: &mut Criterion) {
                 model: "qwen2.5-0.5b".into(),
                 input_tokens: 0,
             });
-            let mut out = Vec::with_capacity(4);
-            let mut bytes = 0;
-            for data in &chunks {
-                let chunk: ChatCompletionChunk = serde_json::from_str(black_box(data)).unwrap();
-                tr.push(&chunk, &mut out);
-                for ev in out.drain(..) {
-                    bytes += ev.to_sse().len();
-                }
-            }
-            tr.finish(&mut out);
-            bytes
+            translate(&chunks, |c, out| tr.push(c, out))
         })
     });
     let req: ResponsesRequest =
@@ -112,17 +121,7 @@ fn bench_streams(c: &mut Criterion) {
     g.bench_function("responses_256_events", |b| {
         b.iter(|| {
             let mut tr = ResponsesStream::new(ctx.clone());
-            let mut out = Vec::with_capacity(4);
-            let mut bytes = 0;
-            for data in &chunks {
-                let chunk: ChatCompletionChunk = serde_json::from_str(black_box(data)).unwrap();
-                tr.push(&chunk, &mut out);
-                for ev in out.drain(..) {
-                    bytes += ev.to_sse().len();
-                }
-            }
-            tr.finish(&mut out);
-            bytes
+            translate(&chunks, |c, out| tr.push(c, out))
         })
     });
     g.finish();

@@ -9,7 +9,6 @@ use cortex_common::openai::{
     ChatChoice, ChatCompletionChunk, ChatCompletionResponse, ChatMessage, ChunkChoice, ChunkDelta,
     FinishReason, FunctionCall, FunctionCallDelta, MessageContent, ToolCall, ToolCallDelta, Usage,
 };
-use cortex_gateway::translate::SYSTEM_BLOCK_SEPARATOR;
 use cortex_gateway::translate::anthropic::error::from_api_error;
 use cortex_gateway::translate::anthropic::request as anthropic_request;
 use cortex_gateway::translate::anthropic::response::{ResponseContext, to_anthropic_response};
@@ -23,6 +22,7 @@ use cortex_gateway::translate::responses::request as responses_request;
 use cortex_gateway::translate::responses::response::{ResponsesContext, to_responses_response};
 use cortex_gateway::translate::responses::schema::{ResponsesRequest, StreamEventKind};
 use cortex_gateway::translate::responses::stream::ResponsesStream;
+use cortex_gateway::translate::{SYSTEM_BLOCK_SEPARATOR, SseEvent};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 

@@ -2,7 +2,7 @@
 //! (`engine::tool_calls`): however the decoded text is split, it parses
 //! like the whole text, and no text makes it panic.
 
-use neuron::engine::tool_calls::{ParsedText, Piece, ToolCallParser, parse_tool_calls};
+use neuron::engine::tool_calls::{ParsedText, ToolCallParser, parse_tool_calls};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -73,12 +73,5 @@ fn split_parse(s: &str, cuts: &[usize]) -> ParsedText {
         p.push(&chars[w[0]..w[1]].iter().collect::<String>(), &mut pieces);
     }
     p.finish(&mut pieces);
-    let mut out = ParsedText::default();
-    for piece in pieces {
-        match piece {
-            Piece::Text(t) => out.content.push_str(&t),
-            Piece::Call(c) => out.tool_calls.push(c),
-        }
-    }
-    out
+    pieces.into_iter().collect()
 }

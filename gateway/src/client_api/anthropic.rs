@@ -107,7 +107,7 @@ pub async fn messages(
     let frames = async_stream::stream! {
         let mut out: Vec<StreamEvent> = Vec::new();
         tr.start(&mut out);
-        yield Ok::<Bytes, Infallible>(frames(&mut out));
+        yield Ok::<Bytes, Infallible>(upstream::frames(&mut out));
         while let Some(event) = events.next().await {
             match event {
                 Event::Wait(_) => out.push(AnthropicStream::ping()),
@@ -122,19 +122,11 @@ pub async fn messages(
                 Event::Done => tr.finish(&mut out),
             }
             if !out.is_empty() {
-                yield Ok(frames(&mut out));
+                yield Ok(upstream::frames(&mut out));
             }
         }
     };
     Ok(upstream::sse(Body::from_stream(frames), node.as_deref()))
-}
-
-fn frames(out: &mut Vec<StreamEvent>) -> Bytes {
-    let mut s = String::new();
-    for ev in out.drain(..) {
-        s.push_str(&ev.to_sse());
-    }
-    Bytes::from(s)
 }
 
 /// `POST /v1/messages/count_tokens`: the request as the model would see it

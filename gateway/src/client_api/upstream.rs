@@ -9,8 +9,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use cortex_common::error::ApiError;
 use cortex_common::openai::{ChatCompletionRequest, ChatCompletionResponse};
+use cortex_gateway::translate::SseEvent;
 use serde_json::Value;
 
 use crate::error::upstream;
@@ -94,6 +96,15 @@ pub fn chat_reply(reply: Reply) -> Result<ChatCompletionResponse, ApiError> {
             )
         }),
     }
+}
+
+/// The translated events so far as SSE frames; `out` is left empty.
+pub fn frames<E: SseEvent>(out: &mut Vec<E>) -> Bytes {
+    let mut s = String::new();
+    for ev in out.drain(..) {
+        s.push_str(&ev.to_sse());
+    }
+    Bytes::from(s)
 }
 
 /// A JSON answer, tagged with the serving node.

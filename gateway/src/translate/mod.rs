@@ -29,6 +29,11 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cortex_common::error::ApiError;
+use cortex_common::openai::{
+    ChatCompletionChunk, ChatCompletionRequest, ChatMessage, FinishReason, StreamOptions,
+    ToolCallDelta, Usage,
+};
+use serde_json::{Value, json};
 
 /// Between the text blocks of a block-list `system` prompt.
 pub const SYSTEM_BLOCK_SEPARATOR: &str = "\n\n";
@@ -58,6 +63,18 @@ impl From<TranslateError> for ApiError {
     }
 }
 
+/// A streamed event of a translated surface, sent as one SSE frame.
+pub trait SseEvent {
+    /// The SSE `event:` field.
+    fn name(&self) -> &'static str;
+    /// The JSON `data:` payload (one line).
+    fn data(&self) -> String;
+    /// The whole frame: `event: NAME\ndata: JSON\n\n`.
+    fn to_sse(&self) -> String {
+        sse_frame(self.name(), &self.data())
+    }
+}
+
 /// One SSE frame: `event: NAME\ndata: DATA\n\n`. `data` must be one line
 /// (compact JSON is).
 pub fn sse_frame(name: &str, data: &str) -> String {
@@ -68,6 +85,102 @@ pub fn sse_frame(name: &str, data: &str) -> String {
     s.push_str(data);
     s.push_str("\n\n");
     s
+}
+
+/// The chat request every translated request starts from: the model, the
+/// turns, and `stream` as the client set it — a stream asks for usage in
+/// its last chunk, which the translated streams report at their end.
+pub fn chat_request(
+    model: &str,
+    messages: Vec<ChatMessage>,
+    stream: Option<bool>,
+) -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        model: model.to_string(),
+        messages,
+        stream,
+        stream_options: (stream == Some(true)).then_some(StreamOptions {
+            include_usage: Some(true),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A surface's tool list in chat's shape, tool by tool (`each` gets the
+/// index, for errors that name the offending tool).
+pub fn chat_tools<T>(
+    tools: Option<&[T]>,
+    each: impl Fn(usize, &T) -> Result<Value, TranslateError>,
+) -> Result<Option<Vec<Value>>, TranslateError> {
+    tools
+        .map(|tools| tools.iter().enumerate().map(|(i, t)| each(i, t)).collect())
+        .transpose()
+}
+
+/// A chat tool: `{"type":"function","function":{name, description?, …}}`.
+pub fn chat_tool(mut function: Value, description: Option<&String>) -> Value {
+    if let Some(d) = description {
+        function["description"] = Value::String(d.clone());
+    }
+    json!({ "type": "function", "function": function })
+}
+
+/// What one upstream chunk adds, as the stream translators read it:
+/// choice 0's thinking and text (empty ones left out), its tool-call
+/// fragments and finish reason, and the usage when the chunk carries it.
+#[derive(Debug, Default)]
+pub struct ChunkParts<'a> {
+    pub usage: Option<&'a Usage>,
+    pub reasoning: Option<&'a str>,
+    pub text: Option<&'a str>,
+    pub calls: &'a [ToolCallDelta],
+    pub finish: Option<FinishReason>,
+}
+
+impl<'a> ChunkParts<'a> {
+    pub fn of(chunk: &'a ChatCompletionChunk) -> Self {
+        let choice = chunk.choices.iter().find(|c| c.index == 0);
+        let delta = choice.map(|c| &c.delta);
+        let said = |t: Option<&'a String>| t.map(String::as_str).filter(|t| !t.is_empty());
+        ChunkParts {
+            usage: chunk.usage.as_ref(),
+            reasoning: said(delta.and_then(|d| d.reasoning_content.as_ref())),
+            text: said(delta.and_then(|d| d.content.as_ref())),
+            calls: delta
+                .and_then(|d| d.tool_calls.as_deref())
+                .unwrap_or_default(),
+            finish: choice.and_then(|c| c.finish_reason),
+        }
+    }
+}
+
+/// One streamed tool-call fragment as the stream translators read it: the
+/// call it opens, if any (id and name), and its piece of the arguments.
+#[derive(Debug, PartialEq)]
+pub struct Fragment<'a> {
+    pub opens: Option<(String, String)>,
+    pub arguments: Option<&'a str>,
+}
+
+impl<'a> Fragment<'a> {
+    /// `open` is the upstream index of the call being streamed, if one is.
+    /// A fragment opens a call when it names another index or brings an id;
+    /// an opening without an id gets a fresh one (`id_prefix`…).
+    pub fn of(call: &'a ToolCallDelta, open: Option<u32>, id_prefix: &str) -> Self {
+        let function = call.function.as_ref();
+        let opens = (open != Some(call.index) || call.id.is_some()).then(|| {
+            (
+                call.id.clone().unwrap_or_else(|| new_id(id_prefix)),
+                function.and_then(|f| f.name.clone()).unwrap_or_default(),
+            )
+        });
+        Fragment {
+            opens,
+            arguments: function
+                .and_then(|f| f.arguments.as_deref())
+                .filter(|a| !a.is_empty()),
+        }
+    }
 }
 
 /// A fresh id `PREFIX` + 24 base-62 characters (`msg_…`, `toolu_…`,
@@ -112,6 +225,46 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(id_suffix("chatcmpl-xyz"), "xyz");
         assert_eq!(id_suffix("other"), "other");
+    }
+
+    #[test]
+    fn chunk_parts_leave_out_empty_text_and_other_choices() {
+        let chunk: ChatCompletionChunk = serde_json::from_value(serde_json::json!({
+            "id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [
+                {"index": 1, "delta": {"content": "other"}, "finish_reason": "length"},
+                {"index": 0, "delta": {"content": "", "reasoning_content": "hm"}, "finish_reason": "stop"}
+            ]
+        }))
+        .unwrap();
+        let p = ChunkParts::of(&chunk);
+        assert_eq!((p.text, p.reasoning), (None, Some("hm")));
+        assert_eq!(p.finish, Some(FinishReason::Stop));
+        assert!(p.calls.is_empty() && p.usage.is_none());
+    }
+
+    #[test]
+    fn fragments_open_a_call_on_a_new_index_or_an_id() {
+        let first: ToolCallDelta = serde_json::from_value(serde_json::json!(
+            {"index": 0, "function": {"name": "f", "arguments": ""}}
+        ))
+        .unwrap();
+        let f = Fragment::of(&first, None, "toolu_");
+        let (id, name) = f.opens.unwrap();
+        assert!(id.starts_with("toolu_") && name == "f");
+        assert_eq!(f.arguments, None);
+        let more: ToolCallDelta = serde_json::from_value(serde_json::json!(
+            {"index": 0, "function": {"arguments": "{}"}}
+        ))
+        .unwrap();
+        assert_eq!(
+            Fragment::of(&more, Some(0), "toolu_"),
+            Fragment {
+                opens: None,
+                arguments: Some("{}")
+            }
+        );
+        assert!(Fragment::of(&more, Some(1), "toolu_").opens.is_some());
     }
 
     #[test]

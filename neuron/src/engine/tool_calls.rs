@@ -73,20 +73,27 @@ pub struct ParsedText {
     pub tool_calls: Vec<ParsedToolCall>,
 }
 
+impl FromIterator<Piece> for ParsedText {
+    /// The pieces of one text, in order: its content and its calls.
+    fn from_iter<I: IntoIterator<Item = Piece>>(pieces: I) -> Self {
+        let mut out = ParsedText::default();
+        for piece in pieces {
+            match piece {
+                Piece::Text(t) => out.content.push_str(&t),
+                Piece::Call(c) => out.tool_calls.push(c),
+            }
+        }
+        out
+    }
+}
+
 /// Separate a complete text into content and tool calls.
 pub fn parse_tool_calls(text: &str) -> ParsedText {
     let mut parser = ToolCallParser::new();
     let mut pieces = Vec::new();
     parser.push(text, &mut pieces);
     parser.finish(&mut pieces);
-    let mut out = ParsedText::default();
-    for piece in pieces {
-        match piece {
-            Piece::Text(t) => out.content.push_str(&t),
-            Piece::Call(c) => out.tool_calls.push(c),
-        }
-    }
-    out
+    pieces.into_iter().collect()
 }
 
 /// Parse one call body (the JSON between the tags).
@@ -333,14 +340,7 @@ mod tests {
             p.push(&c.iter().collect::<String>(), &mut pieces);
         }
         p.finish(&mut pieces);
-        let mut out = ParsedText::default();
-        for piece in pieces {
-            match piece {
-                Piece::Text(t) => out.content.push_str(&t),
-                Piece::Call(c) => out.tool_calls.push(c),
-            }
-        }
-        out
+        pieces.into_iter().collect()
     }
 
     #[test]

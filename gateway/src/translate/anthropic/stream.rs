@@ -33,6 +33,7 @@ use crate::translate::anthropic::schema::{
     BlockDelta, ContentBlock, DeltaUsage, ErrorDetail, ErrorType, MessageDelta, MessagesRequest,
     MessagesResponse, StreamEvent, Usage,
 };
+use crate::translate::{ChunkParts, Fragment};
 use cortex_common::openai::{ChatCompletionChunk, FinishReason, ToolCallDelta};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,34 +147,25 @@ impl AnthropicStream {
             return;
         }
         self.start(out);
-        if let Some(usage) = &chunk.usage {
+        let parts = ChunkParts::of(chunk);
+        if let Some(usage) = parts.usage {
             self.usage = Some(usage.clone());
         }
-        let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
-            return;
-        };
-        if let Some(thinking) = choice
-            .delta
-            .reasoning_content
-            .as_deref()
-            .filter(|t| !t.is_empty())
-        {
+        if let Some(thinking) = parts.reasoning {
             self.chunks += 1;
             self.thinking(thinking, out);
         }
-        if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
+        if let Some(text) = parts.text {
             self.chunks += 1;
             self.text(text, out);
         }
-        if let Some(calls) = choice.delta.tool_calls.as_deref().filter(|c| !c.is_empty()) {
+        if !parts.calls.is_empty() {
             self.chunks += 1;
-            for call in calls {
-                self.tool_fragment(call, out);
-            }
         }
-        if choice.finish_reason.is_some() {
-            self.finish = choice.finish_reason;
+        for call in parts.calls {
+            self.tool_fragment(call, out);
         }
+        self.finish = parts.finish.or(self.finish);
     }
 
     /// The upstream ended normally: close the open block, then
@@ -289,23 +281,15 @@ impl AnthropicStream {
     }
 
     fn tool_fragment(&mut self, call: &ToolCallDelta, out: &mut Vec<StreamEvent>) {
-        let function = call.function.as_ref();
-        let same = self.open
-            == Open::Tool {
-                upstream: call.index,
-            };
-        if !same || call.id.is_some() {
-            let id = call
-                .id
-                .clone()
-                .unwrap_or_else(|| crate::translate::new_id("toolu_"));
-            let name = function.and_then(|f| f.name.clone()).unwrap_or_default();
+        let open = match self.open {
+            Open::Tool { upstream } => Some(upstream),
+            _ => None,
+        };
+        let fragment = Fragment::of(call, open, "toolu_");
+        if let Some((id, name)) = fragment.opens {
             self.open_tool(id, name, call.index, out);
         }
-        if let Some(args) = function
-            .and_then(|f| f.arguments.as_deref())
-            .filter(|a| !a.is_empty())
-        {
+        if let Some(args) = fragment.arguments {
             self.json_delta(args.to_string(), out);
         }
     }
@@ -322,6 +306,7 @@ impl AnthropicStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::SseEvent;
     use crate::translate::anthropic::schema::StopReason;
     use serde_json::json;
 

@@ -16,13 +16,13 @@
 //! `response.output_item.done`. Each tool call is one `function_call` item
 //! with `response.function_call_arguments.delta`* / `.done`.
 
-use crate::translate::new_id;
 use crate::translate::responses::response::{
     ResponsesContext, message_item, reasoning_item, status, usage,
 };
 use crate::translate::responses::schema::{
     OutputContent, OutputItem, StreamEvent, StreamEventKind as K,
 };
+use crate::translate::{ChunkParts, Fragment, new_id};
 use cortex_common::openai::{ChatCompletionChunk, FinishReason, ToolCallDelta, Usage};
 
 #[derive(Debug)]
@@ -107,29 +107,18 @@ impl ResponsesStream {
             return;
         }
         self.start(out);
-        if let Some(u) = &chunk.usage {
-            self.usage = Some(u.clone());
-        }
-        let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
-            return;
-        };
-        if let Some(r) = choice
-            .delta
-            .reasoning_content
-            .as_deref()
-            .filter(|t| !t.is_empty())
-        {
+        let parts = ChunkParts::of(chunk);
+        self.usage = parts.usage.cloned().or(self.usage.take());
+        if let Some(r) = parts.reasoning {
             self.reasoning(r, out);
         }
-        if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
+        if let Some(text) = parts.text {
             self.text(text, out);
         }
-        for call in choice.delta.tool_calls.iter().flatten() {
+        for call in parts.calls {
             self.tool_fragment(call, out);
         }
-        if choice.finish_reason.is_some() {
-            self.finish = choice.finish_reason;
-        }
+        self.finish = parts.finish.or(self.finish);
     }
 
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) {
@@ -314,17 +303,15 @@ impl ResponsesStream {
     }
 
     fn tool_fragment(&mut self, call: &ToolCallDelta, out: &mut Vec<StreamEvent>) {
-        let function = call.function.as_ref();
-        let same = matches!(self.open, Open::Call { upstream, .. } if upstream == call.index);
-        if !same || call.id.is_some() {
-            let id = call.id.clone().unwrap_or_else(|| new_id("call_"));
-            let name = function.and_then(|f| f.name.clone()).unwrap_or_default();
+        let open = match self.open {
+            Open::Call { upstream, .. } => Some(upstream),
+            _ => None,
+        };
+        let fragment = Fragment::of(call, open, "call_");
+        if let Some((id, name)) = fragment.opens {
             self.open_call(id, name, call.index, out);
         }
-        if let Some(args) = function
-            .and_then(|f| f.arguments.as_deref())
-            .filter(|a| !a.is_empty())
-        {
+        if let Some(args) = fragment.arguments {
             self.arguments(args, out);
         }
     }
@@ -424,6 +411,7 @@ impl ResponsesStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::SseEvent;
     use crate::translate::responses::schema::ResponsesRequest;
     use serde_json::{Value, json};
 
