@@ -1,6 +1,6 @@
 //! Anthropic Messages: `POST /v1/messages` (stream and not) and
 //! `POST /v1/messages/count_tokens`. Requests are translated to chat
-//! completions (common's `translate`), routed and proxied like any chat
+//! completions (`translate::anthropic`), routed and proxied like any chat
 //! request, and answered in Anthropic's shapes — errors included, before
 //! and during a stream. A stream opens with `message_start` at once, then
 //! sends a `ping` for every keepalive the proxy emits (about every second

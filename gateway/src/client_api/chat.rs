@@ -29,6 +29,7 @@ pub async fn chat_completions(
 ) -> Result<Response, AppError> {
     let mut body = json_body(body)?;
     let req: ChatCompletionRequest = typed(&body)?;
+    // An empty model is reported first, by `resolve_model`.
     if req.messages.is_empty() && !req.model.trim().is_empty() {
         return Err(ApiError::invalid("invalid_messages", "`messages` must not be empty").into());
     }
@@ -49,7 +50,7 @@ pub async fn chat_completions(
 }
 
 /// One event as OpenAI's SSE.
-fn frame(event: Event) -> Bytes {
+pub fn frame(event: Event) -> Bytes {
     match event {
         Event::Wait(Wait::Model) => {
             Bytes::from_static(b": cortex: waiting for the model to load\n\n")

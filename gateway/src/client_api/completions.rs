@@ -1,5 +1,5 @@
 //! Legacy text completions: `POST /v1/completions`, stream and not, served
-//! for real (the prompt goes to the model as one user turn; see common's
+//! for real (the prompt goes to the model as one user turn; see
 //! `translate::completions`). Streams keep OpenAI's framing: `data:` chunks,
 //! keepalive comments, an error envelope then `[DONE]` on failure.
 
@@ -18,8 +18,7 @@ use cortex_gateway::translate::completions::{
 };
 use futures::StreamExt;
 
-use super::chat::data;
-use super::upstream;
+use super::{chat, upstream};
 use crate::error::AppError;
 use crate::extract::{json_body, typed};
 use crate::proxy::{Answer, Event};
@@ -50,13 +49,12 @@ pub async fn completions(
     };
     let mut tr = CompletionStream::new(ctx);
     let frames = events.filter_map(move |event| {
+        // Chunks in this surface's shape; the rest framed as on chat.
         let frame = match event {
-            Event::Wait(_) => Some(": keepalive\n\n".to_string()),
-            Event::Chunk(chunk) => tr.push(&chunk).map(|c| data(&c)),
-            Event::Failed(e) => Some(format!("{}data: [DONE]\n\n", data(&e.envelope()))),
-            Event::Done => Some("data: [DONE]\n\n".to_string()),
+            Event::Chunk(chunk) => tr.push(&chunk).map(|c| Bytes::from(chat::data(&c))),
+            other => Some(chat::frame(other)),
         };
-        std::future::ready(frame.map(|f| Ok::<Bytes, Infallible>(Bytes::from(f))))
+        std::future::ready(frame.map(Ok::<Bytes, Infallible>))
     });
     Ok(upstream::sse(Body::from_stream(frames), node.as_deref()))
 }

@@ -5,7 +5,7 @@
 //! Requests are lenient about fields cortex does not use (`cache_control`,
 //! `service_tier`, … are accepted and ignored) but strict about
 //! the types of the ones it does. Translation to and from the OpenAI shapes
-//! lives in [`crate::translate`].
+//! lives in the sibling `request`, `response` and `stream` modules.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
