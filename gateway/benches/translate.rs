@@ -11,7 +11,7 @@ use std::hint::black_box;
 use cortex_common::openai::{ChatCompletionChunk, ChatCompletionResponse};
 use cortex_gateway::translate::SseEvent;
 use cortex_gateway::translate::anthropic::request as anthropic_request;
-use cortex_gateway::translate::anthropic::response::{ResponseContext, to_anthropic_response};
+use cortex_gateway::translate::anthropic::response::to_anthropic_response;
 use cortex_gateway::translate::anthropic::schema::MessagesRequest;
 use cortex_gateway::translate::anthropic::stream::{AnthropicStream, StreamContext};
 use cortex_gateway::translate::responses::request as responses_request;
@@ -72,13 +72,7 @@ fn bench_requests(c: &mut Criterion) {
     )
     .unwrap();
     g.bench_function("anthropic_response_translate_serialize", |b| {
-        b.iter(|| {
-            serde_json::to_vec(&to_anthropic_response(
-                black_box(&resp),
-                &ResponseContext::default(),
-            ))
-            .unwrap()
-        })
+        b.iter(|| serde_json::to_vec(&to_anthropic_response(black_box(&resp))).unwrap())
     });
     g.finish();
 }

@@ -11,7 +11,7 @@ use cortex_common::openai::{
 };
 use cortex_gateway::translate::anthropic::error::from_api_error;
 use cortex_gateway::translate::anthropic::request as anthropic_request;
-use cortex_gateway::translate::anthropic::response::{ResponseContext, to_anthropic_response};
+use cortex_gateway::translate::anthropic::response::to_anthropic_response;
 use cortex_gateway::translate::anthropic::schema::{
     Content, ContentBlock, InputMessage, MessagesRequest, Metadata, StopReason, StreamEvent,
     SystemBlock, SystemPrompt, Tool, ToolResultContent,
@@ -522,7 +522,7 @@ proptest! {
     /// input object), usage, and maps the stop reason.
     #[test]
     fn anthropic_response_keeps_its_fields(a in answer()) {
-        let m = to_anthropic_response(&a.response(), &ResponseContext::default());
+        let m = to_anthropic_response(&a.response());
         let mut blocks = m.content.iter();
         if !a.text.is_empty() {
             prop_assert_eq!(blocks.next(), Some(&ContentBlock::Text { text: a.text.clone() }));
@@ -556,7 +556,7 @@ proptest! {
         }
         tr.finish(&mut events);
         let (blocks, stop, usage) = accumulate(&events);
-        let full = serde_json::to_value(to_anthropic_response(&a.response(), &ResponseContext::default())).unwrap();
+        let full = serde_json::to_value(to_anthropic_response(&a.response())).unwrap();
         prop_assert_eq!(&Value::Array(blocks), &full["content"]);
         prop_assert_eq!(&stop["stop_reason"], &full["stop_reason"]);
         prop_assert_eq!(&usage["output_tokens"], &full["usage"]["output_tokens"]);
@@ -612,7 +612,7 @@ proptest! {
         if let Ok(r) = serde_json::from_value::<ResponsesRequest>(v.clone()) { let _ = responses_request::to_chat_request(&r); }
         if let Ok(r) = serde_json::from_value::<CompletionRequest>(v.clone()) { let _ = completions::to_chat_request(&r); }
         if let Ok(r) = serde_json::from_value::<ChatCompletionResponse>(v.clone()) {
-            let _ = to_anthropic_response(&r, &ResponseContext { stop_sequence: None });
+            let _ = to_anthropic_response(&r);
         }
         if let Ok(chunk) = serde_json::from_str::<ChatCompletionChunk>(&s) {
             let mut tr = AnthropicStream::new(StreamContext { id: "m".into(), model: "m".into(), input_tokens: 0 });

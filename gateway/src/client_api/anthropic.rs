@@ -18,7 +18,7 @@ use bytes::Bytes;
 use cortex_common::error::ApiError;
 use cortex_gateway::translate::anthropic::error::{error_type, from_api_error};
 use cortex_gateway::translate::anthropic::request::to_chat_request;
-use cortex_gateway::translate::anthropic::response::{ResponseContext, to_anthropic_response};
+use cortex_gateway::translate::anthropic::response::to_anthropic_response;
 use cortex_gateway::translate::anthropic::schema::{MessagesRequest, StreamEvent};
 use cortex_gateway::translate::anthropic::stream::{AnthropicStream, StreamContext};
 use futures::StreamExt;
@@ -94,12 +94,7 @@ pub async fn messages(
     let (node, mut events) = match answer {
         Answer::Whole { node, reply } => {
             let resp = upstream::chat_reply(reply)?;
-            let mut ctx = ResponseContext::for_request(&req);
-            ctx.stop_sequence = resp.choices.first().and_then(|c| c.stop_reason.clone());
-            return Ok(upstream::json(
-                &to_anthropic_response(&resp, &ctx),
-                Some(&node),
-            ));
+            return Ok(upstream::json(&to_anthropic_response(&resp), Some(&node)));
         }
         Answer::Stream { node, events } => (node, events),
     };
@@ -111,13 +106,7 @@ pub async fn messages(
         while let Some(event) = events.next().await {
             match event {
                 Event::Wait(_) => out.push(AnthropicStream::ping()),
-                Event::Chunk(chunk) => {
-                    let stop_sequence = chunk.choices.first().and_then(|c| c.stop_reason.clone());
-                    if stop_sequence.is_some() {
-                        tr.set_stop_sequence(stop_sequence);
-                    }
-                    tr.push(&chunk, &mut out);
-                }
+                Event::Chunk(chunk) => tr.push(&chunk, &mut out),
                 Event::Failed(e) => tr.error(error_type(e.kind), e.message, &mut out),
                 Event::Done => tr.finish(&mut out),
             }

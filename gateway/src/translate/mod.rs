@@ -127,7 +127,8 @@ pub fn chat_tool(mut function: Value, description: Option<&String>) -> Value {
 
 /// What one upstream chunk adds, as the stream translators read it:
 /// choice 0's thinking and text (empty ones left out), its tool-call
-/// fragments and finish reason, and the usage when the chunk carries it.
+/// fragments, finish reason and the stop sequence that ended it (when the
+/// upstream says which), and the usage when the chunk carries it.
 #[derive(Debug, Default)]
 pub struct ChunkParts<'a> {
     pub usage: Option<&'a Usage>,
@@ -135,6 +136,7 @@ pub struct ChunkParts<'a> {
     pub text: Option<&'a str>,
     pub calls: &'a [ToolCallDelta],
     pub finish: Option<FinishReason>,
+    pub stop_sequence: Option<&'a str>,
 }
 
 impl<'a> ChunkParts<'a> {
@@ -150,6 +152,7 @@ impl<'a> ChunkParts<'a> {
                 .and_then(|d| d.tool_calls.as_deref())
                 .unwrap_or_default(),
             finish: choice.and_then(|c| c.finish_reason),
+            stop_sequence: choice.and_then(|c| c.stop_reason.as_deref()),
         }
     }
 }

@@ -8,36 +8,20 @@
 
 use serde_json::Value;
 
-use crate::translate::anthropic::schema::{
-    ContentBlock, MessagesRequest, MessagesResponse, StopReason, Usage,
-};
+use crate::translate::anthropic::schema::{ContentBlock, MessagesResponse, StopReason, Usage};
 use crate::translate::id_suffix;
 use cortex_common::openai::{ChatCompletionResponse, FinishReason, MessageContent};
 
-/// What the translation needs to know beyond the upstream answer.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResponseContext {
-    /// The stop sequence that ended generation, when the upstream reported
-    /// one: turns `finish_reason: "stop"` into `stop_sequence`.
-    pub stop_sequence: Option<String>,
-}
-
-impl ResponseContext {
-    pub fn for_request(_req: &MessagesRequest) -> Self {
-        ResponseContext {
-            stop_sequence: None,
-        }
-    }
-}
-
-pub fn to_anthropic_response(
-    resp: &ChatCompletionResponse,
-    ctx: &ResponseContext,
-) -> MessagesResponse {
+/// The answer in Anthropic's shape. The stop sequence that ended it, when
+/// the upstream reports one (`stop_reason`, vLLM's convention), turns
+/// `finish_reason: "stop"` into `stop_sequence`.
+pub fn to_anthropic_response(resp: &ChatCompletionResponse) -> MessagesResponse {
     let mut content = Vec::new();
     let mut finish = None;
+    let mut stop_sequence = None;
     if let Some(choice) = resp.choices.first() {
         finish = choice.finish_reason;
+        stop_sequence = choice.stop_reason.as_deref();
         let msg = &choice.message;
         if let Some(thinking) = msg.reasoning_content.as_ref().filter(|r| !r.is_empty()) {
             content.push(thinking_block(thinking.clone()));
@@ -61,8 +45,7 @@ pub fn to_anthropic_response(
     let has_tool_use = content
         .iter()
         .any(|b| matches!(b, ContentBlock::ToolUse { .. }));
-    let (stop_reason, stop_sequence) =
-        stop_reason(finish, has_tool_use, ctx.stop_sequence.as_deref());
+    let (stop_reason, stop_sequence) = stop_reason(finish, has_tool_use, stop_sequence);
     MessagesResponse {
         id: format!("msg_{}", id_suffix(&resp.id)),
         kind: "message".to_string(),
@@ -155,7 +138,7 @@ mod tests {
 
     #[test]
     fn tool_calls_survive_non_streaming() {
-        let m = to_anthropic_response(&resp(TOOL_ANSWER), &ResponseContext::default());
+        let m = to_anthropic_response(&resp(TOOL_ANSWER));
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(
             v,
@@ -175,6 +158,19 @@ mod tests {
     fn arguments_become_an_object_when_they_hold_one() {
         assert_eq!(arguments_for_template(r#"{"a":1}"#), json!({"a": 1}));
         assert_eq!(arguments_for_template("oops"), json!("oops"));
+    }
+
+    #[test]
+    fn the_upstream_stop_reason_is_the_stop_sequence() {
+        let r = resp(
+            r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m",
+            "choices":[{"index":0,"finish_reason":"stop","stop_reason":"END",
+            "message":{"role":"assistant","content":"a"}}],
+            "usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
+        );
+        let m = to_anthropic_response(&r);
+        assert_eq!(m.stop_reason, Some(StopReason::StopSequence));
+        assert_eq!(m.stop_sequence.as_deref(), Some("END"));
     }
 
     #[test]
@@ -209,7 +205,7 @@ mod tests {
             "choices":[{"index":0,"finish_reason":"length","message":{"role":"assistant","content":null}}],
             "usage":{"prompt_tokens":3,"completion_tokens":0,"total_tokens":3}}"#,
         );
-        let m = to_anthropic_response(&r, &ResponseContext::default());
+        let m = to_anthropic_response(&r);
         assert!(m.content.is_empty());
         assert_eq!(m.stop_reason, Some(StopReason::MaxTokens));
         assert_eq!(m.id, "msg_x");
@@ -224,7 +220,7 @@ mod tests {
                 "usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11,
                          "completion_tokens_details":{"reasoning_tokens":4}}}"#,
         );
-        let m = to_anthropic_response(&r, &ResponseContext::default());
+        let m = to_anthropic_response(&r);
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(
             v["content"],

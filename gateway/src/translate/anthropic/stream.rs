@@ -112,12 +112,6 @@ impl AnthropicStream {
         self.done
     }
 
-    /// The stop sequence that ended generation, when the upstream says so;
-    /// call before `finish`.
-    pub fn set_stop_sequence(&mut self, stop_sequence: Option<String>) {
-        self.stop_sequence = stop_sequence;
-    }
-
     /// Emit `message_start` (once; `push` calls it if you did not).
     pub fn start(&mut self, out: &mut Vec<StreamEvent>) {
         if self.started || self.done {
@@ -166,6 +160,9 @@ impl AnthropicStream {
             self.tool_fragment(call, out);
         }
         self.finish = parts.finish.or(self.finish);
+        if let Some(stop) = parts.stop_sequence {
+            self.stop_sequence = Some(stop.to_string());
+        }
     }
 
     /// The upstream ended normally: close the open block, then
@@ -384,9 +381,8 @@ mod tests {
             events[events.len() - 2]["delta"]["stop_reason"],
             json!(StopReason::MaxTokens)
         );
-        let line = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}"#;
+        let line = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop","stop_reason":"END"}]}"#;
         let mut tr = AnthropicStream::new(ctx());
-        tr.set_stop_sequence(Some("END".into()));
         let events = run(&mut tr, &chunks(&[line]));
         assert_eq!(
             events[events.len() - 2]["delta"],
