@@ -1,10 +1,11 @@
-//! Types every cortex program shares: config schemas, the event schema, the
-//! fleet status snapshot, API envelopes, the error envelope, histograms, the
-//! `hf:` model source syntax. How the programs start and stop as processes
-//! is `cortex-process`; the embedded default model is the neuron's.
+//! Types every cortex program shares — the wire contract between them:
+//! config schemas, the event schema, the fleet status snapshot, the
+//! neuron's API (OpenAI chat completions and its own endpoints), the error
+//! envelope, histograms and the `hf:` model source syntax. Translation to
+//! other client APIs is the gateway's; the embedded default model is the
+//! neuron's; how the programs start and stop as processes is
+//! `cortex-process` (`common/process`).
 
-pub mod anthropic;
-pub mod completions;
 pub mod config;
 pub mod error;
 pub mod event;
@@ -13,9 +14,7 @@ pub mod hub_source;
 pub mod neuron_api;
 mod open_enum;
 pub mod openai;
-pub mod responses;
 pub mod status;
-pub mod translate;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

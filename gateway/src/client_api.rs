@@ -1,12 +1,13 @@
-//! The client API on `listen`: `GET /v1/models`, `POST /v1/chat/completions`,
-//! `GET /health`, and the translated surfaces, one module each:
+//! The client API on `listen`: `GET /v1/models`, `GET /health`, and one
+//! module per generation surface: `POST /v1/chat/completions` ([`chat`]),
 //! `POST /v1/messages` + `/v1/messages/count_tokens` ([`anthropic`]),
 //! `POST /v1/responses` ([`responses`]), `POST /v1/completions`
 //! ([`completions`]). Handlers only parse, validate, translate and hand
-//! over; routing and proxying live in `router.rs` and `proxy.rs`, and the
-//! translated surfaces read the proxy's answer through [`upstream`].
+//! over through [`upstream`]; routing and proxying live in `router.rs` and
+//! `proxy.rs`, whose typed answer each surface renders in its own shape.
 
 mod anthropic;
+mod chat;
 mod completions;
 mod responses;
 mod upstream;
@@ -14,28 +15,24 @@ mod upstream;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::Bytes;
-use cortex_common::error::ApiError;
-use cortex_common::openai::{ChatCompletionRequest, ModelCard, ModelList};
+use cortex_common::openai::{ModelCard, ModelList};
 use cortex_common::status::FleetHealth;
 use serde_json::{Value, json};
 
-use crate::error::{AppError, unauthorized, unknown_model};
-use crate::extract::{bearer, json_body, same, typed};
-use crate::proxy::{self, Forward};
+use crate::error::{AppError, unauthorized};
+use crate::extract::{bearer, same};
 use crate::redact::public_source;
 use crate::state::AppState;
 
 pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     let keyed = Router::new()
         .route("/v1/models", get(list_models))
-        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/responses", post(responses::responses))
@@ -131,34 +128,4 @@ async fn list_models(State(state): State<Arc<AppState>>) -> axum::Json<ModelList
         object: "list".into(),
         data,
     })
-}
-
-async fn chat_completions(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, AppError> {
-    let mut body = json_body(body)?;
-    let req: ChatCompletionRequest = typed(&body)?;
-    if req.model.trim().is_empty() {
-        return Err(ApiError::invalid("invalid_model", "`model` must not be empty").into());
-    }
-    if req.messages.is_empty() {
-        return Err(ApiError::invalid("invalid_messages", "`messages` must not be empty").into());
-    }
-    let model = state
-        .fleet
-        .resolve(&req.model)
-        .ok_or_else(|| unknown_model(&req.model))?;
-    body["model"] = Value::String(model.clone());
-    upstream::apply_sampling(&state, &model, &mut body);
-    Ok(proxy::forward(
-        state,
-        Forward {
-            path: "/v1/chat/completions",
-            body,
-            model,
-            stream: req.is_stream(),
-        },
-    )
-    .await)
 }

@@ -1,8 +1,9 @@
 //! A neuron's streamed chat answer read as whole SSE frames, each one
-//! classified once where the bytes arrive: a comment (keepalive), a chat
-//! chunk, the neuron's error event, or `[DONE]`. The proxy decides from
-//! these — not by scanning bytes — when an answer has started, when it
-//! ended, and how.
+//! parsed once where the bytes arrive: a comment (keepalive), a typed chat
+//! chunk, the neuron's error event as an [`ApiError`], or `[DONE]`. The
+//! proxy decides from these when an answer has started, when it ended, and
+//! how; every client surface renders from the same values, so no bytes are
+//! read twice.
 
 use bytes::{Bytes, BytesMut};
 use cortex_common::error::ApiError;
@@ -17,41 +18,35 @@ const MAX_FRAME: usize = 1 << 20;
 
 /// What one frame says.
 #[derive(Debug)]
-pub enum Kind {
+pub enum Frame {
     /// Only comments (the neuron's keepalive).
     Comment,
-    /// A chat completion chunk, parsed when it could be.
-    Chunk(Option<Box<ChatCompletionChunk>>),
+    /// A chat completion chunk.
+    Chunk(Box<ChatCompletionChunk>),
+    /// Data that is not a chat completion chunk: a broken stream.
+    Invalid(String),
     /// The neuron's error event: the answer failed.
     Error(ApiError),
     /// `data: [DONE]`: the answer is complete.
     Done,
 }
 
-/// One whole frame: its bytes as received (blank line included), and what
-/// it says.
-#[derive(Debug)]
-pub struct Frame {
-    pub raw: Bytes,
-    pub kind: Kind,
-}
-
 impl Frame {
     /// Whether the frame gives the client something of the answer: any
-    /// data but a chunk that only opens the message (role, empty content).
+    /// data but a chunk that only opens the message (role, empty content)
+    /// or thinks aloud.
     pub fn starts_answer(&self) -> bool {
-        match &self.kind {
-            Kind::Comment => false,
-            Kind::Chunk(Some(c)) => {
+        match self {
+            Frame::Comment => false,
+            Frame::Chunk(c) => {
                 c.usage.is_some()
                     || c.choices.iter().any(|ch| {
                         ch.finish_reason.is_some()
+                            || ch.delta.tool_calls.is_some()
                             || ch.delta.content.as_deref().is_some_and(|t| !t.is_empty())
                     })
-                    // Tool-call fragments are not in the typed delta.
-                    || self.raw.windows(12).any(|w| w == b"\"tool_calls\"")
             }
-            Kind::Chunk(None) | Kind::Error(_) | Kind::Done => true,
+            Frame::Invalid(_) | Frame::Error(_) | Frame::Done => true,
         }
     }
 }
@@ -102,10 +97,7 @@ impl Frames {
     pub async fn next(&mut self) -> Result<Frame, ReadError> {
         loop {
             if let Some(raw) = split_frame(&mut self.buf) {
-                return Ok(Frame {
-                    kind: classify(&raw),
-                    raw,
-                });
+                return Ok(classify(&raw));
             }
             if self.buf.len() > MAX_FRAME {
                 return Err(ReadError::TooLarge);
@@ -130,7 +122,7 @@ fn split_frame(buf: &mut BytesMut) -> Option<Bytes> {
     Some(buf.split_to(end).freeze())
 }
 
-fn classify(raw: &[u8]) -> Kind {
+fn classify(raw: &[u8]) -> Frame {
     let text = String::from_utf8_lossy(raw);
     let mut data: Option<String> = None;
     for line in text.lines() {
@@ -146,30 +138,32 @@ fn classify(raw: &[u8]) -> Kind {
         }
     }
     let Some(data) = data else {
-        return Kind::Comment;
+        return Frame::Comment;
     };
     if data.trim() == "[DONE]" {
-        return Kind::Done;
+        return Frame::Done;
     }
-    let value: Option<serde_json::Value> = serde_json::from_str(&data).ok();
-    if value.as_ref().is_some_and(|v| v.get("error").is_some()) {
-        return Kind::Error(from_upstream_body(500, data.as_bytes()));
+    let value: serde_json::Value = match serde_json::from_str(&data) {
+        Ok(v) => v,
+        Err(e) => return Frame::Invalid(format!("data that is not JSON ({e})")),
+    };
+    if value.get("error").is_some() {
+        return Frame::Error(from_upstream_body(500, data.as_bytes()));
     }
-    Kind::Chunk(
-        value
-            .and_then(|v| serde_json::from_value(v).ok())
-            .map(Box::new),
-    )
+    match serde_json::from_value(value) {
+        Ok(chunk) => Frame::Chunk(Box::new(chunk)),
+        Err(e) => Frame::Invalid(format!("data that is not a chat completion chunk ({e})")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    async fn frames(parts: &[&'static str]) -> Vec<Result<Frame, ReadError>> {
+    async fn frames(parts: &[&str]) -> Vec<Result<Frame, ReadError>> {
         let parts: Vec<Result<Bytes, String>> = parts
             .iter()
-            .map(|p| Ok(Bytes::from_static(p.as_bytes())))
+            .map(|p| Ok(Bytes::copy_from_slice(p.as_bytes())))
             .collect();
         let mut f = Frames::from_stream(futures::stream::iter(parts));
         let mut out = Vec::new();
@@ -185,49 +179,80 @@ mod tests {
 
     const ROLE: &str = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
     const TOKEN: &str = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}"#;
+    const CALL: &str = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":null}]}"#;
 
     #[tokio::test]
     async fn frames_split_across_reads_and_what_starts_an_answer() {
         let whole = format!("{ROLE}\n\n: keepalive\n\n{TOKEN}\n\ndata: [DONE]\n\n");
-        let leaked: &'static str = Box::leak(whole.into_boxed_str());
-        let (a, b) = leaked.split_at(40);
-        let got = frames(&[a, b]).await;
-        let kinds: Vec<(bool, bool)> = got
-            .iter()
-            .filter_map(|f| f.as_ref().ok())
-            .map(|f| (matches!(f.kind, Kind::Done), f.starts_answer()))
-            .collect();
-        assert_eq!(
-            kinds,
-            vec![(false, false), (false, false), (false, true), (true, true)]
-        );
-        assert!(matches!(got.last(), Some(Err(ReadError::Ended))));
-        let first = got[0].as_ref().unwrap();
-        assert!(first.raw.ends_with(b"\n\n"));
+        // Every split point, including inside `\n\n` and inside the JSON.
+        for at in 1..whole.len() {
+            let (a, b) = whole.split_at(at);
+            let got = frames(&[a, b]).await;
+            let kinds: Vec<(bool, bool)> = got
+                .iter()
+                .filter_map(|f| f.as_ref().ok())
+                .map(|f| (matches!(f, Frame::Done), f.starts_answer()))
+                .collect();
+            assert_eq!(
+                kinds,
+                vec![(false, false), (false, false), (false, true), (true, true)],
+                "split at {at}"
+            );
+            assert!(matches!(got.last(), Some(Err(ReadError::Ended))));
+            match &got[2] {
+                Ok(Frame::Chunk(c)) => {
+                    assert_eq!(c.choices[0].delta.content.as_deref(), Some("hi"))
+                }
+                other => panic!("split at {at}: {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]
-    async fn done_inside_a_chunk_is_not_the_end_and_errors_are_parsed() {
-        let tricky = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"data: [DONE]"},"finish_reason":null}]}"#;
-        let whole = format!(
-            "{tricky}\n\ndata: {{\"error\":{{\"message\":\"boom\",\"type\":\"server_error\",\"code\":\"x\"}}}}\n\n"
-        );
-        let leaked: &'static str = Box::leak(whole.into_boxed_str());
-        let got = frames(&[leaked]).await;
-        assert!(matches!(
-            got[0].as_ref().unwrap().kind,
-            Kind::Chunk(Some(_))
-        ));
-        match &got[1].as_ref().unwrap().kind {
-            Kind::Error(e) => assert_eq!(e.message, "boom"),
+    async fn a_tool_call_fragment_starts_the_answer_and_is_typed() {
+        let whole = format!("{CALL}\r\n\r\n");
+        let got = frames(&[&whole]).await;
+        let first = got[0].as_ref().unwrap();
+        assert!(first.starts_answer());
+        match first {
+            Frame::Chunk(c) => {
+                let calls = c.choices[0].delta.tool_calls.as_ref().unwrap();
+                assert_eq!(calls[0].id.as_deref(), Some("call_1"));
+            }
             other => panic!("{other:?}"),
         }
     }
 
     #[tokio::test]
+    async fn done_inside_a_chunk_is_not_the_end_and_errors_are_typed() {
+        let tricky = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"data: [DONE]"},"finish_reason":null}]}"#;
+        let whole = format!(
+            "{tricky}\n\ndata: {{\"error\":{{\"message\":\"boom\",\"type\":\"server_error\",\"code\":\"x\"}}}}\n\n"
+        );
+        let got = frames(&[&whole]).await;
+        assert!(matches!(got[0].as_ref().unwrap(), Frame::Chunk(_)));
+        match got[1].as_ref().unwrap() {
+            Frame::Error(e) => {
+                assert_eq!(e.message, "boom");
+                assert_eq!(e.kind, cortex_common::error::ErrorKind::Upstream);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn data_that_is_no_chunk_is_invalid() {
+        let got = frames(&["data: {\"id\":3}\n\ndata: nonsense\n\n"]).await;
+        assert!(
+            matches!(got[0].as_ref().unwrap(), Frame::Invalid(m) if m.contains("chat completion chunk"))
+        );
+        assert!(matches!(got[1].as_ref().unwrap(), Frame::Invalid(m) if m.contains("not JSON")));
+    }
+
+    #[tokio::test]
     async fn an_endless_frame_is_an_error() {
-        let big: &'static str = Box::leak("x".repeat(MAX_FRAME + 10).into_boxed_str());
-        let got = frames(&["data: ", big]).await;
+        let big = "x".repeat(MAX_FRAME + 10);
+        let got = frames(&["data: ", &big]).await;
         assert!(matches!(got.last(), Some(Err(ReadError::TooLarge))));
     }
 }

@@ -1,29 +1,32 @@
-//! Forwarding a client request to the replica the router picked: bodies pass
-//! through untouched (but for the resolved model id). The neuron always
-//! streams, with an idle read timeout and never a total one: streams pass
-//! through frame by frame (SSE, see `neuron_sse`), non-streamed answers are
-//! assembled here (`assemble`). While a cold load or a long prefill keeps a
-//! stream silent the client gets keepalive comments; a request whose node
-//! fails before the client saw any of the answer is retried (`retry`); a
-//! stream that fails after it started ends with an error event and
-//! `[DONE]`. How every request ended is logged, counted and published.
+//! Forwarding a client request to the replica the router picked: bodies go
+//! out untouched (but for the resolved model id). The neuron always
+//! streams, with an idle read timeout and never a total one; its frames are
+//! parsed once (`neuron_sse`) and handed on as typed values ([`Answer`]):
+//! a stream's chunks one by one, a non-streamed answer assembled here
+//! (`assemble`). Each client surface renders those in its own shape. While
+//! a cold load or a long prefill keeps a stream silent the surface is told
+//! to keep the client company ([`Event::Wait`]); a request whose node fails
+//! before the client saw any of the answer is retried (`retry`); a stream
+//! that fails after it started ends with [`Event::Failed`]. How every
+//! request ended is logged, counted and published.
+
+mod answer;
+
+pub use answer::{Answer, Event, Reply, Wait};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use axum::http::{StatusCode, header};
 use cortex_common::error::{ApiError, ErrorKind};
 use cortex_common::event::{EventKind, RequestEnd};
-use cortex_common::openai::ChatCompletionResponse;
+use cortex_common::openai::{ChatCompletionChunk, ChatCompletionResponse};
 use futures::StreamExt;
 
 use crate::assemble::Assembler;
-use crate::error::{AppError, UPSTREAM_QUEUE_FULL, from_upstream_body, unavailable, upstream};
+use crate::error::{UPSTREAM_QUEUE_FULL, from_upstream_body, unavailable, upstream};
 use crate::metrics::{ErrorLabels, model_node};
-use crate::neuron_sse::{Frames, Kind, ReadError};
+use crate::neuron_sse::{Frame, Frames, ReadError};
 use crate::redact::redact_paths;
 use crate::retry::{Failed, Retries, is_node_failure};
 use crate::router::{Lease, acquire, forget};
@@ -33,8 +36,6 @@ use crate::waitlist::Full;
 /// The neuron's chat endpoint: the one whose answers are streamed.
 const CHAT_PATH: &str = "/v1/chat/completions";
 
-/// Header naming the node that served a request.
-pub const NODE_HEADER: &str = "x-cortex-node";
 /// How long a streaming request waits for a replica before the gateway
 /// commits to a 200 SSE response and keeps the client company.
 const STREAM_COMMIT_AFTER: Duration = Duration::from_millis(250);
@@ -152,94 +153,93 @@ impl Drop for Record {
     }
 }
 
-pub async fn forward(state: Arc<AppState>, mut req: Forward) -> Response {
+/// Sends `req` to a replica of its model and answers with what came back;
+/// `Err` is a failure before any of the answer, its message fit for the
+/// client (already logged, counted and published).
+pub async fn forward(state: Arc<AppState>, mut req: Forward) -> Result<Answer, ApiError> {
     let record = Record::new(&state, &req.model);
     let retries = Retries::new(&state);
     if !req.stream {
-        if req.path != CHAT_PATH {
-            // Not a generation (e.g. counting tokens): a JSON answer as is.
-            return answer_json(state, record, req, retries).await;
+        if req.path == CHAT_PATH {
+            // The neuron always streams (see `assemble`); the answer is
+            // built here.
+            if let Some(body) = req.body.as_object_mut() {
+                body.insert("stream".into(), serde_json::Value::Bool(true));
+                body.insert(
+                    "stream_options".into(),
+                    serde_json::json!({"include_usage": true}),
+                );
+            }
         }
-        // The neuron always streams (see `assemble`); the JSON is built here.
-        if let Some(body) = req.body.as_object_mut() {
-            body.insert("stream".into(), serde_json::Value::Bool(true));
-            body.insert(
-                "stream_options".into(),
-                serde_json::json!({"include_usage": true}),
-            );
-        }
-        return answer_json(state, record, req, retries).await;
+        // Otherwise not a generation (e.g. counting tokens): its JSON as is.
+        return answer_whole(state, record, req, retries).await;
     }
     let mut record = record;
     let mut acquiring = tokio::spawn(acquire(state.clone(), req.model.clone()));
-    match tokio::time::timeout(STREAM_COMMIT_AFTER, &mut acquiring).await {
+    let (node, start) = match tokio::time::timeout(STREAM_COMMIT_AFTER, &mut acquiring).await {
         Ok(joined) => {
             let lease = match flatten(joined) {
                 Ok(l) => l,
-                Err(e) => return failed(record, e),
+                Err(e) => return Err(failed(record, e)),
             };
             // A replica was at hand: errors before the first byte can
             // still be answered with their own status.
             match send_queued(&state, &req, lease, &mut record).await {
-                Ok((lease, resp)) => {
-                    let node = lease.replica.node.clone();
-                    let body = stream_body(state, record, req, retries, Start::Sent(lease, resp));
-                    sse_response(body, Some(&node))
-                }
-                Err(e) if is_node_failure(&e) => {
-                    let body = stream_body(state, record, req, retries, Start::Failed(e));
-                    sse_response(body, None)
-                }
-                Err(e) => failed(record, e),
+                Ok((lease, resp)) => (Some(lease.replica.node.clone()), Start::Sent(lease, resp)),
+                Err(e) if is_node_failure(&e) => (None, Start::Failed(e)),
+                Err(e) => return Err(failed(record, e)),
             }
         }
-        Err(_) => {
-            let body = stream_body(state, record, req, retries, Start::Acquiring(acquiring));
-            sse_response(body, None)
-        }
-    }
+        Err(_) => (None, Start::Acquiring(acquiring)),
+    };
+    Ok(Answer::Stream {
+        node,
+        events: Box::pin(stream_events(state, record, req, retries, start)),
+    })
 }
 
-/// A non-streamed answer: assembled from the neuron's stream; retried on
-/// another replica when its node fails first (the client has seen nothing).
-async fn answer_json(
+/// A non-streamed answer: read whole from the neuron; retried on another
+/// replica when its node fails first (the client has seen nothing).
+async fn answer_whole(
     state: Arc<AppState>,
     mut record: Record,
     req: Forward,
     mut retries: Retries,
-) -> Response {
+) -> Result<Answer, ApiError> {
     loop {
         let lease = match acquire(state.clone(), req.model.clone()).await {
             Ok(l) => l,
-            Err(e) => return failed(record, e),
+            Err(e) => return Err(failed(record, e)),
         };
         let e = match send_queued(&state, &req, lease, &mut record).await {
             Ok((lease, resp)) => match collect(&lease, resp).await {
-                Ok(mut r) => {
+                Ok(reply) => {
                     record.ok();
-                    set_node(&mut r, &lease.replica.node);
-                    return r;
+                    return Ok(Answer::Whole {
+                        node: lease.replica.node.clone(),
+                        reply,
+                    });
                 }
                 Err(e) => e,
             },
             Err(e) => e,
         };
         if !retries.again(&state, record.failed_at(), &e).await {
-            return failed(record, e);
+            return Err(failed(record, e));
         }
     }
 }
 
 /// Reads the neuron's answer: a chat stream assembled into one completion,
-/// anything else (a JSON document) as it is.
-async fn collect(lease: &Lease, resp: reqwest::Response) -> Result<Response, ApiError> {
+/// anything else as the JSON document it is.
+async fn collect(lease: &Lease, resp: reqwest::Response) -> Result<Reply, ApiError> {
     let is_sse = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if is_sse {
-        return Ok(axum::Json(assemble(lease, resp).await?).into_response());
+        return Ok(Reply::Chat(Box::new(assemble(lease, resp).await?)));
     }
     let node = &lease.replica.node;
     let mut down = lease.replica.down.clone();
@@ -247,12 +247,14 @@ async fn collect(lease: &Lease, resp: reqwest::Response) -> Result<Response, Api
         b = resp.bytes() => b.map_err(|e| upstream("upstream_failed", format!("reading the answer from {node}: {e}")))?,
         _ = down.changed() => return Err(went_down(node)),
     };
-    let mut r = Response::new(Body::from(body));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    serde_json::from_slice(&body)
+        .map(Reply::Document)
+        .map_err(|e| {
+            upstream(
+                "upstream_invalid",
+                format!("{node} answered with something that is not JSON: {e}"),
+            )
+        })
 }
 
 /// Reads a neuron's chat stream to `[DONE]` into one answer.
@@ -269,17 +271,12 @@ async fn assemble(
             f = frames.next() => f.map_err(|e| read_failure(node, e))?,
             _ = down.changed() => return Err(went_down(node)),
         };
-        match frame.kind {
-            Kind::Comment => {}
-            Kind::Chunk(Some(chunk)) => answer.push(&chunk),
-            Kind::Chunk(None) => {
-                return Err(upstream(
-                    "upstream_invalid",
-                    format!("{node} sent a chunk that is not a chat completion chunk"),
-                ));
-            }
-            Kind::Error(e) => return Err(e),
-            Kind::Done => return Ok(answer.finish()),
+        match frame {
+            Frame::Comment => {}
+            Frame::Chunk(chunk) => answer.push(&chunk),
+            Frame::Invalid(what) => return Err(invalid_frame(node, &what)),
+            Frame::Error(e) => return Err(e),
+            Frame::Done => return Ok(answer.finish()),
         }
     }
 }
@@ -292,6 +289,10 @@ fn read_failure(node: &str, e: ReadError) -> ApiError {
     upstream(code, format!("the stream from {node} {e}"))
 }
 
+fn invalid_frame(node: &str, what: &str) -> ApiError {
+    upstream("upstream_invalid", format!("{node} sent {what}"))
+}
+
 fn went_down(node: &str) -> ApiError {
     upstream("node_down", format!("{node} went down during the request"))
 }
@@ -302,9 +303,10 @@ fn flatten(
     joined.unwrap_or_else(|e| Err(ApiError::internal(format!("routing task failed: {e}"))))
 }
 
-fn failed(record: Record, e: ApiError) -> Response {
+/// Records the failure; the error as the client gets it.
+fn failed(record: Record, e: ApiError) -> ApiError {
     record.fail(&e);
-    AppError(for_client(e)).into_response()
+    for_client(e)
 }
 
 /// The error as a client may see it: no server paths in its message (the
@@ -312,12 +314,6 @@ fn failed(record: Record, e: ApiError) -> Response {
 fn for_client(mut e: ApiError) -> ApiError {
     e.message = redact_paths(&e.message);
     e
-}
-
-fn set_node(r: &mut Response, node: &str) {
-    if let Ok(v) = HeaderValue::from_str(node) {
-        r.headers_mut().insert(NODE_HEADER, v);
-    }
 }
 
 /// Sends the request; when every replica is full, waits in the model's line
@@ -465,36 +461,6 @@ async fn read_limited(resp: reqwest::Response) -> Vec<u8> {
     out
 }
 
-/// An SSE response over `body`, naming the node when it is known.
-fn sse_response(
-    body: impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
-    node: Option<&str>,
-) -> Response {
-    let mut r = Response::new(Body::from_stream(body));
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    if let Some(node) = node {
-        set_node(&mut r, node);
-    }
-    r
-}
-
-/// The SSE frame that ends a failed stream, then `[DONE]`.
-pub fn error_frames(e: &ApiError) -> Bytes {
-    let json =
-        serde_json::to_string(&for_client(e.clone()).envelope()).unwrap_or_else(|_| "{}".into());
-    Bytes::from(format!("data: {json}\n\ndata: [DONE]\n\n"))
-}
-
-const WAITING_FOR_MODEL: Bytes = Bytes::from_static(b": cortex: waiting for the model to load\n\n");
-const WAITING_FOR_NEURON: Bytes = Bytes::from_static(b": cortex: waiting for the neuron\n\n");
-const KEEPALIVE: Bytes = Bytes::from_static(b": keepalive\n\n");
-
 /// Where a streamed request's body begins.
 enum Start {
     /// Sent, with the neuron's 200 in hand.
@@ -505,18 +471,17 @@ enum Start {
     Failed(ApiError),
 }
 
-/// A streamed request's SSE body: keepalive comments while a replica is
-/// found and the neuron prefills; the neuron's frames, whole, once the
-/// answer starts (the opening role-only chunk is held back until then);
-/// retries while the client has seen nothing of the answer; an error
-/// event then `[DONE]` when it fails.
-fn stream_body(
+/// A streamed request's events: waits while a replica is found and the
+/// neuron prefills; the neuron's chunks once the answer starts (chunks that
+/// only open the message are held back until then); retries while the
+/// client has seen nothing of the answer; `Failed` when it fails.
+fn stream_events(
     state: Arc<AppState>,
     mut record: Record,
     req: Forward,
     mut retries: Retries,
     start: Start,
-) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+) -> impl futures::Stream<Item = Event> + Send + 'static {
     let keepalive = state.cfg.gateway.keepalive_interval();
     async_stream::stream! {
         let mut tick = tokio::time::interval(keepalive);
@@ -534,7 +499,7 @@ fn stream_body(
                     let lease = loop {
                         tokio::select! {
                             joined = &mut acquiring => break flatten(joined),
-                            _ = tick.tick() => yield Ok(WAITING_FOR_MODEL),
+                            _ = tick.tick() => yield Event::Wait(Wait::Model),
                         }
                     };
                     match lease {
@@ -545,7 +510,7 @@ fn stream_body(
                             loop {
                                 tokio::select! {
                                     r = &mut sending => break r,
-                                    _ = tick.tick() => yield Ok(WAITING_FOR_NEURON),
+                                    _ = tick.tick() => yield Event::Wait(Wait::Neuron),
                                 }
                             }
                         }
@@ -558,8 +523,8 @@ fn stream_body(
                     let node = lease.replica.node.clone();
                     let mut frames = Frames::new(resp);
                     let mut down = lease.replica.down.clone();
-                    // Frames that open the message but say nothing yet.
-                    let mut held: Vec<Bytes> = Vec::new();
+                    // Chunks that open the message but say nothing yet.
+                    let mut held: Vec<Box<ChatCompletionChunk>> = Vec::new();
                     let mut started = false;
                     let end = loop {
                         tokio::select! {
@@ -567,37 +532,42 @@ fn stream_body(
                                 Err(e) => break Some(read_failure(&node, e)),
                                 Ok(frame) => {
                                     tick.reset();
-                                    match frame.kind {
-                                        Kind::Error(e) => break Some(e),
-                                        Kind::Comment => yield Ok(frame.raw),
-                                        _ if !started && !frame.starts_answer() => held.push(frame.raw),
-                                        _ => {
+                                    let starts = started || frame.starts_answer();
+                                    match frame {
+                                        Frame::Comment => yield Event::Wait(Wait::Idle),
+                                        Frame::Error(e) => break Some(e),
+                                        Frame::Invalid(what) => break Some(invalid_frame(&node, &what)),
+                                        Frame::Done => break None,
+                                        Frame::Chunk(chunk) if !starts => held.push(chunk),
+                                        Frame::Chunk(chunk) => {
                                             started = true;
                                             for h in held.drain(..) {
-                                                yield Ok(h);
+                                                yield Event::Chunk(h);
                                             }
-                                            let done = matches!(frame.kind, Kind::Done);
-                                            yield Ok(frame.raw);
-                                            if done {
-                                                break None;
-                                            }
+                                            yield Event::Chunk(chunk);
                                         }
                                     }
                                 }
                             },
                             _ = down.changed() => break Some(went_down(&node)),
-                            _ = tick.tick() => yield Ok(KEEPALIVE),
+                            _ = tick.tick() => yield Event::Wait(Wait::Idle),
                         }
                     };
                     drop(lease);
                     match end {
                         None => {
+                            // An answer with nothing in it still has its
+                            // opening chunks.
+                            for h in held.drain(..) {
+                                yield Event::Chunk(h);
+                            }
                             record.ok();
+                            yield Event::Done;
                             return;
                         }
                         Some(e) if started => {
-                            yield Ok(error_frames(&e));
-                            record.fail(&e);
+                            let e = failed(record, e);
+                            yield Event::Failed(e);
                             return;
                         }
                         Some(e) => e,
@@ -610,28 +580,15 @@ fn stream_body(
                 loop {
                     tokio::select! {
                         r = &mut deciding => break r,
-                        _ = tick.tick() => yield Ok(KEEPALIVE),
+                        _ = tick.tick() => yield Event::Wait(Wait::Idle),
                     }
                 }
             };
             if !again {
-                yield Ok(error_frames(&failure));
-                record.fail(&failure);
+                let e = failed(record, failure);
+                yield Event::Failed(e);
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_frames_end_with_done() {
-        let e = upstream("upstream_failed", "boom");
-        let text = String::from_utf8(error_frames(&e).to_vec()).unwrap();
-        assert!(text.starts_with("data: {\"error\""), "{text}");
-        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     }
 }

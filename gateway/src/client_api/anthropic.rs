@@ -1,6 +1,6 @@
 //! Anthropic Messages: `POST /v1/messages` (stream and not) and
 //! `POST /v1/messages/count_tokens`. Requests are translated to chat
-//! completions (common's `translate`), routed and proxied like any chat
+//! completions (`translate::anthropic`), routed and proxied like any chat
 //! request, and answered in Anthropic's shapes — errors included, before
 //! and during a stream. A stream opens with `message_start` at once, then
 //! sends a `ping` for every keepalive the proxy emits (about every second
@@ -15,63 +15,42 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use cortex_common::anthropic::{ErrorResponse, ErrorType, MessagesRequest, StreamEvent};
 use cortex_common::error::ApiError;
-use cortex_common::translate::anthropic_error::{from_api_error, from_openai_error};
-use cortex_common::translate::anthropic_request::to_chat_request;
-use cortex_common::translate::anthropic_response::{ResponseContext, to_anthropic_response};
-use cortex_common::translate::anthropic_stream::{AnthropicStream, StreamContext};
+use cortex_gateway::translate::anthropic::error::{error_type, from_api_error};
+use cortex_gateway::translate::anthropic::request::to_chat_request;
+use cortex_gateway::translate::anthropic::response::to_anthropic_response;
+use cortex_gateway::translate::anthropic::schema::{MessagesRequest, StreamEvent};
+use cortex_gateway::translate::anthropic::stream::{AnthropicStream, StreamContext};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::upstream::{self, Failure, Item};
+use super::upstream;
 use crate::error::{unknown_model, upstream as upstream_error};
 use crate::extract::{json_body, typed};
+use crate::proxy::{Answer, Event, Reply};
 use crate::state::AppState;
 
-/// An error on this surface, answered in Anthropic's shape.
-pub enum AnthropicError {
-    /// The gateway's own verdict.
-    Api(ApiError),
-    /// What the proxy answered (an OpenAI envelope and its status).
-    Upstream(Failure),
-}
+/// An error on this surface, answered in Anthropic's shape (the status
+/// and `Retry-After` it implies).
+pub struct AnthropicError(pub ApiError);
 
 impl From<ApiError> for AnthropicError {
     fn from(e: ApiError) -> Self {
-        AnthropicError::Api(e)
-    }
-}
-
-impl From<Failure> for AnthropicError {
-    fn from(f: Failure) -> Self {
-        AnthropicError::Upstream(f)
+        AnthropicError(e)
     }
 }
 
 impl IntoResponse for AnthropicError {
     fn into_response(self) -> Response {
-        let (status, body, retry_after) = match self {
-            AnthropicError::Api(e) => {
-                let (status, body) = from_api_error(&e);
-                (status, body, e.retry_after_secs.map(HeaderValue::from))
-            }
-            AnthropicError::Upstream(f) => {
-                let (status, body) = from_openai_error(f.status, &f.body);
-                (status, body, f.retry_after)
-            }
-        };
-        error_response(status, &body, retry_after)
+        let (status, body) = from_api_error(&self.0);
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut r = (status, axum::Json(body)).into_response();
+        if let Some(secs) = self.0.retry_after_secs {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
     }
-}
-
-fn error_response(status: u16, body: &ErrorResponse, retry_after: Option<HeaderValue>) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = (status, axum::Json(body)).into_response();
-    if let Some(v) = retry_after {
-        r.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    r
 }
 
 /// The request, checked, and the catalogue id its model resolves to.
@@ -110,55 +89,33 @@ pub async fn messages(
     let mut chat = to_chat_request(&req).map_err(ApiError::from)?;
     chat.model = model.clone();
     let chat = upstream::encode_chat(&chat)?;
-    let stream = req.is_stream();
-    let answer = upstream::send(state, "/v1/chat/completions", chat, model, stream).await?;
-    if !stream {
-        let node = answer.node.clone();
-        let (resp, stop) = upstream::chat_response(answer).await?;
-        let mut ctx = ResponseContext::for_request(&req);
-        ctx.stop_sequence = stop;
-        return Ok(upstream::json(&to_anthropic_response(&resp, &ctx), node));
-    }
-    let node = answer.node.clone();
-    let mut items = upstream::items(answer.body);
+    let answer =
+        upstream::send(state, "/v1/chat/completions", chat, model, req.is_stream()).await?;
+    let (node, mut events) = match answer {
+        Answer::Whole { node, reply } => {
+            let resp = upstream::chat_reply(reply)?;
+            return Ok(upstream::json(&to_anthropic_response(&resp), Some(&node)));
+        }
+        Answer::Stream { node, events } => (node, events),
+    };
     let mut tr = AnthropicStream::new(StreamContext::for_request(&req));
-    let events = async_stream::stream! {
+    let frames = async_stream::stream! {
         let mut out: Vec<StreamEvent> = Vec::new();
         tr.start(&mut out);
-        yield Ok::<Bytes, Infallible>(frames(&mut out));
-        while let Some(item) = items.next().await {
-            match item {
-                Item::Keepalive => out.push(AnthropicStream::ping()),
-                Item::Chunk { chunk, calls, stop_sequence } => {
-                    if stop_sequence.is_some() {
-                        tr.set_stop_sequence(stop_sequence);
-                    }
-                    tr.push(&chunk, &mut out);
-                    tr.push_tool_calls(&calls, &mut out);
-                }
-                Item::Failed(e) => tr.error(error_type(&e.kind), e.message, &mut out),
-                Item::Done => tr.finish(&mut out),
+        yield Ok::<Bytes, Infallible>(upstream::frames(&mut out));
+        while let Some(event) = events.next().await {
+            match event {
+                Event::Wait(_) => out.push(AnthropicStream::ping()),
+                Event::Chunk(chunk) => tr.push(&chunk, &mut out),
+                Event::Failed(e) => tr.error(error_type(e.kind), e.message, &mut out),
+                Event::Done => tr.finish(&mut out),
             }
             if !out.is_empty() {
-                yield Ok(frames(&mut out));
+                yield Ok(upstream::frames(&mut out));
             }
         }
     };
-    Ok(upstream::sse(Body::from_stream(events), node))
-}
-
-fn frames(out: &mut Vec<StreamEvent>) -> Bytes {
-    let mut s = String::new();
-    for ev in out.drain(..) {
-        s.push_str(&ev.to_sse());
-    }
-    Bytes::from(s)
-}
-
-/// Anthropic's type for an OpenAI envelope's `type` (the shared names map
-/// one to one; anything else is an `api_error`).
-fn error_type(kind: &str) -> ErrorType {
-    serde_json::from_value(Value::String(kind.to_string())).unwrap_or(ErrorType::ApiError)
+    Ok(upstream::sse(Body::from_stream(frames), node.as_deref()))
 }
 
 /// `POST /v1/messages/count_tokens`: the request as the model would see it
@@ -182,15 +139,19 @@ pub async fn count_tokens(
     chat.stream_options = None;
     let chat = upstream::encode_chat(&chat)?;
     let answer = upstream::send(state, "/v1/chat/count_tokens", chat, model, false).await?;
-    let bytes = upstream::bytes(answer).await?;
-    let counted: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let counted = match answer {
+        Answer::Whole {
+            reply: Reply::Document(v),
+            ..
+        } => v,
+        _ => Value::Null,
+    };
     let n = counted["prompt_tokens"].as_u64().ok_or_else(|| {
+        let mut shown = counted.to_string();
+        shown.truncate(shown.floor_char_boundary(200));
         upstream_error(
             "upstream_invalid",
-            format!(
-                "the neuron's token count is unreadable: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-            ),
+            format!("the neuron's token count is unreadable: {shown}"),
         )
     })?;
     Ok(axum::Json(json!({ "input_tokens": n })).into_response())
@@ -198,31 +159,17 @@ pub async fn count_tokens(
 
 /// A 401 on this surface, in Anthropic's shape.
 pub fn unauthorized(e: &ApiError) -> Response {
-    AnthropicError::Api(e.clone()).into_response()
+    AnthropicError(e.clone()).into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn envelope_types_map_to_anthropic_types() {
-        assert_eq!(error_type("overloaded_error"), ErrorType::OverloadedError);
-        assert_eq!(error_type("not_found_error"), ErrorType::NotFoundError);
-        assert_eq!(error_type("upstream_error"), ErrorType::ApiError);
-        assert_eq!(error_type("internal_error"), ErrorType::ApiError);
-    }
+    use crate::error::unavailable;
 
     #[tokio::test]
-    async fn upstream_overload_becomes_529_with_retry_after() {
-        let f = Failure {
-            status: 503,
-            body: Bytes::from_static(
-                br#"{"error":{"message":"full","type":"overloaded_error","code":"no_capacity"}}"#,
-            ),
-            retry_after: Some(HeaderValue::from(3)),
-        };
-        let r = AnthropicError::Upstream(f).into_response();
+    async fn overload_becomes_529_with_retry_after() {
+        let r = AnthropicError(unavailable("no_capacity", "full", 3)).into_response();
         assert_eq!(r.status(), 529);
         assert_eq!(r.headers()[header::RETRY_AFTER], "3");
         let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
@@ -231,5 +178,15 @@ mod tests {
             v,
             json!({"type":"error","error":{"type":"overloaded_error","message":"full"}})
         );
+    }
+
+    #[tokio::test]
+    async fn an_upstream_failure_keeps_its_502() {
+        let r = AnthropicError(upstream_error("node_down", "gone")).into_response();
+        assert_eq!(r.status(), 502);
+        assert!(r.headers().get(header::RETRY_AFTER).is_none());
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["type"], "api_error");
     }
 }

@@ -13,68 +13,60 @@ use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
 use bytes::Bytes;
 use cortex_common::error::ApiError;
-use cortex_common::responses::{ResponsesRequest, StreamEvent};
-use cortex_common::translate::responses_request::to_chat_request;
-use cortex_common::translate::responses_response::{ResponsesContext, to_responses_response};
-use cortex_common::translate::responses_stream::ResponsesStream;
+use cortex_gateway::translate::responses::request::to_chat_request;
+use cortex_gateway::translate::responses::response::{ResponsesContext, to_responses_response};
+use cortex_gateway::translate::responses::schema::{ResponsesRequest, StreamEvent};
+use cortex_gateway::translate::responses::stream::ResponsesStream;
 use futures::StreamExt;
 
-use super::upstream::{self, Item, OpenAiError};
+use super::upstream;
+use crate::error::AppError;
 use crate::extract::{json_body, typed};
+use crate::proxy::{Answer, Event};
 use crate::state::AppState;
 
 pub async fn responses(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, OpenAiError> {
+) -> Result<Response, AppError> {
     let body = json_body(body)?;
     let req: ResponsesRequest = typed(&body)?;
     let model = upstream::resolve_model(&state, &req.model)?;
     let mut chat = to_chat_request(&req).map_err(ApiError::from)?;
     chat.model = model.clone();
     let chat = upstream::encode_chat(&chat)?;
-    let stream = req.is_stream();
     let ctx = ResponsesContext::for_request(&req);
-    let answer = upstream::send(state, "/v1/chat/completions", chat, model, stream).await?;
-    let node = answer.node.clone();
-    if !stream {
-        let (resp, _) = upstream::chat_response(answer).await?;
-        return Ok(upstream::json(&to_responses_response(&resp, &ctx), node));
-    }
-    let mut items = upstream::items(answer.body);
+    let answer =
+        upstream::send(state, "/v1/chat/completions", chat, model, req.is_stream()).await?;
+    let (node, mut events) = match answer {
+        Answer::Whole { node, reply } => {
+            let resp = upstream::chat_reply(reply)?;
+            return Ok(upstream::json(
+                &to_responses_response(&resp, &ctx),
+                Some(&node),
+            ));
+        }
+        Answer::Stream { node, events } => (node, events),
+    };
     let mut tr = ResponsesStream::new(ctx);
-    let events = async_stream::stream! {
+    let frames = async_stream::stream! {
         let mut out: Vec<StreamEvent> = Vec::new();
         tr.start(&mut out);
-        yield Ok::<Bytes, Infallible>(frames(&mut out));
-        while let Some(item) = items.next().await {
-            match item {
-                Item::Keepalive => {
+        yield Ok::<Bytes, Infallible>(upstream::frames(&mut out));
+        while let Some(event) = events.next().await {
+            match event {
+                Event::Wait(_) => {
                     yield Ok(Bytes::from_static(b": keepalive\n\n"));
                     continue;
                 }
-                Item::Chunk { chunk, calls, .. } => {
-                    tr.push(&chunk, &mut out);
-                    tr.push_tool_calls(&calls, &mut out);
-                }
-                Item::Failed(e) => {
-                    let code = e.code.as_deref().unwrap_or(&e.kind);
-                    tr.error(code, &e.message, &mut out);
-                }
-                Item::Done => tr.finish(&mut out),
+                Event::Chunk(chunk) => tr.push(&chunk, &mut out),
+                Event::Failed(e) => tr.error(e.code, &e.message, &mut out),
+                Event::Done => tr.finish(&mut out),
             }
             if !out.is_empty() {
-                yield Ok(frames(&mut out));
+                yield Ok(upstream::frames(&mut out));
             }
         }
     };
-    Ok(upstream::sse(Body::from_stream(events), node))
-}
-
-fn frames(out: &mut Vec<StreamEvent>) -> Bytes {
-    let mut s = String::new();
-    for ev in out.drain(..) {
-        s.push_str(&ev.to_sse());
-    }
-    Bytes::from(s)
+    Ok(upstream::sse(Body::from_stream(frames), node.as_deref()))
 }

@@ -15,7 +15,6 @@ use cortex_common::openai::{
     ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage,
     ChunkChoice, ChunkDelta, FinishReason, FunctionCallDelta, MessageContent, ToolCallDelta, Usage,
 };
-use cortex_common::translate::new_id;
 use tokio::sync::mpsc;
 
 use super::error::{Failure, JsonBody};
@@ -102,6 +101,11 @@ pub async fn chat_completions(
 
 /// A usable `x-request-id`: 1 to 128 characters of `[A-Za-z0-9._:-]`;
 /// anything else is ignored (it would land in events and logs).
+/// A fresh tool call id (`call_…`).
+fn call_id() -> String {
+    format!("call_{}", uuid::Uuid::new_v4().simple())
+}
+
 fn caller_request_id(headers: &axum::http::HeaderMap) -> Option<String> {
     let v = headers.get("x-request-id")?.to_str().ok()?;
     let ok = (1..=128).contains(&v.len())
@@ -342,7 +346,7 @@ async fn collect_response(
         match event {
             GenEvent::Delta(d) => text.push_str(&d),
             GenEvent::Reasoning(r) => reasoning.push_str(&r),
-            GenEvent::ToolCall(c) => calls.push(c.to_openai(new_id("call_"))),
+            GenEvent::ToolCall(c) => calls.push(c.to_openai(call_id())),
             GenEvent::Done(summary) => {
                 // OpenAI's shape: a turn of only tool calls has `content: null`.
                 let content =
@@ -432,7 +436,7 @@ fn stream_response(
                     calls += 1;
                     let head = ToolCallDelta {
                         index,
-                        id: Some(new_id("call_")),
+                        id: Some(call_id()),
                         kind: Some("function".into()),
                         function: Some(FunctionCallDelta { name: Some(call.name.clone()), arguments: Some(String::new()) }),
                     };

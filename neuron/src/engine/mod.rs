@@ -12,6 +12,7 @@ pub mod sampling;
 pub mod scheduler;
 pub mod sequence;
 pub mod stop;
+pub mod tool_calls;
 pub mod tool_format;
 pub mod trailing_calls;
 pub mod worker;

@@ -20,7 +20,7 @@
 //! Whitespace right after `<think>`, around `</think>` and at the start of
 //! the answer after a thought is formatting and is dropped.
 
-use cortex_common::translate::tool_calls::{ParsedToolCall, Piece, ToolCallParser};
+use crate::engine::tool_calls::{ParsedToolCall, Piece, ToolCallParser};
 use tokenizers::Tokenizer;
 
 use super::tool_format::ToolFormat;

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::engine::tool_calls::ParsedToolCall;
 use candle_core::Tensor;
 use cortex_common::event::{EventKind, RequestEnd};
 use cortex_common::openai::FinishReason;
-use cortex_common::translate::tool_calls::ParsedToolCall;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::admission::Permit;

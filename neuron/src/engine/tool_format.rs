@@ -2,8 +2,8 @@
 //! and how a request that must call a tool gets the call started.
 //!
 //! - **Hermes** `<tool_call>{"name": …, "arguments": …}</tool_call>`
-//!   (Qwen2.5, Qwen3, SmolLM3, most fine-tunes), read by common's
-//!   `ToolCallParser`.
+//!   (Qwen2.5, Qwen3, SmolLM3, most fine-tunes), read by
+//!   [`super::tool_calls::ToolCallParser`].
 //! - **Llama 3.1–3.3** JSON: the answer is `{"name": …, "parameters": …}`
 //!   (several separated by `;`), alone or after `<|python_tag|>`.
 //! - **Mistral** `[TOOL_CALLS]`: a JSON array of `{"name", "arguments"}`
@@ -13,8 +13,8 @@
 //! The last two run to the end of the answer and are read by
 //! [`super::trailing_calls`]. A model that writes none of them answers text.
 
+use crate::engine::tool_calls::TOOL_CALL_OPEN;
 use cortex_common::openai::ChatMessage;
-use cortex_common::translate::tool_calls::TOOL_CALL_OPEN;
 use tokenizers::Tokenizer;
 
 pub const PYTHON_TAG: &str = "<|python_tag|>";

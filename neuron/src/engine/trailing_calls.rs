@@ -5,10 +5,10 @@
 //! ends. Calls that do not read are the answer's text, verbatim; the
 //! whitespace between text and calls that do read is dropped.
 //!
-//! Streaming-safe as [`cortex_common::translate::tool_calls::ToolCallParser`]
+//! Streaming-safe as [`crate::engine::tool_calls::ToolCallParser`]
 //! is: a marker split across pushes is held back, never emitted in halves.
 
-use cortex_common::translate::tool_calls::{
+use crate::engine::tool_calls::{
     ParsedToolCall, Piece, emit_holding_whitespace, tool_call_from_value,
 };
 use serde_json::{Map, Value};

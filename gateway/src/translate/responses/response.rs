@@ -12,14 +12,13 @@
 
 use serde_json::{Map, Value, json};
 
-use super::anthropic_response::text_of;
-use super::new_id;
-use super::tool_calls::{TOOL_CALL_OPEN, parse_tool_calls};
-use crate::openai::{ChatCompletionResponse, FinishReason, Usage};
-use crate::responses::{
+use crate::translate::anthropic::response::text_of;
+use crate::translate::new_id;
+use crate::translate::responses::schema::{
     IncompleteDetails, InputTokensDetails, OutputContent, OutputItem, OutputTokensDetails,
     ReasoningContent, ResponseError, ResponseObject, ResponseUsage, ResponsesRequest, Tool,
 };
+use cortex_common::openai::{ChatCompletionResponse, FinishReason, Usage};
 
 /// The request-side facts a response object reports back.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +28,6 @@ pub struct ResponsesContext {
     /// Unix seconds.
     pub created_at: u64,
     pub model: String,
-    pub parse_text_tool_calls: bool,
     pub instructions: Option<String>,
     pub max_output_tokens: Option<u32>,
     pub temperature: Option<f64>,
@@ -45,9 +43,8 @@ impl ResponsesContext {
     pub fn for_request(req: &ResponsesRequest) -> Self {
         ResponsesContext {
             id: new_id("resp_"),
-            created_at: crate::now_ms() / 1000,
+            created_at: cortex_common::now_ms() / 1000,
             model: req.model.clone(),
-            parse_text_tool_calls: req.has_tools(),
             instructions: req.instructions.clone(),
             max_output_tokens: req.max_output_tokens,
             temperature: req.temperature,
@@ -161,8 +158,8 @@ pub fn to_responses_response(
         if let Some(r) = msg.reasoning_content.as_ref().filter(|r| !r.is_empty()) {
             output.push(reasoning_item(new_id("rs_"), "completed", r.clone()));
         }
-        let mut text = msg.content.as_ref().map(text_of).unwrap_or_default();
-        let mut calls: Vec<(String, String, String)> = msg
+        let text = msg.content.as_ref().map(text_of).unwrap_or_default();
+        let calls: Vec<(String, String, String)> = msg
             .tool_calls
             .iter()
             .flatten()
@@ -174,15 +171,6 @@ pub fn to_responses_response(
                 )
             })
             .collect();
-        if calls.is_empty() && ctx.parse_text_tool_calls && text.contains(TOOL_CALL_OPEN) {
-            let parsed = parse_tool_calls(&text);
-            text = parsed.content;
-            calls = parsed
-                .tool_calls
-                .iter()
-                .map(|c| (new_id("call_"), c.name.clone(), c.arguments_json()))
-                .collect();
-        }
         if !text.is_empty() {
             output.push(message_item(new_id("msg_"), "completed", text));
         }
@@ -249,11 +237,13 @@ mod tests {
     }
 
     #[test]
-    fn length_cut_is_incomplete_and_text_calls_are_parsed() {
+    fn length_cut_is_incomplete_and_text_stays_text() {
+        // Calls written as text are the neuron's to parse; what arrives as
+        // content is the answer's text.
         let resp: ChatCompletionResponse = serde_json::from_str(
             r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"qwen",
             "choices":[{"index":0,"finish_reason":"length","message":{"role":"assistant",
-              "content":"<tool_call>{\"name\":\"f\",\"arguments\":{\"x\":2}}</tool_call>"}}],
+              "content":"<tool_call>{\"name\":\"f\""}}],
             "usage":{"prompt_tokens":7,"completion_tokens":5,"total_tokens":12}}"#,
         )
         .unwrap();
@@ -261,7 +251,11 @@ mod tests {
         assert_eq!(v["status"], "incomplete");
         assert_eq!(v["incomplete_details"]["reason"], "max_output_tokens");
         assert_eq!(v["output"].as_array().unwrap().len(), 1);
-        assert_eq!(v["output"][0]["arguments"], "{\"x\":2}");
+        assert_eq!(v["output"][0]["type"], "message");
+        assert_eq!(
+            v["output"][0]["content"][0]["text"],
+            "<tool_call>{\"name\":\"f\""
+        );
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! prepended to the text). Rejected (400): token-id prompts, several
 //! prompts, `suffix`, `logprobs`, `best_of` > 1 — none can be honoured.
 
+pub mod schema;
+
 use super::{TranslateError, id_suffix};
-use crate::completions::{
+use crate::translate::completions::schema::{
     CompletionChoice, CompletionChunk, CompletionRequest, CompletionResponse, Prompt,
 };
-use crate::openai::{
+use cortex_common::openai::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, FinishReason,
 };
 
@@ -113,7 +115,7 @@ pub fn to_completion_response(
             .map(|c| {
                 let mut text = ctx.echo.clone().unwrap_or_default();
                 if let Some(content) = &c.message.content {
-                    text.push_str(&super::anthropic_response::text_of(content));
+                    text.push_str(&crate::translate::anthropic::response::text_of(content));
                 }
                 CompletionChoice {
                     text,

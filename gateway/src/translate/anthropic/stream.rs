@@ -7,10 +7,8 @@
 //! let mut out = Vec::new();
 //! tr.start(&mut out);                 // message_start — send it at once
 //! // while the model loads / prefills: send AnthropicStream::ping() every ~1 s
-//! for each upstream `data:` payload:
-//!     let (chunk, calls) = translate::parse_upstream_chunk(data)?;
-//!     tr.push(&chunk, &mut out);            // text, finish reason, usage
-//!     tr.push_tool_calls(&calls, &mut out); // structured tool-call fragments
+//! for each upstream chunk:
+//!     tr.push(&chunk, &mut out);     // thinking, text, tool calls, finish, usage
 //!     // send every event in `out` as `ev.to_sse()`, then clear it
 //! on upstream [DONE] / end:  tr.finish(&mut out);      // message_delta, message_stop
 //! on an upstream failure:    tr.error(kind, msg, &mut out); // one `error` event
@@ -25,18 +23,18 @@
 //! tool call becomes a
 //! `tool_use` block whose arguments arrive as `input_json_delta`s.
 //! Upstream tool-call fragments must arrive call after call (as OpenAI and
-//! vLLM send them). With `parse_text_tool_calls`, `<tool_call>` text in the
-//! content is turned into `tool_use` blocks too.
+//! vLLM send them); the neuron parses calls the model writes as text, so
+//! text is only ever text here.
 
 use serde_json::{Map, Value};
 
-use super::anthropic_response::{stop_reason, thinking_block};
-use super::tool_calls::{ParsedToolCall, Piece, ToolCallParser};
-use crate::anthropic::{
+use crate::translate::anthropic::response::{stop_reason, thinking_block};
+use crate::translate::anthropic::schema::{
     BlockDelta, ContentBlock, DeltaUsage, ErrorDetail, ErrorType, MessageDelta, MessagesRequest,
     MessagesResponse, StreamEvent, Usage,
 };
-use crate::openai::{ChatCompletionChunk, FinishReason, ToolCallDelta};
+use crate::translate::{ChunkParts, Fragment};
+use cortex_common::openai::{ChatCompletionChunk, FinishReason, ToolCallDelta};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamContext {
@@ -47,17 +45,14 @@ pub struct StreamContext {
     /// Prompt size for `message_start` if known up front (0 otherwise; the
     /// real figure follows in `message_delta` once the upstream reports it).
     pub input_tokens: u32,
-    /// Turn `<tool_call>` text into `tool_use` blocks.
-    pub parse_text_tool_calls: bool,
 }
 
 impl StreamContext {
     pub fn for_request(req: &MessagesRequest) -> Self {
         StreamContext {
-            id: super::new_id("msg_"),
+            id: crate::translate::new_id("msg_"),
             model: req.model.clone(),
             input_tokens: 0,
-            parse_text_tool_calls: req.has_tools(),
         }
     }
 }
@@ -69,7 +64,7 @@ enum Open {
     Text,
     /// A tool_use block fed by upstream tool call number `upstream`.
     Tool {
-        upstream: Option<u32>,
+        upstream: u32,
     },
 }
 
@@ -82,10 +77,8 @@ pub struct AnthropicStream {
     /// Index of the open block, or of the next one when none is open.
     index: u32,
     open: Open,
-    parser: Option<ToolCallParser>,
-    pieces: Vec<Piece>,
     finish: Option<FinishReason>,
-    usage: Option<crate::openai::Usage>,
+    usage: Option<cortex_common::openai::Usage>,
     /// Content-bearing upstream chunks: the output-token estimate when the
     /// upstream sends no usage.
     chunks: u32,
@@ -95,15 +88,12 @@ pub struct AnthropicStream {
 
 impl AnthropicStream {
     pub fn new(ctx: StreamContext) -> Self {
-        let parser = ctx.parse_text_tool_calls.then(ToolCallParser::new);
         AnthropicStream {
             ctx,
             started: false,
             done: false,
             index: 0,
             open: Open::None,
-            parser,
-            pieces: Vec::new(),
             finish: None,
             usage: None,
             chunks: 0,
@@ -120,12 +110,6 @@ impl AnthropicStream {
     /// True once `finish` or `error` ended the stream.
     pub fn is_done(&self) -> bool {
         self.done
-    }
-
-    /// The stop sequence that ended generation, when the upstream says so;
-    /// call before `finish`.
-    pub fn set_stop_sequence(&mut self, stop_sequence: Option<String>) {
-        self.stop_sequence = stop_sequence;
     }
 
     /// Emit `message_start` (once; `push` calls it if you did not).
@@ -157,54 +141,27 @@ impl AnthropicStream {
             return;
         }
         self.start(out);
-        if let Some(usage) = &chunk.usage {
+        let parts = ChunkParts::of(chunk);
+        if let Some(usage) = parts.usage {
             self.usage = Some(usage.clone());
         }
-        let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
-            return;
-        };
-        if let Some(thinking) = choice
-            .delta
-            .reasoning_content
-            .as_deref()
-            .filter(|t| !t.is_empty())
-        {
+        if let Some(thinking) = parts.reasoning {
             self.chunks += 1;
             self.thinking(thinking, out);
         }
-        if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
+        if let Some(text) = parts.text {
             self.chunks += 1;
-            match self.parser.as_mut() {
-                None => self.text(text, out),
-                Some(parser) => {
-                    let mut pieces = std::mem::take(&mut self.pieces);
-                    parser.push(text, &mut pieces);
-                    self.emit_pieces(&mut pieces, out);
-                    self.pieces = pieces;
-                }
-            }
+            self.text(text, out);
         }
-        if choice.finish_reason.is_some() {
-            self.finish = choice.finish_reason;
+        if !parts.calls.is_empty() {
+            self.chunks += 1;
         }
-    }
-
-    /// Structured tool-call fragments of the same upstream chunk (from
-    /// [`super::parse_upstream_chunk`]); call after `push` of that chunk.
-    pub fn push_tool_calls(&mut self, calls: &[ToolCallDelta], out: &mut Vec<StreamEvent>) {
-        if self.done || calls.is_empty() {
-            return;
-        }
-        self.start(out);
-        if let Some(parser) = self.parser.as_mut() {
-            let mut pieces = std::mem::take(&mut self.pieces);
-            parser.flush(&mut pieces);
-            self.emit_pieces(&mut pieces, out);
-            self.pieces = pieces;
-        }
-        self.chunks += 1;
-        for call in calls {
+        for call in parts.calls {
             self.tool_fragment(call, out);
+        }
+        self.finish = parts.finish.or(self.finish);
+        if let Some(stop) = parts.stop_sequence {
+            self.stop_sequence = Some(stop.to_string());
         }
     }
 
@@ -215,11 +172,6 @@ impl AnthropicStream {
             return;
         }
         self.start(out);
-        if let Some(mut parser) = self.parser.take() {
-            let mut pieces = std::mem::take(&mut self.pieces);
-            parser.finish(&mut pieces);
-            self.emit_pieces(&mut pieces, out);
-        }
         self.close(out);
         let (stop_reason, stop_sequence) = stop_reason(
             self.finish,
@@ -228,7 +180,7 @@ impl AnthropicStream {
         );
         let (input, output, cache_read) = match &self.usage {
             Some(u) => {
-                let u = super::anthropic_response::usage(u);
+                let u = crate::translate::anthropic::response::usage(u);
                 (u.input_tokens, u.output_tokens, u.cache_read_input_tokens)
             }
             None => (self.ctx.input_tokens, self.chunks, None),
@@ -268,15 +220,6 @@ impl AnthropicStream {
         self.done = true;
     }
 
-    fn emit_pieces(&mut self, pieces: &mut Vec<Piece>, out: &mut Vec<StreamEvent>) {
-        for piece in pieces.drain(..) {
-            match piece {
-                Piece::Text(t) => self.text(&t, out),
-                Piece::Call(c) => self.whole_call(c, out),
-            }
-        }
-    }
-
     fn thinking(&mut self, thinking: &str, out: &mut Vec<StreamEvent>) {
         if self.open != Open::Thinking {
             self.close(out);
@@ -313,13 +256,7 @@ impl AnthropicStream {
         });
     }
 
-    fn open_tool(
-        &mut self,
-        id: String,
-        name: String,
-        upstream: Option<u32>,
-        out: &mut Vec<StreamEvent>,
-    ) {
+    fn open_tool(&mut self, id: String, name: String, upstream: u32, out: &mut Vec<StreamEvent>) {
         self.close(out);
         self.open = Open::Tool { upstream };
         self.saw_tool_use = true;
@@ -340,28 +277,16 @@ impl AnthropicStream {
         });
     }
 
-    fn whole_call(&mut self, call: ParsedToolCall, out: &mut Vec<StreamEvent>) {
-        let args = call.arguments_json();
-        self.open_tool(super::new_id("toolu_"), call.name, None, out);
-        self.json_delta(args, out);
-        self.close(out);
-    }
-
     fn tool_fragment(&mut self, call: &ToolCallDelta, out: &mut Vec<StreamEvent>) {
-        let function = call.function.as_ref();
-        let same = self.open
-            == Open::Tool {
-                upstream: Some(call.index),
-            };
-        if !same || call.id.is_some() {
-            let id = call.id.clone().unwrap_or_else(|| super::new_id("toolu_"));
-            let name = function.and_then(|f| f.name.clone()).unwrap_or_default();
-            self.open_tool(id, name, Some(call.index), out);
+        let open = match self.open {
+            Open::Tool { upstream } => Some(upstream),
+            _ => None,
+        };
+        let fragment = Fragment::of(call, open, "toolu_");
+        if let Some((id, name)) = fragment.opens {
+            self.open_tool(id, name, call.index, out);
         }
-        if let Some(args) = function
-            .and_then(|f| f.arguments.as_deref())
-            .filter(|a| !a.is_empty())
-        {
+        if let Some(args) = fragment.arguments {
             self.json_delta(args.to_string(), out);
         }
     }
@@ -378,34 +303,30 @@ impl AnthropicStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::anthropic::StopReason;
+    use crate::translate::SseEvent;
+    use crate::translate::anthropic::schema::StopReason;
     use serde_json::json;
 
-    fn ctx(parse: bool) -> StreamContext {
+    fn ctx() -> StreamContext {
         StreamContext {
             id: "msg_test".into(),
             model: "qwen".into(),
             input_tokens: 0,
-            parse_text_tool_calls: parse,
         }
     }
 
-    fn chunks(lines: &[&str]) -> Vec<(ChatCompletionChunk, Vec<ToolCallDelta>)> {
+    fn chunks(lines: &[&str]) -> Vec<ChatCompletionChunk> {
         lines
             .iter()
-            .map(|l| super::super::parse_upstream_chunk(l).unwrap())
+            .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
 
-    fn run(
-        tr: &mut AnthropicStream,
-        chunks: &[(ChatCompletionChunk, Vec<ToolCallDelta>)],
-    ) -> Vec<Value> {
+    fn run(tr: &mut AnthropicStream, chunks: &[ChatCompletionChunk]) -> Vec<Value> {
         let mut out = Vec::new();
         tr.start(&mut out);
-        for (c, calls) in chunks {
+        for c in chunks {
             tr.push(c, &mut out);
-            tr.push_tool_calls(calls, &mut out);
         }
         tr.finish(&mut out);
         out.iter()
@@ -429,7 +350,7 @@ mod tests {
 
     #[test]
     fn structured_tool_call_stream_becomes_the_exact_event_sequence() {
-        let mut tr = AnthropicStream::new(ctx(false));
+        let mut tr = AnthropicStream::new(ctx());
         let events = run(&mut tr, &chunks(TOOL_STREAM));
         let want = vec![
             json!({"type":"message_start","message":{"id":"msg_test","type":"message","role":"assistant","content":[],"model":"qwen","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}),
@@ -452,65 +373,16 @@ mod tests {
     }
 
     #[test]
-    fn text_tool_calls_stream_as_tool_use_blocks() {
-        let pieces = [
-            "Sure",
-            ".\n<tool",
-            "_call>\n{\"name\": \"f\", ",
-            "\"arguments\": {\"q\": \"é\"}}\n</tool_call>",
-        ];
-        let lines: Vec<String> = pieces
-            .iter()
-            .map(|p| {
-                json!({"id":"c","object":"chat.completion.chunk","created":1,"model":"qwen",
-                       "choices":[{"index":0,"delta":{"content":p},"finish_reason":null}]})
-                .to_string()
-            })
-            .collect();
-        let mut cs = chunks(&lines.iter().map(String::as_str).collect::<Vec<_>>());
-        cs.extend(chunks(&[r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#]));
-        let mut tr = AnthropicStream::new(ctx(true));
-        let events = run(&mut tr, &cs);
-        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-        assert_eq!(
-            types,
-            [
-                "message_start",
-                "content_block_start",
-                "content_block_delta",
-                "content_block_delta",
-                "content_block_stop",
-                "content_block_start",
-                "content_block_delta",
-                "content_block_stop",
-                "message_delta",
-                "message_stop"
-            ]
-        );
-        let text: String = events
-            .iter()
-            .filter_map(|e| e["delta"]["text"].as_str())
-            .collect();
-        assert_eq!(text, "Sure.");
-        assert_eq!(events[5]["content_block"]["name"], "f");
-        assert_eq!(events[6]["delta"]["partial_json"], r#"{"q":"é"}"#);
-        assert_eq!(events[8]["delta"]["stop_reason"], "tool_use");
-        // Estimated usage when the upstream sent none.
-        assert_eq!(events[8]["usage"]["output_tokens"], 4);
-    }
-
-    #[test]
     fn max_tokens_and_stop_sequence() {
         let line = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"length"}]}"#;
-        let mut tr = AnthropicStream::new(ctx(false));
+        let mut tr = AnthropicStream::new(ctx());
         let events = run(&mut tr, &chunks(&[line]));
         assert_eq!(
             events[events.len() - 2]["delta"]["stop_reason"],
             json!(StopReason::MaxTokens)
         );
-        let line = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}"#;
-        let mut tr = AnthropicStream::new(ctx(false));
-        tr.set_stop_sequence(Some("END".into()));
+        let line = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop","stop_reason":"END"}]}"#;
+        let mut tr = AnthropicStream::new(ctx());
         let events = run(&mut tr, &chunks(&[line]));
         assert_eq!(
             events[events.len() - 2]["delta"],
@@ -520,12 +392,12 @@ mod tests {
 
     #[test]
     fn error_mid_stream_ends_it() {
-        let mut tr = AnthropicStream::new(ctx(false));
+        let mut tr = AnthropicStream::new(ctx());
         let mut out = Vec::new();
-        tr.push(&chunks(&[TOOL_STREAM[1]])[0].0, &mut out);
+        tr.push(&chunks(&[TOOL_STREAM[1]])[0], &mut out);
         tr.error(ErrorType::OverloadedError, "Overloaded", &mut out);
         tr.finish(&mut out);
-        tr.push(&chunks(&[TOOL_STREAM[2]])[0].0, &mut out);
+        tr.push(&chunks(&[TOOL_STREAM[2]])[0], &mut out);
         let last = out.last().unwrap();
         assert_eq!(
             last.to_sse(),
@@ -536,7 +408,7 @@ mod tests {
 
     #[test]
     fn empty_stream_still_closes_the_message() {
-        let mut tr = AnthropicStream::new(ctx(true));
+        let mut tr = AnthropicStream::new(ctx());
         let mut out = Vec::new();
         tr.finish(&mut out);
         let names: Vec<_> = out.iter().map(|e| e.name()).collect();
@@ -552,7 +424,7 @@ mod tests {
             r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{"content":"Hi!"},"finish_reason":null}]}"#,
             r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"q","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
         ];
-        let events = run(&mut AnthropicStream::new(ctx(false)), &chunks(&lines));
+        let events = run(&mut AnthropicStream::new(ctx()), &chunks(&lines));
         let kinds: Vec<String> = events
             .iter()
             .map(|e| {

@@ -27,7 +27,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::openai::{FunctionCall, ToolCall};
+use cortex_common::openai::{FunctionCall, ToolCall};
 
 pub const TOOL_CALL_OPEN: &str = "<tool_call>";
 pub const TOOL_CALL_CLOSE: &str = "</tool_call>";
@@ -73,20 +73,27 @@ pub struct ParsedText {
     pub tool_calls: Vec<ParsedToolCall>,
 }
 
+impl FromIterator<Piece> for ParsedText {
+    /// The pieces of one text, in order: its content and its calls.
+    fn from_iter<I: IntoIterator<Item = Piece>>(pieces: I) -> Self {
+        let mut out = ParsedText::default();
+        for piece in pieces {
+            match piece {
+                Piece::Text(t) => out.content.push_str(&t),
+                Piece::Call(c) => out.tool_calls.push(c),
+            }
+        }
+        out
+    }
+}
+
 /// Separate a complete text into content and tool calls.
 pub fn parse_tool_calls(text: &str) -> ParsedText {
     let mut parser = ToolCallParser::new();
     let mut pieces = Vec::new();
     parser.push(text, &mut pieces);
     parser.finish(&mut pieces);
-    let mut out = ParsedText::default();
-    for piece in pieces {
-        match piece {
-            Piece::Text(t) => out.content.push_str(&t),
-            Piece::Call(c) => out.tool_calls.push(c),
-        }
-    }
-    out
+    pieces.into_iter().collect()
 }
 
 /// Parse one call body (the JSON between the tags).
@@ -116,17 +123,6 @@ pub fn tool_call_from_value(value: Value) -> Option<ParsedToolCall> {
         Some(_) => return None,
     };
     Some(ParsedToolCall { name, arguments })
-}
-
-/// OpenAI `function.arguments` (a string) as the object a chat template
-/// wants (`tool_call.arguments | tojson`, `arguments.items()`): the parsed
-/// object when the string holds one, the string itself otherwise, so that
-/// nothing is lost.
-pub fn arguments_for_template(arguments: &str) -> Value {
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => Value::String(arguments.to_string()),
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,14 +340,7 @@ mod tests {
             p.push(&c.iter().collect::<String>(), &mut pieces);
         }
         p.finish(&mut pieces);
-        let mut out = ParsedText::default();
-        for piece in pieces {
-            match piece {
-                Piece::Text(t) => out.content.push_str(&t),
-                Piece::Call(c) => out.tool_calls.push(c),
-            }
-        }
-        out
+        pieces.into_iter().collect()
     }
 
     #[test]
@@ -437,11 +426,5 @@ mod tests {
         assert!(out.is_empty() && p.in_call());
         p.push("</tool_call>", &mut out);
         assert!(matches!(&out[0], Piece::Call(c) if c.name == "f"));
-    }
-
-    #[test]
-    fn template_arguments_are_objects() {
-        assert_eq!(arguments_for_template(r#"{"a":1}"#), json!({"a": 1}));
-        assert_eq!(arguments_for_template("oops"), json!("oops"));
     }
 }

@@ -22,13 +22,15 @@
 
 use serde_json::{Value, json};
 
-use super::{SYSTEM_BLOCK_SEPARATOR, TranslateError};
-use crate::anthropic::{
+use crate::translate::anthropic::schema::{
     Content, ContentBlock, MessagesRequest, SystemPrompt, Tool, ToolChoice, ToolResultContent,
 };
-use crate::openai::{
+use crate::translate::{
+    SYSTEM_BLOCK_SEPARATOR, TranslateError, chat_request, chat_tool, chat_tools,
+};
+use cortex_common::openai::{
     ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, MessageContent, StopSequences,
-    StreamOptions, ToolCall,
+    ToolCall,
 };
 
 pub fn to_chat_request(req: &MessagesRequest) -> Result<ChatCompletionRequest, TranslateError> {
@@ -51,25 +53,9 @@ pub fn to_chat_request(req: &MessagesRequest) -> Result<ChatCompletionRequest, T
             }
         }
     }
-    let tools = match &req.tools {
-        None => None,
-        Some(tools) => Some(
-            tools
-                .iter()
-                .enumerate()
-                .map(|(i, t)| tool(i, t))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-    };
-    let stream = req.is_stream();
+    let tools = chat_tools(req.tools.as_deref(), tool)?;
     let thinking_budget = thinking_budget(req)?;
     Ok(ChatCompletionRequest {
-        model: req.model.clone(),
-        messages,
-        stream: req.stream,
-        stream_options: stream.then_some(StreamOptions {
-            include_usage: Some(true),
-        }),
         max_tokens: Some(req.max_tokens),
         temperature: req.temperature,
         top_p: req.top_p,
@@ -89,7 +75,7 @@ pub fn to_chat_request(req: &MessagesRequest) -> Result<ChatCompletionRequest, T
             kwargs
         }),
         thinking_budget,
-        ..Default::default()
+        ..chat_request(&req.model, messages, req.stream)
     })
 }
 
@@ -317,11 +303,10 @@ fn tool(i: usize, t: &Tool) -> Result<Value, TranslateError> {
             ),
         ));
     };
-    let mut function = json!({ "name": t.name, "parameters": schema });
-    if let Some(d) = &t.description {
-        function["description"] = Value::String(d.clone());
-    }
-    Ok(json!({ "type": "function", "function": function }))
+    Ok(chat_tool(
+        json!({ "name": t.name, "parameters": schema }),
+        t.description.as_ref(),
+    ))
 }
 
 fn tool_choice(c: &ToolChoice) -> Value {
@@ -336,7 +321,7 @@ fn tool_choice(c: &ToolChoice) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::anthropic::SystemBlock;
+    use crate::translate::anthropic::schema::SystemBlock;
 
     fn req(json: &str) -> MessagesRequest {
         serde_json::from_str(json).unwrap()

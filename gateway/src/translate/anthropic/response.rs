@@ -8,46 +8,26 @@
 
 use serde_json::Value;
 
-use super::id_suffix;
-use super::tool_calls::{arguments_for_template, parse_tool_calls};
-use crate::anthropic::{ContentBlock, MessagesRequest, MessagesResponse, StopReason, Usage};
-use crate::openai::{ChatCompletionResponse, FinishReason, MessageContent};
+use crate::translate::anthropic::schema::{ContentBlock, MessagesResponse, StopReason, Usage};
+use crate::translate::id_suffix;
+use cortex_common::openai::{ChatCompletionResponse, FinishReason, MessageContent};
 
-/// What the translation needs to know beyond the upstream answer.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ResponseContext {
-    /// Parse `<tool_call>` text out of content that carries no structured
-    /// `tool_calls` (the neuron did not parse them). Set when the request
-    /// offered tools.
-    pub parse_text_tool_calls: bool,
-    /// The stop sequence that ended generation, when the upstream reported
-    /// one: turns `finish_reason: "stop"` into `stop_sequence`.
-    pub stop_sequence: Option<String>,
-}
-
-impl ResponseContext {
-    pub fn for_request(req: &MessagesRequest) -> Self {
-        ResponseContext {
-            parse_text_tool_calls: req.has_tools(),
-            stop_sequence: None,
-        }
-    }
-}
-
-pub fn to_anthropic_response(
-    resp: &ChatCompletionResponse,
-    ctx: &ResponseContext,
-) -> MessagesResponse {
+/// The answer in Anthropic's shape. The stop sequence that ended it, when
+/// the upstream reports one (`stop_reason`, vLLM's convention), turns
+/// `finish_reason: "stop"` into `stop_sequence`.
+pub fn to_anthropic_response(resp: &ChatCompletionResponse) -> MessagesResponse {
     let mut content = Vec::new();
     let mut finish = None;
+    let mut stop_sequence = None;
     if let Some(choice) = resp.choices.first() {
         finish = choice.finish_reason;
+        stop_sequence = choice.stop_reason.as_deref();
         let msg = &choice.message;
         if let Some(thinking) = msg.reasoning_content.as_ref().filter(|r| !r.is_empty()) {
             content.push(thinking_block(thinking.clone()));
         }
-        let mut text = msg.content.as_ref().map(text_of).unwrap_or_default();
-        let mut calls: Vec<ContentBlock> = msg
+        let text = msg.content.as_ref().map(text_of).unwrap_or_default();
+        let calls = msg
             .tool_calls
             .iter()
             .flatten()
@@ -56,23 +36,7 @@ pub fn to_anthropic_response(
                 name: c.function.name.clone(),
                 input: arguments_for_template(&c.function.arguments),
             })
-            .collect();
-        if calls.is_empty()
-            && ctx.parse_text_tool_calls
-            && text.contains(super::tool_calls::TOOL_CALL_OPEN)
-        {
-            let parsed = parse_tool_calls(&text);
-            text = parsed.content;
-            calls = parsed
-                .tool_calls
-                .into_iter()
-                .map(|c| ContentBlock::ToolUse {
-                    id: super::new_id("toolu_"),
-                    name: c.name,
-                    input: Value::Object(c.arguments),
-                })
-                .collect();
-        }
+            .collect::<Vec<_>>();
         if !text.is_empty() {
             content.push(ContentBlock::Text { text });
         }
@@ -81,8 +45,7 @@ pub fn to_anthropic_response(
     let has_tool_use = content
         .iter()
         .any(|b| matches!(b, ContentBlock::ToolUse { .. }));
-    let (stop_reason, stop_sequence) =
-        stop_reason(finish, has_tool_use, ctx.stop_sequence.as_deref());
+    let (stop_reason, stop_sequence) = stop_reason(finish, has_tool_use, stop_sequence);
     MessagesResponse {
         id: format!("msg_{}", id_suffix(&resp.id)),
         kind: "message".to_string(),
@@ -107,7 +70,7 @@ pub fn thinking_block(thinking: String) -> ContentBlock {
 /// OpenAI usage → Anthropic usage: Anthropic counts prompt tokens read
 /// from a cache apart (`cache_read_input_tokens`), and `input_tokens` is
 /// only what was processed anew.
-pub fn usage(u: &crate::openai::Usage) -> Usage {
+pub fn usage(u: &cortex_common::openai::Usage) -> Usage {
     let cached = u.cached_tokens().min(u.prompt_tokens);
     Usage {
         input_tokens: u.prompt_tokens - cached,
@@ -137,6 +100,16 @@ pub fn stop_reason(
 }
 
 /// The text of message content; non-text parts contribute nothing.
+/// OpenAI `function.arguments` (a string) as Anthropic's `input`: the
+/// parsed object when the string holds one, the string itself otherwise,
+/// so that nothing is lost.
+fn arguments_for_template(arguments: &str) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => Value::String(arguments.to_string()),
+    }
+}
+
 pub(crate) fn text_of(content: &MessageContent) -> String {
     match content {
         MessageContent::Text(s) => s.clone(),
@@ -165,7 +138,7 @@ mod tests {
 
     #[test]
     fn tool_calls_survive_non_streaming() {
-        let m = to_anthropic_response(&resp(TOOL_ANSWER), &ResponseContext::default());
+        let m = to_anthropic_response(&resp(TOOL_ANSWER));
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(
             v,
@@ -182,29 +155,22 @@ mod tests {
     }
 
     #[test]
-    fn text_tool_calls_are_parsed_when_tools_were_offered() {
+    fn arguments_become_an_object_when_they_hold_one() {
+        assert_eq!(arguments_for_template(r#"{"a":1}"#), json!({"a": 1}));
+        assert_eq!(arguments_for_template("oops"), json!("oops"));
+    }
+
+    #[test]
+    fn the_upstream_stop_reason_is_the_stop_sequence() {
         let r = resp(
             r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m",
-            "choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant",
-            "content":"<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call>"}}],
-            "usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            "choices":[{"index":0,"finish_reason":"stop","stop_reason":"END",
+            "message":{"role":"assistant","content":"a"}}],
+            "usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
         );
-        let ctx = ResponseContext {
-            parse_text_tool_calls: true,
-            ..Default::default()
-        };
-        let m = to_anthropic_response(&r, &ctx);
-        assert_eq!(m.content.len(), 1);
-        assert!(
-            matches!(&m.content[0], ContentBlock::ToolUse { name, input, id } if name == "f" && input == &json!({"x":1}) && id.starts_with("toolu_"))
-        );
-        assert_eq!(m.stop_reason, Some(StopReason::ToolUse));
-        // Without tools on offer the text is the answer.
-        let m = to_anthropic_response(&r, &ResponseContext::default());
-        assert!(
-            matches!(&m.content[0], ContentBlock::Text { text } if text.starts_with("<tool_call>"))
-        );
-        assert_eq!(m.stop_reason, Some(StopReason::EndTurn));
+        let m = to_anthropic_response(&r);
+        assert_eq!(m.stop_reason, Some(StopReason::StopSequence));
+        assert_eq!(m.stop_sequence.as_deref(), Some("END"));
     }
 
     #[test]
@@ -239,7 +205,7 @@ mod tests {
             "choices":[{"index":0,"finish_reason":"length","message":{"role":"assistant","content":null}}],
             "usage":{"prompt_tokens":3,"completion_tokens":0,"total_tokens":3}}"#,
         );
-        let m = to_anthropic_response(&r, &ResponseContext::default());
+        let m = to_anthropic_response(&r);
         assert!(m.content.is_empty());
         assert_eq!(m.stop_reason, Some(StopReason::MaxTokens));
         assert_eq!(m.id, "msg_x");
@@ -254,7 +220,7 @@ mod tests {
                 "usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11,
                          "completion_tokens_details":{"reasoning_tokens":4}}}"#,
         );
-        let m = to_anthropic_response(&r, &ResponseContext::default());
+        let m = to_anthropic_response(&r);
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(
             v["content"],

@@ -16,11 +16,14 @@
 //! `response.output_item.done`. Each tool call is one `function_call` item
 //! with `response.function_call_arguments.delta`* / `.done`.
 
-use super::new_id;
-use super::responses_response::{ResponsesContext, message_item, reasoning_item, status, usage};
-use super::tool_calls::{ParsedToolCall, Piece, ToolCallParser};
-use crate::openai::{ChatCompletionChunk, FinishReason, ToolCallDelta, Usage};
-use crate::responses::{OutputContent, OutputItem, StreamEvent, StreamEventKind as K};
+use crate::translate::responses::response::{
+    ResponsesContext, message_item, reasoning_item, status, usage,
+};
+use crate::translate::responses::schema::{
+    OutputContent, OutputItem, StreamEvent, StreamEventKind as K,
+};
+use crate::translate::{ChunkParts, Fragment, new_id};
+use cortex_common::openai::{ChatCompletionChunk, FinishReason, ToolCallDelta, Usage};
 
 #[derive(Debug)]
 enum Open {
@@ -38,7 +41,7 @@ enum Open {
         call_id: String,
         name: String,
         arguments: String,
-        upstream: Option<u32>,
+        upstream: u32,
     },
 }
 
@@ -50,15 +53,12 @@ pub struct ResponsesStream {
     done: bool,
     output: Vec<OutputItem>,
     open: Open,
-    parser: Option<ToolCallParser>,
-    pieces: Vec<Piece>,
     finish: Option<FinishReason>,
     usage: Option<Usage>,
 }
 
 impl ResponsesStream {
     pub fn new(ctx: ResponsesContext) -> Self {
-        let parser = ctx.parse_text_tool_calls.then(ToolCallParser::new);
         ResponsesStream {
             ctx,
             seq: 0,
@@ -66,8 +66,6 @@ impl ResponsesStream {
             done: false,
             output: Vec::new(),
             open: Open::None,
-            parser,
-            pieces: Vec::new(),
             finish: None,
             usage: None,
         }
@@ -109,52 +107,18 @@ impl ResponsesStream {
             return;
         }
         self.start(out);
-        if let Some(u) = &chunk.usage {
-            self.usage = Some(u.clone());
-        }
-        let Some(choice) = chunk.choices.iter().find(|c| c.index == 0) else {
-            return;
-        };
-        if let Some(r) = choice
-            .delta
-            .reasoning_content
-            .as_deref()
-            .filter(|t| !t.is_empty())
-        {
+        let parts = ChunkParts::of(chunk);
+        self.usage = parts.usage.cloned().or(self.usage.take());
+        if let Some(r) = parts.reasoning {
             self.reasoning(r, out);
         }
-        if let Some(text) = choice.delta.content.as_deref().filter(|t| !t.is_empty()) {
-            match self.parser.as_mut() {
-                None => self.text(text, out),
-                Some(parser) => {
-                    let mut pieces = std::mem::take(&mut self.pieces);
-                    parser.push(text, &mut pieces);
-                    self.emit_pieces(&mut pieces, out);
-                    self.pieces = pieces;
-                }
-            }
+        if let Some(text) = parts.text {
+            self.text(text, out);
         }
-        if choice.finish_reason.is_some() {
-            self.finish = choice.finish_reason;
-        }
-    }
-
-    /// Structured tool-call fragments of the same upstream chunk (from
-    /// [`super::parse_upstream_chunk`]); call after `push` of that chunk.
-    pub fn push_tool_calls(&mut self, calls: &[ToolCallDelta], out: &mut Vec<StreamEvent>) {
-        if self.done || calls.is_empty() {
-            return;
-        }
-        self.start(out);
-        if let Some(parser) = self.parser.as_mut() {
-            let mut pieces = std::mem::take(&mut self.pieces);
-            parser.flush(&mut pieces);
-            self.emit_pieces(&mut pieces, out);
-            self.pieces = pieces;
-        }
-        for call in calls {
+        for call in parts.calls {
             self.tool_fragment(call, out);
         }
+        self.finish = parts.finish.or(self.finish);
     }
 
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) {
@@ -162,11 +126,6 @@ impl ResponsesStream {
             return;
         }
         self.start(out);
-        if let Some(mut parser) = self.parser.take() {
-            let mut pieces = std::mem::take(&mut self.pieces);
-            parser.finish(&mut pieces);
-            self.emit_pieces(&mut pieces, out);
-        }
         self.close(out);
         let status = status(self.finish);
         let obj = Box::new(self.ctx.object(
@@ -203,15 +162,6 @@ impl ResponsesStream {
         );
         self.emit(K::Failed { response: obj }, out);
         self.done = true;
-    }
-
-    fn emit_pieces(&mut self, pieces: &mut Vec<Piece>, out: &mut Vec<StreamEvent>) {
-        for piece in pieces.drain(..) {
-            match piece {
-                Piece::Text(t) => self.text(&t, out),
-                Piece::Call(c) => self.whole_call(c, out),
-            }
-        }
     }
 
     fn reasoning(&mut self, delta: &str, out: &mut Vec<StreamEvent>) {
@@ -304,7 +254,7 @@ impl ResponsesStream {
         &mut self,
         call_id: String,
         name: String,
-        upstream: Option<u32>,
+        upstream: u32,
         out: &mut Vec<StreamEvent>,
     ) {
         self.close(out);
@@ -352,25 +302,16 @@ impl ResponsesStream {
         );
     }
 
-    fn whole_call(&mut self, call: ParsedToolCall, out: &mut Vec<StreamEvent>) {
-        let args = call.arguments_json();
-        self.open_call(new_id("call_"), call.name, None, out);
-        self.arguments(&args, out);
-        self.close(out);
-    }
-
     fn tool_fragment(&mut self, call: &ToolCallDelta, out: &mut Vec<StreamEvent>) {
-        let function = call.function.as_ref();
-        let same = matches!(self.open, Open::Call { upstream: Some(u), .. } if u == call.index);
-        if !same || call.id.is_some() {
-            let id = call.id.clone().unwrap_or_else(|| new_id("call_"));
-            let name = function.and_then(|f| f.name.clone()).unwrap_or_default();
-            self.open_call(id, name, Some(call.index), out);
+        let open = match self.open {
+            Open::Call { upstream, .. } => Some(upstream),
+            _ => None,
+        };
+        let fragment = Fragment::of(call, open, "call_");
+        if let Some((id, name)) = fragment.opens {
+            self.open_call(id, name, call.index, out);
         }
-        if let Some(args) = function
-            .and_then(|f| f.arguments.as_deref())
-            .filter(|a| !a.is_empty())
-        {
+        if let Some(args) = fragment.arguments {
             self.arguments(args, out);
         }
     }
@@ -470,13 +411,14 @@ impl ResponsesStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::responses::ResponsesRequest;
+    use crate::translate::SseEvent;
+    use crate::translate::responses::schema::ResponsesRequest;
     use serde_json::{Value, json};
 
-    fn chunk(delta: Value, finish: Value) -> (ChatCompletionChunk, Vec<ToolCallDelta>) {
+    fn chunk(delta: Value, finish: Value) -> ChatCompletionChunk {
         let v = json!({"id":"c","object":"chat.completion.chunk","created":1,"model":"qwen",
             "choices":[{"index":0,"delta":delta,"finish_reason":finish}]});
-        super::super::parse_upstream_chunk(&v.to_string()).unwrap()
+        serde_json::from_value(v).unwrap()
     }
 
     fn ctx(tools: bool) -> ResponsesContext {
@@ -488,14 +430,10 @@ mod tests {
         ResponsesContext::for_request(&serde_json::from_str::<ResponsesRequest>(body).unwrap())
     }
 
-    fn run(
-        tr: &mut ResponsesStream,
-        chunks: &[(ChatCompletionChunk, Vec<ToolCallDelta>)],
-    ) -> Vec<Value> {
+    fn run(tr: &mut ResponsesStream, chunks: &[ChatCompletionChunk]) -> Vec<Value> {
         let mut out = Vec::new();
-        for (c, calls) in chunks {
+        for c in chunks {
             tr.push(c, &mut out);
-            tr.push_tool_calls(calls, &mut out);
         }
         tr.finish(&mut out);
         out.iter()
@@ -510,7 +448,7 @@ mod tests {
             chunk(json!({"content":"Hel"}), Value::Null),
             chunk(json!({"content":"lo"}), Value::Null),
             chunk(json!({}), json!("stop")),
-            super::super::parse_upstream_chunk(r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[],
+            serde_json::from_str(r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"qwen","choices":[],
                 "usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}"#).unwrap(),
         ];
         let mut tr = ResponsesStream::new(ctx(false));
@@ -580,15 +518,16 @@ mod tests {
     }
 
     #[test]
-    fn text_tool_calls_are_parsed_and_length_is_incomplete() {
+    fn length_is_incomplete_and_text_stays_text() {
+        // Calls written as text are the neuron's to parse.
         let chunks = [chunk(
-            json!({"content":"<tool_call>{\"name\":\"f\",\"arguments\":{}}</tool_call>"}),
+            json!({"content":"<tool_call>{\"name\":\"f\","}),
             json!("length"),
         )];
         let mut tr = ResponsesStream::new(ctx(true));
         let ev = run(&mut tr, &chunks);
-        assert_eq!(ev[2]["item"]["type"], "function_call");
-        assert_eq!(ev[3]["delta"], "{}");
+        assert_eq!(ev[2]["item"]["type"], "message");
+        assert_eq!(ev[4]["delta"], "<tool_call>{\"name\":\"f\",");
         let last = ev.last().unwrap();
         assert_eq!(last["type"], "response.incomplete");
         assert_eq!(
@@ -601,7 +540,7 @@ mod tests {
     fn errors_end_with_response_failed() {
         let mut tr = ResponsesStream::new(ctx(false));
         let mut out = Vec::new();
-        tr.push(&chunk(json!({"content":"a"}), Value::Null).0, &mut out);
+        tr.push(&chunk(json!({"content":"a"}), Value::Null), &mut out);
         tr.error("upstream_error", "neuron went away", &mut out);
         tr.finish(&mut out);
         let names: Vec<_> = out.iter().map(|e| e.name()).collect();

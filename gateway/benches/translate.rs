@@ -2,18 +2,22 @@
 //! streamed event). Stream benches translate a 256-chunk upstream stream
 //! end to end — parse the upstream `data:` JSON, translate, serialise each
 //! outgoing SSE frame — so time per iteration / 256 is the per-event cost.
+//!
+//!     cargo bench -p cortex-gateway --bench translate
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
-use cortex_common::anthropic::MessagesRequest;
-use cortex_common::openai::ChatCompletionResponse;
-use cortex_common::responses::ResponsesRequest;
-use cortex_common::translate::anthropic_response::{ResponseContext, to_anthropic_response};
-use cortex_common::translate::anthropic_stream::{AnthropicStream, StreamContext};
-use cortex_common::translate::responses_response::ResponsesContext;
-use cortex_common::translate::responses_stream::ResponsesStream;
-use cortex_common::translate::{anthropic_request, parse_upstream_chunk, responses_request};
+use cortex_common::openai::{ChatCompletionChunk, ChatCompletionResponse};
+use cortex_gateway::translate::SseEvent;
+use cortex_gateway::translate::anthropic::request as anthropic_request;
+use cortex_gateway::translate::anthropic::response::to_anthropic_response;
+use cortex_gateway::translate::anthropic::schema::MessagesRequest;
+use cortex_gateway::translate::anthropic::stream::{AnthropicStream, StreamContext};
+use cortex_gateway::translate::responses::request as responses_request;
+use cortex_gateway::translate::responses::response::ResponsesContext;
+use cortex_gateway::translate::responses::schema::ResponsesRequest;
+use cortex_gateway::translate::responses::stream::ResponsesStream;
 
 const EVENTS: usize = 256;
 
@@ -68,68 +72,50 @@ fn bench_requests(c: &mut Criterion) {
     )
     .unwrap();
     g.bench_function("anthropic_response_translate_serialize", |b| {
-        b.iter(|| {
-            serde_json::to_vec(&to_anthropic_response(
-                black_box(&resp),
-                &ResponseContext::default(),
-            ))
-            .unwrap()
-        })
+        b.iter(|| serde_json::to_vec(&to_anthropic_response(black_box(&resp))).unwrap())
     });
     g.finish();
+}
+
+/// One stream as a surface translates it: each upstream chunk parsed,
+/// pushed, and what it yields written as SSE; the bytes written.
+fn translate<E: SseEvent>(
+    chunks: &[String],
+    mut push: impl FnMut(&ChatCompletionChunk, &mut Vec<E>),
+) -> usize {
+    let mut out = Vec::with_capacity(4);
+    let mut bytes = 0;
+    for data in chunks {
+        let chunk: ChatCompletionChunk = serde_json::from_str(black_box(data)).unwrap();
+        push(&chunk, &mut out);
+        for ev in out.drain(..) {
+            bytes += ev.to_sse().len();
+        }
+    }
+    bytes
 }
 
 fn bench_streams(c: &mut Criterion) {
     let chunks: Vec<String> = (0..EVENTS).map(text_chunk).collect();
     let mut g = c.benchmark_group("stream");
     g.throughput(Throughput::Elements(EVENTS as u64));
-    for parse_text_tool_calls in [false, true] {
-        let name = if parse_text_tool_calls {
-            "anthropic_256_events_with_tool_parsing"
-        } else {
-            "anthropic_256_events"
-        };
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                let mut tr = AnthropicStream::new(StreamContext {
-                    id: "msg_b".into(),
-                    model: "qwen2.5-0.5b".into(),
-                    input_tokens: 0,
-                    parse_text_tool_calls,
-                });
-                let mut out = Vec::with_capacity(4);
-                let mut bytes = 0;
-                for data in &chunks {
-                    let (chunk, calls) = parse_upstream_chunk(black_box(data)).unwrap();
-                    tr.push(&chunk, &mut out);
-                    tr.push_tool_calls(&calls, &mut out);
-                    for ev in out.drain(..) {
-                        bytes += ev.to_sse().len();
-                    }
-                }
-                tr.finish(&mut out);
-                bytes
-            })
-        });
-    }
+    g.bench_function("anthropic_256_events", |b| {
+        b.iter(|| {
+            let mut tr = AnthropicStream::new(StreamContext {
+                id: "msg_b".into(),
+                model: "qwen2.5-0.5b".into(),
+                input_tokens: 0,
+            });
+            translate(&chunks, |c, out| tr.push(c, out))
+        })
+    });
     let req: ResponsesRequest =
         serde_json::from_str(r#"{"model":"qwen2.5-0.5b","input":"hi"}"#).unwrap();
     let ctx = ResponsesContext::for_request(&req);
     g.bench_function("responses_256_events", |b| {
         b.iter(|| {
             let mut tr = ResponsesStream::new(ctx.clone());
-            let mut out = Vec::with_capacity(4);
-            let mut bytes = 0;
-            for data in &chunks {
-                let (chunk, calls) = parse_upstream_chunk(black_box(data)).unwrap();
-                tr.push(&chunk, &mut out);
-                tr.push_tool_calls(&calls, &mut out);
-                for ev in out.drain(..) {
-                    bytes += ev.to_sse().len();
-                }
-            }
-            tr.finish(&mut out);
-            bytes
+            translate(&chunks, |c, out| tr.push(c, out))
         })
     });
     g.finish();

@@ -8,6 +8,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use crate::translate::SseEvent;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResponsesRequest {
     pub model: String,
@@ -292,18 +294,14 @@ pub struct StreamEvent {
     pub kind: StreamEventKind,
 }
 
-impl StreamEvent {
-    /// The SSE `event:` field (the `type`).
-    pub fn name(&self) -> &'static str {
+impl SseEvent for StreamEvent {
+    /// The event's `type`.
+    fn name(&self) -> &'static str {
         self.kind.name()
     }
 
-    pub fn data(&self) -> String {
+    fn data(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
-    }
-
-    pub fn to_sse(&self) -> String {
-        crate::translate::sse_frame(self.name(), &self.data())
     }
 }
 

@@ -18,13 +18,12 @@
 
 use serde_json::{Value, json};
 
-use super::TranslateError;
-use crate::openai::{
-    ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, MessageContent, StreamOptions,
-    ToolCall,
-};
-use crate::responses::{
+use crate::translate::responses::schema::{
     FunctionOutput, Input, InputContent, InputItem, InputPart, ResponsesRequest, Tool,
+};
+use crate::translate::{TranslateError, chat_request, chat_tool, chat_tools};
+use cortex_common::openai::{
+    ChatCompletionRequest, ChatMessage, ContentPart, FunctionCall, MessageContent, ToolCall,
 };
 
 pub fn to_chat_request(req: &ResponsesRequest) -> Result<ChatCompletionRequest, TranslateError> {
@@ -47,24 +46,8 @@ pub fn to_chat_request(req: &ResponsesRequest) -> Result<ChatCompletionRequest, 
             }
         }
     }
-    let tools = match &req.tools {
-        None => None,
-        Some(tools) => Some(
-            tools
-                .iter()
-                .enumerate()
-                .map(|(i, t)| tool(i, t))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-    };
-    let stream = req.is_stream();
+    let tools = chat_tools(req.tools.as_deref(), tool)?;
     Ok(ChatCompletionRequest {
-        model: req.model.clone(),
-        messages,
-        stream: req.stream,
-        stream_options: stream.then_some(StreamOptions {
-            include_usage: Some(true),
-        }),
         max_tokens: req.max_output_tokens,
         temperature: req.temperature,
         top_p: req.top_p,
@@ -73,7 +56,7 @@ pub fn to_chat_request(req: &ResponsesRequest) -> Result<ChatCompletionRequest, 
         parallel_tool_calls: req.parallel_tool_calls,
         reasoning_effort: req.reasoning.as_ref().and_then(|r| r.effort.clone()),
         user: req.user.clone(),
-        ..Default::default()
+        ..chat_request(&req.model, messages, req.stream)
     })
 }
 
@@ -244,16 +227,13 @@ fn tool(i: usize, t: &Tool) -> Result<Value, TranslateError> {
         ));
     };
     let mut function = json!({ "name": name });
-    if let Some(d) = &t.description {
-        function["description"] = Value::String(d.clone());
-    }
     if let Some(p) = &t.parameters {
         function["parameters"] = p.clone();
     }
     if let Some(s) = t.strict {
         function["strict"] = Value::Bool(s);
     }
-    Ok(json!({ "type": "function", "function": function }))
+    Ok(chat_tool(function, t.description.as_ref()))
 }
 
 /// Responses' flat `{"type":"function","name"}` → Chat's nested form;

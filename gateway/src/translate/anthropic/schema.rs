@@ -5,10 +5,12 @@
 //! Requests are lenient about fields cortex does not use (`cache_control`,
 //! `service_tier`, … are accepted and ignored) but strict about
 //! the types of the ones it does. Translation to and from the OpenAI shapes
-//! lives in [`crate::translate`].
+//! lives in the sibling `request`, `response` and `stream` modules.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+
+use crate::translate::SseEvent;
 
 /// `POST /v1/messages` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -298,9 +300,8 @@ pub enum StreamEvent {
     },
 }
 
-impl StreamEvent {
-    /// The SSE `event:` field.
-    pub fn name(&self) -> &'static str {
+impl SseEvent for StreamEvent {
+    fn name(&self) -> &'static str {
         match self {
             StreamEvent::MessageStart { .. } => "message_start",
             StreamEvent::ContentBlockStart { .. } => "content_block_start",
@@ -313,15 +314,9 @@ impl StreamEvent {
         }
     }
 
-    /// The JSON `data:` payload.
-    pub fn data(&self) -> String {
+    fn data(&self) -> String {
         // A derived Serialize over strings, numbers and `Value`s cannot fail.
         serde_json::to_string(self).unwrap_or_default()
-    }
-
-    /// The whole SSE frame: `event: NAME\ndata: JSON\n\n`.
-    pub fn to_sse(&self) -> String {
-        crate::translate::sse_frame(self.name(), &self.data())
     }
 }
 

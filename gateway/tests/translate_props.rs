@@ -4,25 +4,25 @@
 
 use std::collections::BTreeMap;
 
-use cortex_common::anthropic::{
-    Content, ContentBlock, InputMessage, MessagesRequest, Metadata, StopReason, StreamEvent,
-    SystemBlock, SystemPrompt, Tool, ToolResultContent,
-};
-use cortex_common::completions::CompletionRequest;
+use cortex_common::error::{ApiError, ErrorKind};
 use cortex_common::openai::{
     ChatChoice, ChatCompletionChunk, ChatCompletionResponse, ChatMessage, ChunkChoice, ChunkDelta,
     FinishReason, FunctionCall, FunctionCallDelta, MessageContent, ToolCall, ToolCallDelta, Usage,
 };
-use cortex_common::responses::{ResponsesRequest, StreamEventKind};
-use cortex_common::translate::anthropic_response::{ResponseContext, to_anthropic_response};
-use cortex_common::translate::anthropic_stream::{AnthropicStream, StreamContext};
-use cortex_common::translate::responses_response::{ResponsesContext, to_responses_response};
-use cortex_common::translate::responses_stream::ResponsesStream;
-use cortex_common::translate::tool_calls::{ToolCallParser, parse_tool_calls};
-use cortex_common::translate::{
-    SYSTEM_BLOCK_SEPARATOR, anthropic_error, anthropic_request, completions, parse_upstream_chunk,
-    responses_request,
+use cortex_gateway::translate::anthropic::error::from_api_error;
+use cortex_gateway::translate::anthropic::request as anthropic_request;
+use cortex_gateway::translate::anthropic::response::to_anthropic_response;
+use cortex_gateway::translate::anthropic::schema::{
+    Content, ContentBlock, InputMessage, MessagesRequest, Metadata, StopReason, StreamEvent,
+    SystemBlock, SystemPrompt, Tool, ToolResultContent,
 };
+use cortex_gateway::translate::anthropic::stream::{AnthropicStream, StreamContext};
+use cortex_gateway::translate::completions::{self, schema::CompletionRequest};
+use cortex_gateway::translate::responses::request as responses_request;
+use cortex_gateway::translate::responses::response::{ResponsesContext, to_responses_response};
+use cortex_gateway::translate::responses::schema::{ResponsesRequest, StreamEventKind};
+use cortex_gateway::translate::responses::stream::ResponsesStream;
+use cortex_gateway::translate::{SYSTEM_BLOCK_SEPARATOR, SseEvent};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -275,7 +275,7 @@ impl Answer {
 
     /// The same answer as a chunk stream, text split at `cuts`, each
     /// call's arguments split in two.
-    fn chunks(&self, cuts: &[usize]) -> Vec<(ChatCompletionChunk, Vec<ToolCallDelta>)> {
+    fn chunks(&self, cuts: &[usize]) -> Vec<ChatCompletionChunk> {
         let chunk = |content: Option<String>,
                      finish: Option<FinishReason>,
                      usage: Option<Usage>| ChatCompletionChunk {
@@ -344,7 +344,14 @@ impl Answer {
             chunk(None, None, Some(Usage::new(self.usage.0, self.usage.1))),
             vec![],
         ));
-        out
+        out.into_iter()
+            .map(|(mut chunk, calls)| {
+                if !calls.is_empty() {
+                    chunk.choices[0].delta.tool_calls = Some(calls);
+                }
+                chunk
+            })
+            .collect()
     }
 }
 
@@ -376,14 +383,18 @@ fn accumulate(events: &[StreamEvent]) -> (Vec<Value>, Value, Value) {
                 assert_eq!(open, Some(*index));
                 let b = &mut blocks[*index as usize];
                 match delta {
-                    cortex_common::anthropic::BlockDelta::TextDelta { text } => {
+                    cortex_gateway::translate::anthropic::schema::BlockDelta::TextDelta {
+                        text,
+                    } => {
                         let t = b["text"].as_str().unwrap().to_string() + text;
                         b["text"] = Value::String(t);
                     }
-                    cortex_common::anthropic::BlockDelta::InputJsonDelta { partial_json } => {
-                        json_buf.push_str(partial_json)
-                    }
-                    cortex_common::anthropic::BlockDelta::ThinkingDelta { thinking } => {
+                    cortex_gateway::translate::anthropic::schema::BlockDelta::InputJsonDelta {
+                        partial_json,
+                    } => json_buf.push_str(partial_json),
+                    cortex_gateway::translate::anthropic::schema::BlockDelta::ThinkingDelta {
+                        thinking,
+                    } => {
                         let t = b["thinking"].as_str().unwrap().to_string() + thinking;
                         b["thinking"] = Value::String(t);
                     }
@@ -511,7 +522,7 @@ proptest! {
     /// input object), usage, and maps the stop reason.
     #[test]
     fn anthropic_response_keeps_its_fields(a in answer()) {
-        let m = to_anthropic_response(&a.response(), &ResponseContext::default());
+        let m = to_anthropic_response(&a.response());
         let mut blocks = m.content.iter();
         if !a.text.is_empty() {
             prop_assert_eq!(blocks.next(), Some(&ContentBlock::Text { text: a.text.clone() }));
@@ -537,16 +548,15 @@ proptest! {
     /// the event grammar and rebuild the non-streaming message.
     #[test]
     fn anthropic_stream_rebuilds_the_message(a in answer(), cuts in prop::collection::vec(any::<usize>(), 0..8)) {
-        let mut tr = AnthropicStream::new(StreamContext { id: "msg_p".into(), model: "m".into(), input_tokens: 0, parse_text_tool_calls: true });
+        let mut tr = AnthropicStream::new(StreamContext { id: "msg_p".into(), model: "m".into(), input_tokens: 0 });
         let mut events = Vec::new();
         tr.start(&mut events);
-        for (c, calls) in a.chunks(&cuts) {
+        for c in a.chunks(&cuts) {
             tr.push(&c, &mut events);
-            tr.push_tool_calls(&calls, &mut events);
         }
         tr.finish(&mut events);
         let (blocks, stop, usage) = accumulate(&events);
-        let full = serde_json::to_value(to_anthropic_response(&a.response(), &ResponseContext::default())).unwrap();
+        let full = serde_json::to_value(to_anthropic_response(&a.response())).unwrap();
         prop_assert_eq!(&Value::Array(blocks), &full["content"]);
         prop_assert_eq!(&stop["stop_reason"], &full["stop_reason"]);
         prop_assert_eq!(&usage["output_tokens"], &full["usage"]["output_tokens"]);
@@ -567,9 +577,8 @@ proptest! {
         let ctx = ResponsesContext::for_request(&req);
         let mut tr = ResponsesStream::new(ctx.clone());
         let mut events = Vec::new();
-        for (c, calls) in a.chunks(&cuts) {
+        for c in a.chunks(&cuts) {
             tr.push(&c, &mut events);
-            tr.push_tool_calls(&calls, &mut events);
         }
         tr.finish(&mut events);
         let mut text = String::new();
@@ -595,42 +604,6 @@ proptest! {
         prop_assert_eq!(strip(&last["output"]), strip(&full["output"]));
     }
 
-    /// Text with tool calls written in, split anywhere, parses like the
-    /// whole text; calls come out with their object arguments, text intact.
-    #[test]
-    fn tool_call_parser_is_split_invariant(
-        segments in prop::collection::vec(prop_oneof![
-            "[a-zA-Z0-9.,é][a-zA-Z0-9 .,é\n]{0,12}[a-zA-Z0-9.,é]".prop_map(|t| (t, None)),
-            ("[a-z_]{1,8}", args_object()).prop_map(|(n, a)| (String::new(), Some((n, a)))),
-        ], 0..6),
-        cuts in prop::collection::vec(any::<usize>(), 0..10),
-    ) {
-        let mut whole = String::new();
-        let mut want_text = String::new();
-        let mut want_calls = Vec::new();
-        for (t, call) in &segments {
-            match call {
-                None => { whole.push_str(t); want_text.push_str(t); }
-                Some((name, args)) => {
-                    whole.push_str(&format!("\n<tool_call>\n{}\n</tool_call>\n", json!({"name": name, "arguments": args})));
-                    want_calls.push((name.clone(), args.clone()));
-                }
-            }
-        }
-        let parsed = parse_tool_calls(&whole);
-        prop_assert_eq!(&parsed.content, &want_text);
-        let got: Vec<_> = parsed.tool_calls.iter().map(|c| (c.name.clone(), c.arguments.clone())).collect();
-        prop_assert_eq!(got, want_calls);
-        prop_assert_eq!(split_parse(&whole, &cuts), parsed);
-    }
-
-    /// Any text at all: splitting never changes the result, nothing panics.
-    #[test]
-    fn tool_call_parser_never_panics(s in "(<tool_call>|</tool_call>|[{}\":a-z ]|<|\n|é){0,40}", cuts in prop::collection::vec(any::<usize>(), 0..10)) {
-        let parsed = parse_tool_calls(&s);
-        prop_assert_eq!(split_parse(&s, &cuts), parsed);
-    }
-
     /// Arbitrary JSON never panics any parser or translator.
     #[test]
     fn arbitrary_json_never_panics(v in json_value()) {
@@ -639,16 +612,16 @@ proptest! {
         if let Ok(r) = serde_json::from_value::<ResponsesRequest>(v.clone()) { let _ = responses_request::to_chat_request(&r); }
         if let Ok(r) = serde_json::from_value::<CompletionRequest>(v.clone()) { let _ = completions::to_chat_request(&r); }
         if let Ok(r) = serde_json::from_value::<ChatCompletionResponse>(v.clone()) {
-            let _ = to_anthropic_response(&r, &ResponseContext { parse_text_tool_calls: true, stop_sequence: None });
+            let _ = to_anthropic_response(&r);
         }
-        if let Ok((chunk, calls)) = parse_upstream_chunk(&s) {
-            let mut tr = AnthropicStream::new(StreamContext { id: "m".into(), model: "m".into(), input_tokens: 0, parse_text_tool_calls: true });
+        if let Ok(chunk) = serde_json::from_str::<ChatCompletionChunk>(&s) {
+            let mut tr = AnthropicStream::new(StreamContext { id: "m".into(), model: "m".into(), input_tokens: 0 });
             let mut out = Vec::new();
             tr.push(&chunk, &mut out);
-            tr.push_tool_calls(&calls, &mut out);
             tr.finish(&mut out);
         }
-        let (status, body) = anthropic_error::from_openai_error(400 + (s.len() % 200) as u16, s.as_bytes());
+        let kind = ErrorKind::from_status(400 + (s.len() % 200) as u16);
+        let (status, body) = from_api_error(&ApiError::new(kind, "x", s));
         prop_assert!((400..600).contains(&status));
         prop_assert_eq!(body.kind, "error");
     }
@@ -659,30 +632,6 @@ proptest! {
         let _ = serde_json::from_slice::<MessagesRequest>(&b);
         let _ = serde_json::from_slice::<ResponsesRequest>(&b);
         let _ = serde_json::from_slice::<CompletionRequest>(&b);
-        let _ = anthropic_error::from_openai_error(500, &b);
-        if let Ok(s) = std::str::from_utf8(&b) { let _ = parse_upstream_chunk(s); let _ = parse_tool_calls(s); }
+        let _ = serde_json::from_slice::<ChatCompletionChunk>(&b);
     }
-}
-
-fn split_parse(s: &str, cuts: &[usize]) -> cortex_common::translate::tool_calls::ParsedText {
-    use cortex_common::translate::tool_calls::Piece;
-    let chars: Vec<char> = s.chars().collect();
-    let mut points: Vec<usize> = cuts.iter().map(|c| c % (chars.len() + 1)).collect();
-    points.extend([0, chars.len()]);
-    points.sort_unstable();
-    points.dedup();
-    let mut p = ToolCallParser::new();
-    let mut pieces = Vec::new();
-    for w in points.windows(2) {
-        p.push(&chars[w[0]..w[1]].iter().collect::<String>(), &mut pieces);
-    }
-    p.finish(&mut pieces);
-    let mut out = cortex_common::translate::tool_calls::ParsedText::default();
-    for piece in pieces {
-        match piece {
-            Piece::Text(t) => out.content.push_str(&t),
-            Piece::Call(c) => out.tool_calls.push(c),
-        }
-    }
-    out
 }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::openai::{FinishReason, StopSequences, StreamOptions, Usage};
+use cortex_common::openai::{FinishReason, StopSequences, StreamOptions, Usage};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompletionRequest {
