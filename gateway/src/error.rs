@@ -92,17 +92,48 @@ pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after: 
     }
 }
 
+/// What a neuron's refusal means to the gateway.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Its batch and queue are full: the gateway waits for room (see
+    /// `waitlist`) rather than passing this on.
+    QueueFull(ApiError),
+    /// Anything else, answered as it is.
+    Failed(ApiError),
+}
+
+impl Refusal {
+    pub fn into_error(self) -> ApiError {
+        match self {
+            Refusal::QueueFull(e) | Refusal::Failed(e) => e,
+        }
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Failed(e)
+    }
+}
+
 /// The error a neuron answered with (its envelope when it sent one).
 pub fn from_upstream_body(status: u16, body: &[u8]) -> ApiError {
+    refusal(status, body).into_error()
+}
+
+/// A neuron's error answer, read once: its envelope's message (or the
+/// start of the body), and whether it was a full queue.
+pub fn refusal(status: u16, body: &[u8]) -> Refusal {
     // A neuron's own fault is, seen from the client, an upstream failure.
     let kind = match status {
         500..=599 if status != 503 => ErrorKind::Upstream,
         _ => ErrorKind::from_status(status),
     };
     let parsed: Option<cortex_common::error::ErrorEnvelope> = serde_json::from_slice(body).ok();
-    let full = parsed
-        .as_ref()
-        .is_some_and(|e| e.error.code.as_deref() == Some("queue_full"));
+    let full = status == 503
+        && parsed
+            .as_ref()
+            .is_some_and(|e| e.error.code.as_deref() == Some("queue_full"));
     let mut message = match parsed {
         Some(env) => env.error.message,
         None => format!(
@@ -111,17 +142,12 @@ pub fn from_upstream_body(status: u16, body: &[u8]) -> ApiError {
         ),
     };
     crate::echo::cap(&mut message);
-    let code = if status == 503 && full {
-        UPSTREAM_QUEUE_FULL
+    if full {
+        Refusal::QueueFull(ApiError::new(kind, "upstream_queue_full", message))
     } else {
-        upstream_code(status)
-    };
-    ApiError::new(kind, code, message)
+        Refusal::Failed(ApiError::new(kind, upstream_code(status), message))
+    }
 }
-
-/// A neuron refused for want of a slot: its batch and queue are full. The
-/// gateway waits for room (see `waitlist`) rather than passing this on.
-pub const UPSTREAM_QUEUE_FULL: &str = "upstream_queue_full";
 
 fn upstream_code(status: u16) -> &'static str {
     match status {
@@ -167,5 +193,15 @@ mod tests {
         );
         let e = from_upstream_body(500, huge.as_bytes());
         assert!(e.message.len() <= crate::echo::MAX_ECHO + 3);
+    }
+
+    #[test]
+    fn only_a_503_queue_full_is_a_full_queue() {
+        let full =
+            br#"{"error":{"message":"batch full","type":"overloaded_error","code":"queue_full"}}"#;
+        assert!(matches!(refusal(503, full), Refusal::QueueFull(e) if e.message == "batch full"));
+        assert!(matches!(refusal(500, full), Refusal::Failed(_)));
+        let other = br#"{"error":{"message":"x","type":"overloaded_error","code":"loading"}}"#;
+        assert!(matches!(refusal(503, other), Refusal::Failed(e) if e.status() == 503));
     }
 }

@@ -24,7 +24,7 @@ use cortex_common::openai::{ChatCompletionChunk, ChatCompletionResponse};
 use futures::StreamExt;
 
 use crate::assemble::Assembler;
-use crate::error::{UPSTREAM_QUEUE_FULL, from_upstream_body, unavailable, upstream};
+use crate::error::{Refusal, refusal, unavailable, upstream};
 use crate::metrics::{ErrorLabels, model_node};
 use crate::neuron_sse::{Frame, Frames, ReadError};
 use crate::redact::redact_paths;
@@ -326,8 +326,9 @@ async fn send_queued(
     record: &mut Record,
 ) -> Result<(Lease, reqwest::Response), ApiError> {
     let first = match send_with_retry(state, req, lease, record).await {
-        Err(e) if e.code == UPSTREAM_QUEUE_FULL => e,
-        other => return other,
+        Err(Refusal::QueueFull(e)) => e,
+        Err(Refusal::Failed(e)) => return Err(e),
+        Ok(sent) => return Ok(sent),
     };
     let retry = state.cfg.gateway.retry_after_secs;
     let timeout = state.cfg.gateway.queue_timeout();
@@ -375,8 +376,9 @@ async fn send_queued(
             .await
             .map_err(|_| timed_out())??;
         match send_with_retry(state, req, lease, record).await {
-            Err(e) if e.code == UPSTREAM_QUEUE_FULL => continue,
-            other => return other,
+            Err(Refusal::QueueFull(_)) => continue,
+            Err(Refusal::Failed(e)) => return Err(e),
+            Ok(sent) => return Ok(sent),
         }
     }
 }
@@ -388,7 +390,7 @@ async fn send_with_retry(
     req: &Forward,
     mut lease: Lease,
     record: &mut Record,
-) -> Result<(Lease, reqwest::Response), ApiError> {
+) -> Result<(Lease, reqwest::Response), Refusal> {
     for attempt in 0..2 {
         record.routed(&lease);
         let url = format!("{}{}", lease.replica.endpoint, req.path);
@@ -405,7 +407,7 @@ async fn send_with_retry(
         let mut down = lease.replica.down.clone();
         let sent = tokio::select! {
             sent = sending => sent,
-            Ok(()) = down.changed() => return Err(went_down(&lease.replica.node)),
+            Ok(()) = down.changed() => return Err(went_down(&lease.replica.node).into()),
         };
         // The neuron does not have the model (any more): the view was stale.
         let stale = matches!(&sent, Ok(r) if r.status() == StatusCode::NOT_FOUND);
@@ -427,7 +429,8 @@ async fn send_with_retry(
                 return Err(upstream(
                     "upstream_unreachable",
                     format!("sending to {}: {e}", lease.replica.node),
-                ));
+                )
+                .into());
             }
         };
         if resp.status().is_success() {
@@ -440,13 +443,14 @@ async fn send_with_retry(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok());
         let body = read_limited(resp).await;
-        let mut e = from_upstream_body(status, &body);
+        let mut refused = refusal(status, &body);
+        let (Refusal::QueueFull(e) | Refusal::Failed(e)) = &mut refused;
         if e.kind == ErrorKind::Overloaded {
             e.retry_after_secs = Some(retry_after.unwrap_or(state.cfg.gateway.retry_after_secs));
         }
-        return Err(e);
+        return Err(refused);
     }
-    Err(ApiError::internal("routing retried without an answer"))
+    Err(ApiError::internal("routing retried without an answer").into())
 }
 
 async fn read_limited(resp: reqwest::Response) -> Vec<u8> {
