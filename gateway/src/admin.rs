@@ -27,7 +27,7 @@ use crate::events::Subscription;
 use crate::evict::{self, Eviction};
 use crate::extract::{bearer, json_body, same, typed};
 use crate::fleet::ReplicaState;
-use crate::load::ensure_loaded;
+use crate::load::load_when_room;
 use crate::state::AppState;
 
 /// Interval of keepalive comments on `/admin/events`.
@@ -182,9 +182,7 @@ async fn load(
 ) -> Result<axum::Json<Value>, AppError> {
     let a = action(body)?;
     let model = known(&state, &a.model)?;
-    let node = ensure_loaded(&state, &model, a.node.as_deref())
-        .await
-        .map_err(ApiError::from)?;
+    let node = load_when_room(&state, &model, a.node.as_deref()).await?;
     Ok(axum::Json(
         json!({"model": model, "node": node, "state": "loaded"}),
     ))

@@ -52,6 +52,29 @@ pub async fn ensure_loaded(
     single_flight(state, key, model, target).await
 }
 
+/// [`ensure_loaded`] for an operator: while the answer is
+/// [`LoadError::Busy`] (room is being made — a victim still serves, an
+/// unload is under way) it asks again, until the gateway's queue timeout,
+/// so an explicit load waits for room as a request does.
+pub async fn load_when_room(
+    state: &Arc<AppState>,
+    model: &str,
+    node: Option<&str>,
+) -> Result<String, ApiError> {
+    let deadline = tokio::time::Instant::now() + state.cfg.gateway.queue_timeout();
+    loop {
+        match ensure_loaded(state, model, node).await {
+            Err(LoadError::Busy { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(BUSY_PAUSE).await;
+            }
+            done => return done.map_err(ApiError::from),
+        }
+    }
+}
+
+/// How long a load that found no room yet waits before it asks again.
+pub const BUSY_PAUSE: Duration = Duration::from_millis(200);
+
 /// Loads one more replica of `model` on a node that does not hold it yet,
 /// placed by the usual rules; `why` goes into the placement event. Returns
 /// the node's name.

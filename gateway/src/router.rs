@@ -4,13 +4,13 @@
 //! timeout. The [`Lease`] counts the request in flight until dropped.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cortex_common::error::ApiError;
 
 use crate::error::{LoadError, unavailable};
 use crate::fleet::Route;
-use crate::load::ensure_loaded;
+use crate::load::{BUSY_PAUSE, ensure_loaded};
 use crate::metrics::NodeLabel;
 use crate::state::AppState;
 
@@ -67,7 +67,7 @@ pub async fn acquire(state: Arc<AppState>, model: String) -> Result<Lease, ApiEr
         match ensure_loaded(&state, &model, None).await {
             Ok(_) => {}
             Err(LoadError::Busy { .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(BUSY_PAUSE).await;
             }
             Err(e) => return Err(e.into()),
         }

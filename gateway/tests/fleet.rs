@@ -578,6 +578,37 @@ async fn an_operator_eviction_unloads_and_is_recorded_as_one() {
     assert_envelope(&body, "node_not_found");
 }
 
+/// Two operator loads for a node with room for one, at once: the second
+/// finds the first still loading (room is being made, not refused), waits,
+/// evicts it once it is settled, and loads; neither gets a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_load_waits_while_room_is_being_made() {
+    let a = neuron("a", 150);
+    let gw = gateway(
+        &[&a],
+        "lru",
+        &models_toml(&[("smol", ""), ("tiny", "")]),
+        "",
+    )
+    .await;
+    let ((s1, b1), (s2, b2)) = tokio::join!(
+        gw.admin("/admin/models/load", json!({"model": "smol", "node": "a"})),
+        gw.admin("/admin/models/load", json!({"model": "tiny", "node": "a"})),
+    );
+    assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
+    let status = gw.status().await;
+    let resident: Vec<bool> = ["smol", "tiny"]
+        .iter()
+        .map(|m| placement_nodes(&status, m) == vec!["a".to_string()])
+        .collect();
+    assert_eq!(
+        resident.iter().filter(|r| **r).count(),
+        1,
+        "room for one: {resident:?}"
+    );
+    assert_eq!(gw.metric_sum("cortex_evictions_total", &[]).await, 1.0);
+}
+
 /// With the gateway's line set small, the overflow gets a 503 with
 /// `Retry-After` and an envelope saying why; the rest are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
