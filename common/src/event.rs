@@ -43,6 +43,10 @@ pub enum RequestEnd {
     ClientGone,
     /// Generation failed.
     Error,
+    /// A word from a newer peer this build does not know (written back as
+    /// `unknown`): the event is kept rather than dropped.
+    #[serde(other)]
+    Unknown,
 }
 
 /// The part of a load a `model_load_progress` event counts.
@@ -54,6 +58,10 @@ pub enum LoadPhase {
     /// Weights read from disk into memory.
     #[default]
     Read,
+    /// A phase from a newer peer this build does not know (written back
+    /// as `unknown`): the progress is still shown.
+    #[serde(other)]
+    Unknown,
 }
 
 open_enum! {
@@ -422,6 +430,37 @@ mod tests {
             })
             .collect();
         assert_eq!(words, ["content_filter", "cost", "drained"]);
+    }
+
+    /// How a request ended and a load's phase are read, not passed on: a
+    /// newer peer's word there still yields the event, as `unknown`.
+    #[test]
+    fn a_newer_end_or_load_phase_keeps_the_event() {
+        let ended = TODAY[0].replace(r#""ended":"done""#, r#""ended":"preempted""#);
+        let ev: Event = serde_json::from_str(&ended).unwrap();
+        assert!(
+            matches!(
+                ev.kind,
+                EventKind::RequestFinished {
+                    ended: RequestEnd::Unknown,
+                    ..
+                }
+            ),
+            "{ev:?}"
+        );
+        let progress = r#"{"v":1,"seq":8,"ts_ms":9,"type":"model_load_progress","model":"m","done":1,"total":2,"unit":"bytes","phase":"verify"}"#;
+        let ev: Event = serde_json::from_str(progress).unwrap();
+        assert!(
+            matches!(
+                ev.kind,
+                EventKind::ModelLoadProgress {
+                    phase: LoadPhase::Unknown,
+                    done: 1,
+                    ..
+                }
+            ),
+            "{ev:?}"
+        );
     }
 
     #[test]

@@ -250,7 +250,9 @@ impl RequestLog {
                     r.node = node;
                 }
                 r.state = match ended {
-                    RequestEnd::Done => RequestState::Done,
+                    // An end this build does not know of (a newer neuron)
+                    // is still an end.
+                    RequestEnd::Done | RequestEnd::Unknown => RequestState::Done,
                     RequestEnd::ClientGone => RequestState::ClientGone,
                     RequestEnd::Error => RequestState::Failed,
                 };
