@@ -318,8 +318,8 @@ impl ResponsesStream {
 
     fn close(&mut self, out: &mut Vec<StreamEvent>) {
         let output_index = self.output_index();
-        match std::mem::replace(&mut self.open, Open::None) {
-            Open::None => {}
+        let item = match std::mem::replace(&mut self.open, Open::None) {
+            Open::None => return,
             Open::Reasoning { item_id, text } => {
                 self.emit(
                     K::ReasoningTextDone {
@@ -330,15 +330,7 @@ impl ResponsesStream {
                     },
                     out,
                 );
-                let item = reasoning_item(item_id, "completed", text);
-                self.emit(
-                    K::OutputItemDone {
-                        output_index,
-                        item: item.clone(),
-                    },
-                    out,
-                );
-                self.output.push(item);
+                reasoning_item(item_id, "completed", text)
             }
             Open::Message { item_id, text } => {
                 self.emit(
@@ -363,15 +355,7 @@ impl ResponsesStream {
                     },
                     out,
                 );
-                let item = message_item(item_id, "completed", text);
-                self.emit(
-                    K::OutputItemDone {
-                        output_index,
-                        item: item.clone(),
-                    },
-                    out,
-                );
-                self.output.push(item);
+                message_item(item_id, "completed", text)
             }
             Open::Call {
                 item_id,
@@ -388,23 +372,23 @@ impl ResponsesStream {
                     },
                     out,
                 );
-                let item = OutputItem::FunctionCall {
+                OutputItem::FunctionCall {
                     id: item_id,
                     call_id,
                     name,
                     arguments,
                     status: "completed".to_string(),
-                };
-                self.emit(
-                    K::OutputItemDone {
-                        output_index,
-                        item: item.clone(),
-                    },
-                    out,
-                );
-                self.output.push(item);
+                }
             }
-        }
+        };
+        self.emit(
+            K::OutputItemDone {
+                output_index,
+                item: item.clone(),
+            },
+            out,
+        );
+        self.output.push(item);
     }
 }
 
