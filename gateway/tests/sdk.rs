@@ -41,15 +41,7 @@ async fn official_sdks_conform() {
     // the result arrived.
     let models = tempfile::tempdir().expect("temp dir");
     let mut toml = models_toml(&[("smol", "")]);
-    let chatml = |template, chains| chain::ChainModel {
-        template,
-        specials: &[chain::IM_START, chain::IM_END],
-        markers: &chain::QWEN_MARKERS,
-        bos: None,
-        eos: chain::IM_END,
-        chains,
-        weight: chain::SHARP,
-    };
+    let chatml = chain::ChainModel::chatml;
     const TOOLS: &[&str] = &[
         "<tool_call>",
         "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n",

@@ -54,18 +54,6 @@ struct Fleet {
     _models: tempfile::TempDir,
 }
 
-fn chatml<'a>(template: &'a str, chains: &'a [(&'a str, &'a [&'a str])]) -> chain::ChainModel<'a> {
-    chain::ChainModel {
-        template,
-        specials: &[chain::IM_START, chain::IM_END],
-        markers: &chain::QWEN_MARKERS,
-        bos: None,
-        eos: chain::IM_END,
-        chains,
-        weight: chain::SHARP,
-    }
-}
-
 impl Fleet {
     async fn start() -> Fleet {
         let root = tempfile::tempdir().expect("temp dir");
@@ -77,14 +65,29 @@ impl Fleet {
         ];
         const HELLO: &[&str] = &["Hello", " there", "!"];
         let models = [
-            ("tools", chatml(chain::HERMES, &[("\n", TOOLS)])),
-            ("think", chatml(chain::QWEN3, &[("\n", THINK)])),
-            ("two-tools", chatml(chain::HERMES, &[("\n", &TWO_CALLS)])),
-            ("chatty", chatml(chain::HERMES, &[("\n", &CHATTY)])),
-            ("steps", chatml(chain::QWEN3, &[("\n", &STEPS)])),
+            (
+                "tools",
+                chain::ChainModel::chatml(chain::HERMES, &[("\n", TOOLS)]),
+            ),
+            (
+                "think",
+                chain::ChainModel::chatml(chain::QWEN3, &[("\n", THINK)]),
+            ),
+            (
+                "two-tools",
+                chain::ChainModel::chatml(chain::HERMES, &[("\n", &TWO_CALLS)]),
+            ),
+            (
+                "chatty",
+                chain::ChainModel::chatml(chain::HERMES, &[("\n", &CHATTY)]),
+            ),
+            (
+                "steps",
+                chain::ChainModel::chatml(chain::QWEN3, &[("\n", &STEPS)]),
+            ),
             (
                 "history",
-                chatml(chain::QWEN3_HISTORY, &[("\n", &["Fine."])]),
+                chain::ChainModel::chatml(chain::QWEN3_HISTORY, &[("\n", &["Fine."])]),
             ),
             (
                 "mistral",
@@ -102,7 +105,7 @@ impl Fleet {
                 "sampled",
                 chain::ChainModel {
                     weight: 0.1,
-                    ..chatml(chain::CHATML, &[("\n", HELLO)])
+                    ..chain::ChainModel::chatml(chain::CHATML, &[("\n", HELLO)])
                 },
             ),
         ];

@@ -14,9 +14,8 @@ use cortex_common::event::EventKind;
 use serde_json::{Value, json};
 use support::Neuron;
 use support::chain::{
-    CHATML, ChainModel, HERMES, IM_END, IM_START, LLAMA3, LLAMA3_SPECIALS, MISTRAL,
-    MISTRAL_SPECIALS, OPENS_THINK, QWEN_MARKERS, QWEN3, QWEN3_HISTORY, SHARP, write_chain,
-    write_model,
+    CHATML, ChainModel, HERMES, LLAMA3, LLAMA3_SPECIALS, MISTRAL, MISTRAL_SPECIALS, OPENS_THINK,
+    QWEN3, QWEN3_HISTORY, SHARP, write_chain, write_model,
 };
 
 const CALL_JSON: &str = "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n";
@@ -368,18 +367,6 @@ async fn neuron_with(root: &std::path::Path, models: &[(&str, ChainModel<'_>)]) 
     n
 }
 
-fn chatml<'a>(template: &'a str, chains: &'a [(&'a str, &'a [&'a str])]) -> ChainModel<'a> {
-    ChainModel {
-        template,
-        specials: &[IM_START, IM_END],
-        markers: &QWEN_MARKERS,
-        bos: None,
-        eos: IM_END,
-        chains,
-        weight: SHARP,
-    }
-}
-
 fn llama(chains: &'static [(&'static str, &'static [&'static str])]) -> ChainModel<'static> {
     ChainModel {
         template: LLAMA3,
@@ -641,7 +628,7 @@ async fn tool_choice_and_parallel_tool_calls() {
                 "plain",
                 ChainModel {
                     markers: &[],
-                    ..chatml(CHATML, plain)
+                    ..ChainModel::chatml(CHATML, plain)
                 },
             ),
             (
@@ -747,7 +734,7 @@ async fn tool_choice_and_parallel_tool_calls() {
 }
 
 fn chatty_model<'a>(chains: &'a [(&'a str, &'a [&'a str])]) -> ChainModel<'a> {
-    chatml(HERMES, chains)
+    ChainModel::chatml(HERMES, chains)
 }
 
 #[tokio::test]
@@ -768,8 +755,8 @@ async fn reasoning_budgets_efforts_and_history() {
     let n = neuron_with(
         root.path(),
         &[
-            ("steps", chatml(QWEN3, steps)),
-            ("history", chatml(QWEN3_HISTORY, history)),
+            ("steps", ChainModel::chatml(QWEN3, steps)),
+            ("history", ChainModel::chatml(QWEN3_HISTORY, history)),
         ],
     )
     .await;
@@ -857,7 +844,7 @@ async fn sampling_defaults_come_from_generation_config() {
     // Nearly flat: sampled, the answer is random; greedy, the chain.
     let flat = ChainModel {
         weight: 0.1,
-        ..chatml(CHATML, pieces)
+        ..ChainModel::chatml(CHATML, pieces)
     };
     let models = [("published", flat), ("bare", flat)];
     for (name, model) in &models {

@@ -105,22 +105,27 @@ pub struct ChainModel<'a> {
 /// The weight that makes a chain model's answer its chain, sampled or not.
 pub const SHARP: f32 = 1.0;
 
-/// Writes a ChatML model with Qwen's markers into `dir` that answers
-/// `pieces` (each one token), then ends, whatever it is asked; `template`
-/// is its chat template.
-pub fn write_chain(dir: &Path, template: &str, pieces: &[&str]) {
-    write_model(
-        dir,
-        &ChainModel {
+impl<'a> ChainModel<'a> {
+    /// A ChatML model with Qwen's markers, answering its `chains` sharply;
+    /// `template` is its chat template.
+    pub fn chatml(template: &'a str, chains: &'a [(&'a str, &'a [&'a str])]) -> Self {
+        ChainModel {
             template,
             specials: &[IM_START, IM_END],
             markers: &QWEN_MARKERS,
             bos: None,
             eos: IM_END,
-            chains: &[("\n", pieces)],
+            chains,
             weight: SHARP,
-        },
-    );
+        }
+    }
+}
+
+/// Writes a ChatML model with Qwen's markers into `dir` that answers
+/// `pieces` (each one token), then ends, whatever it is asked; `template`
+/// is its chat template.
+pub fn write_chain(dir: &Path, template: &str, pieces: &[&str]) {
+    write_model(dir, &ChainModel::chatml(template, &[("\n", pieces)]));
 }
 
 /// Writes `model` into `dir`.
