@@ -298,6 +298,19 @@ mod tests {
         assert_eq!(cfg.aliases_of("smol"), vec!["gpt-4o-mini".to_string()]);
     }
 
+    /// The line, field and message of a semantic config error.
+    fn invalid(src: &str) -> (usize, String, String) {
+        match parse(src).unwrap_err() {
+            ConfigError::Invalid {
+                line,
+                field,
+                message,
+                ..
+            } => (line, field, message),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_bad_hub_source_is_a_config_error_on_its_line() {
         let ok = parse(
@@ -307,18 +320,9 @@ mod tests {
         assert!(ok.is_ok(), "{ok:?}");
         let src =
             "[[models]]\nid = \"x\"\n[[models]]\nid = \"y\"\nsource = \"hf:org/name/model.bin\"\n";
-        match parse(src).unwrap_err() {
-            ConfigError::Invalid {
-                line,
-                field,
-                message,
-                ..
-            } => {
-                assert_eq!((line, field.as_str()), (5, "source"));
-                assert!(message.contains("GGUF"), "{message}");
-            }
-            other => panic!("{other:?}"),
-        }
+        let (line, field, message) = invalid(src);
+        assert_eq!((line, field.as_str()), (5, "source"));
+        assert!(message.contains("GGUF"), "{message}");
         let err = parse("[[models]]\nid = \"x\"\nsource = \"hf:justone\"\n")
             .unwrap_err()
             .to_string();
@@ -344,18 +348,9 @@ mod tests {
     #[test]
     fn semantic_errors_name_the_entry_line() {
         let src = "[[models]]\nid = \"x\"\n[[models]]\nid = \"y\"\npinned_on = [\"zz\"]\n";
-        match parse(src).unwrap_err() {
-            ConfigError::Invalid {
-                line,
-                field,
-                message,
-                ..
-            } => {
-                assert_eq!((line, field.as_str()), (5, "pinned_on"));
-                assert!(message.contains("zz"), "{message}");
-            }
-            other => panic!("{other:?}"),
-        }
+        let (line, field, message) = invalid(src);
+        assert_eq!((line, field.as_str()), (5, "pinned_on"));
+        assert!(message.contains("zz"), "{message}");
         let dup = "[[models]]\nid = \"x\"\n[[models]]\nid = \"x\"\n";
         assert!(
             parse(dup)
